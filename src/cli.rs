@@ -1,0 +1,134 @@
+//! Command line: one binary, one subcommand per program.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "slurm-gpu-exporter",
+    version,
+    about = "Prometheus exporter for GPU Slurm clusters"
+)]
+pub struct Cli {
+    /// Log level filter (tracing `EnvFilter` syntax, e.g. `info` or `slurm_gpu_exporter=debug`).
+    #[arg(
+        long = "log.level",
+        env = "SLURM_GPU_EXPORTER_LOG_LEVEL",
+        default_value = "info",
+        global = true
+    )]
+    pub log_level: String,
+
+    /// Log format.
+    #[arg(
+        long = "log.format",
+        env = "SLURM_GPU_EXPORTER_LOG_FORMAT",
+        default_value = "text",
+        global = true
+    )]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Cluster scraper: polls slurmrestd and serves queue, node, partition,
+    /// fairshare and scheduler metrics (one per cluster).
+    Cluster(crate::cluster::ClusterArgs),
+    /// Node agent: GPU (NVML), EFA, memlock and job attribution metrics (one per compute node).
+    Node(crate::node::NodeArgs),
+    /// Serves real metrics from bundled recorded slurmrestd responses and node fixtures; no cluster needed.
+    Demo(crate::demo::DemoArgs),
+}
+
+/// Exporter-convention web flags shared by every subcommand.
+#[derive(Debug, Clone, Args)]
+pub struct WebArgs {
+    /// Address to listen on for the metrics endpoint.
+    #[arg(
+        long = "web.listen-address",
+        env = "SLURM_GPU_EXPORTER_WEB_LISTEN_ADDRESS"
+    )]
+    pub listen_address: Option<String>,
+
+    /// Path under which metrics are exposed.
+    #[arg(
+        long = "web.telemetry-path",
+        env = "SLURM_GPU_EXPORTER_WEB_TELEMETRY_PATH",
+        default_value = "/metrics"
+    )]
+    pub telemetry_path: String,
+}
+
+impl WebArgs {
+    pub fn listen_address_or(&self, default: &str) -> String {
+        self.listen_address
+            .clone()
+            .unwrap_or_else(|| default.to_string())
+    }
+}
+
+pub fn init_logging(level: &str, format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Parses durations such as `30s`, `500ms`, `2m`, or plain seconds.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let (num, mult_ms) = if let Some(n) = s.strip_suffix("ms") {
+        (n, 1.0)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1000.0)
+    } else if let Some(n) = s.strip_suffix('m') {
+        (n, 60_000.0)
+    } else if let Some(n) = s.strip_suffix('h') {
+        (n, 3_600_000.0)
+    } else {
+        (s, 1000.0)
+    };
+    let v: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?} (use e.g. 30s, 500ms, 2m)"))?;
+    if !v.is_finite() || v < 0.0 {
+        return Err(format!("invalid duration {s:?}"));
+    }
+    Ok(std::time::Duration::from_millis((v * mult_ms) as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("15").unwrap(), Duration::from_secs(15));
+        assert!(parse_duration("-1s").is_err());
+        assert!(parse_duration("abc").is_err());
+    }
+
+    #[test]
+    fn cli_parses() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,15 @@
+//! slurm-gpu-exporter: a Prometheus exporter for GPU Slurm clusters.
+//!
+//! Architecture: data sources (`slurmrestd`, `node::sources`) parse into
+//! normalized models (`model`); collectors turn models into a
+//! [`exposition::MetricSet`]; `server` serves the latest encoded set.
+
+pub mod cli;
+pub mod cluster;
+pub mod demo;
+pub mod exposition;
+pub mod model;
+pub mod node;
+pub mod server;
+pub mod slurm;
+pub mod slurmrestd;

@@ -1,0 +1,624 @@
+//! HTTP transport to slurmrestd over `http://`, `https://` or `unix://`.
+//!
+//! Every request is bounded: one deadline covers connect, headers and body,
+//! and the body is cut at a size limit. Bodies are never buffered whole: they
+//! stream into the parser on a blocking thread, so a 1.6 GB job list costs
+//! one job's worth of memory.
+
+use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_core::Stream;
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, Empty};
+use hyper::body::{Body, Incoming};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpStream, UnixStream};
+use tokio::time::{Instant, Sleep};
+use tokio_util::io::{StreamReader, SyncIoBridge};
+
+use super::error::ParseError;
+
+/// A JWT or other secret whose `Debug`/`Display` never show the value.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// Where the JWT comes from. A file is re-read on every poll, so a rotated
+/// Kubernetes Secret (an atomic symlink swap) takes effect on the next poll.
+#[derive(Debug, Clone)]
+pub enum TokenSource {
+    None,
+    Static(Secret),
+    File(PathBuf),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("invalid slurmrestd URL {url:?}: {reason}")]
+    InvalidUrl { url: String, reason: String },
+    #[error("cannot connect to {target}: {source}")]
+    Connect {
+        target: String,
+        source: std::io::Error,
+    },
+    #[error("TLS handshake with {target} failed: {source}")]
+    Tls {
+        target: String,
+        source: std::io::Error,
+    },
+    #[error("HTTP error talking to {target}: {source}")]
+    Http {
+        target: String,
+        source: hyper::Error,
+    },
+    #[error("GET {path} timed out after {timeout:?}")]
+    Timeout { path: String, timeout: Duration },
+    #[error("GET {path}: HTTP {status}: {snippet}")]
+    Status {
+        path: String,
+        status: StatusCode,
+        snippet: String,
+    },
+    #[error("GET {path}: expected JSON, got content type {content_type:?}: {snippet}")]
+    NotJson {
+        path: String,
+        content_type: String,
+        snippet: String,
+    },
+    #[error(
+        "GET {path}: response exceeds the {limit}-byte limit (--slurmrestd-max-response-bytes)"
+    )]
+    TooLarge { path: String, limit: u64 },
+    #[error("GET {path}: cannot parse response: {source}")]
+    Parse { path: String, source: ParseError },
+    #[error("cannot read token file {path:?}: {source}")]
+    TokenFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl FetchError {
+    /// Stable label value for `errors_total{kind}`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            FetchError::InvalidUrl { .. } => "config",
+            FetchError::Connect { .. } => "connect",
+            FetchError::Tls { .. } => "tls",
+            FetchError::Http { .. } => "http",
+            FetchError::Timeout { .. } => "timeout",
+            FetchError::Status { status, .. } => match status.as_u16() {
+                401 | 403 | 511 => "auth",
+                404 => "not_found",
+                500..=599 => "http_5xx",
+                _ => "http_status",
+            },
+            FetchError::NotJson { .. } => "not_json",
+            FetchError::TooLarge { .. } => "too_large",
+            FetchError::Parse { source, .. } => match source {
+                ParseError::Slurm(_) => "slurm_error",
+                _ => "parse",
+            },
+            FetchError::TokenFile { .. } => "token",
+        }
+    }
+
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, FetchError::Status { status, .. } if *status == StatusCode::NOT_FOUND)
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Target {
+    Tcp {
+        host: String,
+        port: u16,
+        base_path: String,
+        tls: Option<Arc<rustls::ClientConfig>>,
+    },
+    Unix {
+        socket: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    pub url: String,
+    pub token: TokenSource,
+    pub user_name: Option<String>,
+    pub timeout: Duration,
+    pub max_body_bytes: u64,
+    pub ca_file: Option<PathBuf>,
+}
+
+/// Result of one successful request.
+#[derive(Debug)]
+pub struct Fetched<T> {
+    pub value: T,
+    pub bytes: u64,
+}
+
+#[derive(Debug)]
+pub struct Client {
+    target: Target,
+    display: String,
+    token: TokenSource,
+    cached_token: Mutex<Secret>,
+    user_name: Option<String>,
+    timeout: Duration,
+    max_body_bytes: u64,
+}
+
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+impl Client {
+    pub fn new(opts: ClientOptions) -> Result<Client, FetchError> {
+        let (target, display) = parse_url(&opts.url, opts.ca_file.as_deref())?;
+        let initial = match &opts.token {
+            TokenSource::Static(s) => s.clone(),
+            _ => Secret::default(),
+        };
+        Ok(Client {
+            target,
+            display,
+            token: opts.token,
+            cached_token: Mutex::new(initial),
+            user_name: opts.user_name,
+            timeout: opts.timeout,
+            max_body_bytes: opts.max_body_bytes,
+        })
+    }
+
+    /// The URL with nothing secret in it, for logs.
+    pub fn display(&self) -> &str {
+        &self.display
+    }
+
+    /// Re-reads the token file; on failure the previous token is kept.
+    pub fn refresh_token(&self) -> Result<(), FetchError> {
+        if let TokenSource::File(path) = &self.token {
+            let raw = read_token_file(path)?;
+            *self.cached_token.lock().unwrap_or_else(|e| e.into_inner()) = raw;
+        }
+        Ok(())
+    }
+
+    fn token(&self) -> Secret {
+        self.cached_token
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// GETs `path` and stream-parses the body with `parse` on a blocking thread.
+    pub async fn get<T, F>(&self, path: &str, parse: F) -> Result<Fetched<T>, FetchError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut dyn Read) -> Result<T, ParseError> + Send + 'static,
+    {
+        let deadline = Instant::now() + self.timeout;
+        let timeout_err = || FetchError::Timeout {
+            path: path.to_string(),
+            timeout: self.timeout,
+        };
+        let io = tokio::time::timeout_at(deadline, self.connect())
+            .await
+            .map_err(|_| timeout_err())??;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+            .await
+            .map_err(|source| FetchError::Http {
+                target: self.display.clone(),
+                source,
+            })?;
+        // Dropping the guard aborts the connection task, whatever path we leave by.
+        let _conn = AbortOnDrop(tokio::spawn(async move {
+            let _ = conn.await;
+        }));
+
+        let req = self.request(path);
+        let resp = tokio::time::timeout_at(deadline, sender.send_request(req))
+            .await
+            .map_err(|_| timeout_err())?
+            .map_err(|source| FetchError::Http {
+                target: self.display.clone(),
+                source,
+            })?;
+        let status = resp.status();
+        let content_type = resp
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let body = resp.into_body();
+        if status != StatusCode::OK {
+            let snippet = self.snippet(body, deadline).await;
+            return Err(FetchError::Status {
+                path: path.to_string(),
+                status,
+                snippet,
+            });
+        }
+        if !content_type.is_empty() && !content_type.to_ascii_lowercase().contains("json") {
+            let snippet = self.snippet(body, deadline).await;
+            return Err(FetchError::NotJson {
+                path: path.to_string(),
+                content_type,
+                snippet,
+            });
+        }
+
+        let state = Arc::new(BodyState::default());
+        let stream = BoundedBody {
+            body,
+            sleep: Box::pin(tokio::time::sleep_until(deadline)),
+            max: self.max_body_bytes,
+            state: state.clone(),
+        };
+        let reader = SyncIoBridge::new(StreamReader::new(stream));
+        let parsed = tokio::task::spawn_blocking(move || {
+            let mut reader = BufReader::with_capacity(64 * 1024, reader);
+            parse(&mut reader)
+        })
+        .await;
+        let bytes = state.read.load(Ordering::Relaxed);
+        if state.too_large.load(Ordering::Relaxed) {
+            return Err(FetchError::TooLarge {
+                path: path.to_string(),
+                limit: self.max_body_bytes,
+            });
+        }
+        if state.timed_out.load(Ordering::Relaxed) {
+            return Err(timeout_err());
+        }
+        match parsed {
+            Ok(Ok(value)) => Ok(Fetched { value, bytes }),
+            Ok(Err(source)) => Err(FetchError::Parse {
+                path: path.to_string(),
+                source,
+            }),
+            Err(join) => Err(FetchError::Parse {
+                path: path.to_string(),
+                source: ParseError::Slurm(format!("parser panicked: {join}")),
+            }),
+        }
+    }
+
+    fn request(&self, path: &str) -> Request<Empty<Bytes>> {
+        let (uri, host) = match &self.target {
+            Target::Tcp {
+                host,
+                port,
+                base_path,
+                ..
+            } => (format!("{base_path}{path}"), format!("{host}:{port}")),
+            Target::Unix { .. } => (path.to_string(), "localhost".to_string()),
+        };
+        let mut b = Request::get(uri)
+            .header(http::header::HOST, host)
+            .header(http::header::ACCEPT, "application/json")
+            .header(
+                http::header::USER_AGENT,
+                concat!("slurm-gpu-exporter/", env!("CARGO_PKG_VERSION")),
+            );
+        let token = self.token();
+        if !token.is_empty() {
+            if let Ok(mut v) = http::HeaderValue::from_str(token.expose()) {
+                v.set_sensitive(true);
+                b = b.header("X-SLURM-USER-TOKEN", v);
+            }
+        }
+        if let Some(user) = &self.user_name {
+            b = b.header("X-SLURM-USER-NAME", user.as_str());
+        }
+        // Only a header value can fail here, and those were checked above.
+        b.body(Empty::new()).unwrap_or_default()
+    }
+
+    async fn connect(&self) -> Result<Box<dyn Io>, FetchError> {
+        match &self.target {
+            Target::Unix { socket } => {
+                let s =
+                    UnixStream::connect(socket)
+                        .await
+                        .map_err(|source| FetchError::Connect {
+                            target: self.display.clone(),
+                            source,
+                        })?;
+                Ok(Box::new(s))
+            }
+            Target::Tcp {
+                host, port, tls, ..
+            } => {
+                let s = TcpStream::connect((host.as_str(), *port))
+                    .await
+                    .map_err(|source| FetchError::Connect {
+                        target: self.display.clone(),
+                        source,
+                    })?;
+                let _ = s.set_nodelay(true);
+                match tls {
+                    None => Ok(Box::new(s)),
+                    Some(cfg) => {
+                        let name =
+                            rustls::pki_types::ServerName::try_from(host.clone()).map_err(|e| {
+                                FetchError::InvalidUrl {
+                                    url: self.display.clone(),
+                                    reason: e.to_string(),
+                                }
+                            })?;
+                        let tls = tokio_rustls::TlsConnector::from(cfg.clone())
+                            .connect(name, s)
+                            .await
+                            .map_err(|source| FetchError::Tls {
+                                target: self.display.clone(),
+                                source,
+                            })?;
+                        Ok(Box::new(tls))
+                    }
+                }
+            }
+        }
+    }
+
+    /// First few hundred bytes of an error body, printable, token scrubbed.
+    async fn snippet(&self, body: Incoming, deadline: Instant) -> String {
+        const MAX: usize = 512;
+        let mut buf = Vec::new();
+        let mut body = body;
+        while buf.len() < MAX {
+            match tokio::time::timeout_at(deadline, body.frame()).await {
+                Ok(Some(Ok(frame))) => {
+                    if let Ok(data) = frame.into_data() {
+                        buf.extend_from_slice(&data);
+                    }
+                }
+                _ => break,
+            }
+        }
+        buf.truncate(MAX);
+        let mut s: String = String::from_utf8_lossy(&buf)
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
+        s = s.split_whitespace().collect::<Vec<_>>().join(" ");
+        let token = self.token();
+        if !token.is_empty() && s.contains(token.expose()) {
+            s = s.replace(token.expose(), "<redacted>");
+        }
+        s
+    }
+}
+
+fn read_token_file(path: &Path) -> Result<Secret, FetchError> {
+    // A JWT is well under 64 KiB; anything larger is not a token.
+    let mut f = std::fs::File::open(path).map_err(|source| FetchError::TokenFile {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut raw = String::new();
+    f.by_ref()
+        .take(64 * 1024)
+        .read_to_string(&mut raw)
+        .map_err(|source| FetchError::TokenFile {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    let t = raw.trim();
+    // Accept both a bare token and `SLURM_JWT=...` as `scontrol token` prints it.
+    let t = t.strip_prefix("SLURM_JWT=").unwrap_or(t);
+    Ok(Secret::new(t))
+}
+
+fn parse_url(url: &str, ca_file: Option<&Path>) -> Result<(Target, String), FetchError> {
+    let bad = |reason: &str| FetchError::InvalidUrl {
+        url: url.to_string(),
+        reason: reason.to_string(),
+    };
+    if let Some(path) = url.strip_prefix("unix://") {
+        if path.is_empty() {
+            return Err(bad("empty socket path"));
+        }
+        return Ok((
+            Target::Unix {
+                socket: PathBuf::from(path),
+            },
+            url.to_string(),
+        ));
+    }
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|e: http::uri::InvalidUri| bad(&e.to_string()))?;
+    let tls = match uri.scheme_str() {
+        Some("http") => false,
+        Some("https") => true,
+        _ => return Err(bad("scheme must be http, https or unix")),
+    };
+    let auth = uri.authority().ok_or_else(|| bad("missing host"))?;
+    if auth.as_str().contains('@') {
+        return Err(bad(
+            "credentials in the URL are not supported; use --slurmrestd-token-file",
+        ));
+    }
+    let host = auth.host().trim_start_matches('[').trim_end_matches(']');
+    let port = auth.port_u16().unwrap_or(if tls { 443 } else { 80 });
+    let base_path = uri.path().trim_end_matches('/').to_string();
+    let tls_cfg = if tls {
+        Some(Arc::new(tls_config(ca_file).map_err(|e| bad(&e))?))
+    } else {
+        None
+    };
+    Ok((
+        Target::Tcp {
+            host: host.to_string(),
+            port,
+            base_path,
+            tls: tls_cfg,
+        },
+        format!(
+            "{}://{}:{}{}",
+            if tls { "https" } else { "http" },
+            host,
+            port,
+            uri.path().trim_end_matches('/')
+        ),
+    ))
+}
+
+fn tls_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_native_certs::load_native_certs().certs {
+        let _ = roots.add(cert);
+    }
+    if let Some(path) = ca_file {
+        let pem = std::fs::read(path).map_err(|e| format!("CA file {path:?}: {e}"))?;
+        for cert in rustls_pemfile::certs(&mut &pem[..]) {
+            let cert = cert.map_err(|e| format!("CA file {path:?}: {e}"))?;
+            roots
+                .add(cert)
+                .map_err(|e| format!("CA file {path:?}: {e}"))?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())
+        .map(|b| b.with_root_certificates(roots).with_no_client_auth())
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+#[derive(Debug, Default)]
+struct BodyState {
+    read: AtomicU64,
+    too_large: AtomicBool,
+    timed_out: AtomicBool,
+}
+
+/// A response body as a byte stream that fails once the size limit or the
+/// request deadline is passed.
+struct BoundedBody {
+    body: Incoming,
+    sleep: Pin<Box<Sleep>>,
+    max: u64,
+    state: Arc<BodyState>,
+}
+
+impl Stream for BoundedBody {
+    type Item = std::io::Result<Bytes>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        loop {
+            if self.sleep.as_mut().poll(cx).is_ready() {
+                self.state.timed_out.store(true, Ordering::Relaxed);
+                return Poll::Ready(Some(Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "response deadline passed",
+                ))));
+            }
+            let frame = match Pin::new(&mut self.body).poll_frame(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Ready(Some(Err(e))) => {
+                    return Poll::Ready(Some(Err(std::io::Error::other(e))))
+                }
+                Poll::Ready(Some(Ok(frame))) => frame,
+            };
+            let Ok(data) = frame.into_data() else {
+                continue; // trailers
+            };
+            let total = self
+                .state
+                .read
+                .fetch_add(data.len() as u64, Ordering::Relaxed)
+                + data.len() as u64;
+            if total > self.max {
+                self.state.too_large.store(true, Ordering::Relaxed);
+                return Poll::Ready(Some(Err(std::io::Error::new(
+                    std::io::ErrorKind::FileTooLarge,
+                    "response size limit exceeded",
+                ))));
+            }
+            return Poll::Ready(Some(Ok(data)));
+        }
+    }
+}
+
+use std::future::Future as _;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_debug_is_redacted() {
+        let s = Secret::new("eyJhbGciOi.secret.sig");
+        assert_eq!(format!("{s:?}"), "Secret(<redacted>)");
+    }
+
+    #[test]
+    fn url_forms() {
+        let (t, d) = parse_url("http://slurm-restapi.slurm:6820", None).unwrap();
+        assert!(matches!(
+            t,
+            Target::Tcp {
+                port: 6820,
+                tls: None,
+                ..
+            }
+        ));
+        assert_eq!(d, "http://slurm-restapi.slurm:6820");
+        let (t, _) = parse_url("unix:///run/slurmrestd.socket", None).unwrap();
+        assert!(
+            matches!(t, Target::Unix { socket } if socket == Path::new("/run/slurmrestd.socket"))
+        );
+        let (t, _) = parse_url("http://127.0.0.1:8080/prefix/", None).unwrap();
+        assert!(matches!(t, Target::Tcp { base_path, .. } if base_path == "/prefix"));
+        assert!(parse_url("ftp://x", None).is_err());
+        assert!(parse_url("http://u:p@x", None).is_err());
+        assert!(parse_url("unix://", None).is_err());
+    }
+
+    #[test]
+    fn token_file_forms() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t");
+        std::fs::write(&p, "SLURM_JWT=abc.def.ghi\n").unwrap();
+        assert_eq!(read_token_file(&p).unwrap().expose(), "abc.def.ghi");
+        std::fs::write(&p, "  xyz \n").unwrap();
+        assert_eq!(read_token_file(&p).unwrap().expose(), "xyz");
+        assert!(read_token_file(&dir.path().join("missing")).is_err());
+    }
+}

@@ -1,0 +1,133 @@
+//! slurmrestd data source: transport, API version detection, and one adapter
+//! per API version that parses responses into the normalized [`crate::model`].
+
+pub mod client;
+pub mod error;
+pub mod number;
+pub mod v0038;
+pub mod v0040;
+
+use std::io::Read;
+
+pub use error::ParseError;
+
+use crate::model::{Diag, Job, Node, Partition, Share};
+
+/// slurmrestd API (data parser) versions this exporter understands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ApiVersion {
+    V0038,
+    V0040,
+    V0041,
+    V0042,
+    V0043,
+    V0044,
+    V0045,
+}
+
+impl ApiVersion {
+    /// Probe order for detection: newest first.
+    pub const NEWEST_FIRST: [ApiVersion; 7] = [
+        ApiVersion::V0045,
+        ApiVersion::V0044,
+        ApiVersion::V0043,
+        ApiVersion::V0042,
+        ApiVersion::V0041,
+        ApiVersion::V0040,
+        ApiVersion::V0038,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApiVersion::V0038 => "v0.0.38",
+            ApiVersion::V0040 => "v0.0.40",
+            ApiVersion::V0041 => "v0.0.41",
+            ApiVersion::V0042 => "v0.0.42",
+            ApiVersion::V0043 => "v0.0.43",
+            ApiVersion::V0044 => "v0.0.44",
+            ApiVersion::V0045 => "v0.0.45",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ApiVersion> {
+        let s = s.trim();
+        let s = s.strip_prefix('v').unwrap_or(s);
+        ApiVersion::NEWEST_FIRST
+            .into_iter()
+            .find(|v| &v.as_str()[1..] == s)
+    }
+
+    /// `/slurm/v0.0.38` style prefix.
+    pub fn slurm_path(self, endpoint: &str) -> String {
+        format!("/slurm/{}/{}", self.as_str(), endpoint)
+    }
+
+    /// Whether `/slurm/vX/shares` exists (v0.0.39 and later).
+    pub fn has_shares(self) -> bool {
+        self != ApiVersion::V0038
+    }
+}
+
+impl std::fmt::Display for ApiVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Receives jobs one at a time while `/jobs` is stream-parsed, so the job
+/// list is never held in memory.
+pub trait JobSink {
+    fn job(&mut self, job: Job);
+}
+
+impl JobSink for Vec<Job> {
+    fn job(&mut self, job: Job) {
+        self.push(job);
+    }
+}
+
+/// Stream-parses a `/slurm/vX/jobs` body into `sink`.
+pub fn parse_jobs(
+    version: ApiVersion,
+    body: &mut dyn Read,
+    sink: &mut dyn JobSink,
+) -> Result<(), ParseError> {
+    match version {
+        ApiVersion::V0038 => v0038::parse_jobs(body, sink),
+        v => v0040::parse_jobs(v, body, sink),
+    }
+}
+
+pub fn parse_nodes(version: ApiVersion, body: &mut dyn Read) -> Result<Vec<Node>, ParseError> {
+    match version {
+        ApiVersion::V0038 => v0038::parse_nodes(body),
+        v => v0040::parse_nodes(v, body),
+    }
+}
+
+pub fn parse_partitions(
+    version: ApiVersion,
+    body: &mut dyn Read,
+) -> Result<Vec<Partition>, ParseError> {
+    match version {
+        ApiVersion::V0038 => v0038::parse_partitions(body),
+        v => v0040::parse_partitions(v, body),
+    }
+}
+
+pub fn parse_shares(version: ApiVersion, body: &mut dyn Read) -> Result<Vec<Share>, ParseError> {
+    match version {
+        ApiVersion::V0038 => Err(ParseError::Unsupported {
+            what: "shares",
+            version,
+        }),
+        v => v0040::parse_shares(v, body),
+    }
+}
+
+pub fn parse_diag(version: ApiVersion, body: &mut dyn Read) -> Result<Diag, ParseError> {
+    match version {
+        ApiVersion::V0038 => v0038::parse_diag(body),
+        v => v0040::parse_diag(v, body),
+    }
+}
