@@ -10,6 +10,7 @@ pub mod demo;
 pub mod exposition;
 pub mod model;
 pub mod node;
+pub mod replay;
 pub mod server;
 pub mod slurm;
 pub mod slurmrestd;

@@ -1,15 +1,182 @@
-//! Cluster scraper: polls slurmrestd in the background and serves the latest snapshot.
+//! Cluster scraper: polls slurmrestd in the background and serves the latest
+//! snapshot, so any number of Prometheus replicas cost one poll set per interval.
 
-use clap::Args;
+pub mod collectors;
+pub mod poller;
 
-use crate::cli::WebArgs;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{ArgAction, Args};
+
+use crate::cli::{parse_duration, WebArgs};
+use crate::server::{self, Publisher};
+use crate::slurmrestd::client::{Client, ClientOptions, Secret, TokenSource};
+use crate::slurmrestd::ApiVersion;
+use poller::{PollOptions, Poller};
+
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:9342";
 
 #[derive(Debug, Clone, Args)]
 pub struct ClusterArgs {
     #[command(flatten)]
     pub web: WebArgs,
+
+    /// slurmrestd URL: http://host:port, https://host:port or unix:///path/to/slurmrestd.socket.
+    #[arg(long, env = "SLURMRESTD_URL")]
+    pub slurmrestd_url: String,
+
+    /// File holding the JWT (re-read every poll, so rotated Secrets apply). Without it, env SLURM_JWT is used.
+    #[arg(long, env = "SLURMRESTD_TOKEN_FILE")]
+    pub slurmrestd_token_file: Option<PathBuf>,
+
+    /// Value of X-SLURM-USER-NAME (optional; needed for tokens not bound to a user).
+    #[arg(long, env = "SLURMRESTD_USER_NAME")]
+    pub slurmrestd_user_name: Option<String>,
+
+    /// API version to use (e.g. v0.0.44), or `auto` to detect the newest the server offers.
+    #[arg(long, env = "SLURMRESTD_API_VERSION", default_value = "auto")]
+    pub slurmrestd_api_version: String,
+
+    /// Deadline for one request: connect, headers and whole body.
+    #[arg(long, env = "SLURMRESTD_TIMEOUT", default_value = "20s", value_parser = parse_duration)]
+    pub slurmrestd_timeout: Duration,
+
+    /// Largest response accepted. Bodies are streamed, not buffered, so this
+    /// bounds time, not memory; the default fits a 200k-job v0.0.44 queue (~16 KB/job).
+    #[arg(long, env = "SLURMRESTD_MAX_RESPONSE_BYTES", default_value_t = 4 << 30)]
+    pub slurmrestd_max_response_bytes: u64,
+
+    /// PEM CA bundle for https:// slurmrestd (added to the system roots).
+    #[arg(long, env = "SLURMRESTD_CA_FILE")]
+    pub slurmrestd_ca_file: Option<PathBuf>,
+
+    /// Interval between polls of slurmrestd.
+    #[arg(long, env = "SLURM_GPU_EXPORTER_POLL_INTERVAL", default_value = "30s", value_parser = parse_duration)]
+    pub poll_interval: Duration,
+
+    /// Data older than this (slurmrestd failing since) is dropped instead of served as stale.
+    #[arg(long, env = "SLURM_GPU_EXPORTER_MAX_DATA_AGE", default_value = "10m", value_parser = parse_duration)]
+    pub max_data_age: Duration,
+
+    /// Queue metrics (/jobs).
+    #[arg(long = "collector.jobs", env = "SLURM_GPU_EXPORTER_COLLECTOR_JOBS", default_value_t = true, action = ArgAction::Set)]
+    pub collector_jobs: bool,
+
+    /// Also export job counts per user (slurm_user_jobs); cardinality grows with users.
+    #[arg(long = "collector.jobs.per-user", env = "SLURM_GPU_EXPORTER_COLLECTOR_JOBS_PER_USER", default_value_t = false, action = ArgAction::Set)]
+    pub collector_jobs_per_user: bool,
+
+    /// Node metrics (/nodes).
+    #[arg(long = "collector.nodes", env = "SLURM_GPU_EXPORTER_COLLECTOR_NODES", default_value_t = true, action = ArgAction::Set)]
+    pub collector_nodes: bool,
+
+    /// Partition metrics (/partitions, with /nodes and /jobs).
+    #[arg(long = "collector.partitions", env = "SLURM_GPU_EXPORTER_COLLECTOR_PARTITIONS", default_value_t = true, action = ArgAction::Set)]
+    pub collector_partitions: bool,
+
+    /// Fairshare metrics (/shares; API v0.0.39+).
+    #[arg(long = "collector.fairshare", env = "SLURM_GPU_EXPORTER_COLLECTOR_FAIRSHARE", default_value_t = true, action = ArgAction::Set)]
+    pub collector_fairshare: bool,
+
+    /// Scheduler metrics (/diag).
+    #[arg(long = "collector.scheduler", env = "SLURM_GPU_EXPORTER_COLLECTOR_SCHEDULER", default_value_t = true, action = ArgAction::Set)]
+    pub collector_scheduler: bool,
 }
 
-pub async fn run(_args: ClusterArgs) -> anyhow::Result<()> {
-    anyhow::bail!("cluster scraper not wired yet")
+impl ClusterArgs {
+    pub fn poll_options(&self) -> anyhow::Result<PollOptions> {
+        let pinned_version = match self.slurmrestd_api_version.trim() {
+            "" | "auto" => None,
+            v => Some(ApiVersion::parse(v).with_context(|| {
+                format!(
+                    "unsupported --slurmrestd-api-version {v:?}; supported: auto, {}",
+                    ApiVersion::NEWEST_FIRST.map(|v| v.as_str()).join(", ")
+                )
+            })?),
+        };
+        Ok(PollOptions {
+            pinned_version,
+            jobs: self.collector_jobs,
+            jobs_per_user: self.collector_jobs_per_user,
+            nodes: self.collector_nodes,
+            partitions: self.collector_partitions,
+            fairshare: self.collector_fairshare,
+            scheduler: self.collector_scheduler,
+            max_data_age: self.max_data_age,
+        })
+    }
+
+    pub fn client(&self) -> anyhow::Result<Client> {
+        let token = match &self.slurmrestd_token_file {
+            Some(p) => TokenSource::File(p.clone()),
+            None => match std::env::var("SLURM_JWT") {
+                Ok(t) if !t.trim().is_empty() => TokenSource::Static(Secret::new(t.trim())),
+                _ => TokenSource::None,
+            },
+        };
+        Client::new(ClientOptions {
+            url: self.slurmrestd_url.clone(),
+            token,
+            user_name: self.slurmrestd_user_name.clone(),
+            timeout: self.slurmrestd_timeout,
+            max_body_bytes: self.slurmrestd_max_response_bytes,
+            ca_file: self.slurmrestd_ca_file.clone(),
+        })
+        .context("invalid slurmrestd settings")
+    }
+}
+
+/// Polls forever on `interval`, publishing after every poll. Missed ticks are
+/// skipped, so a slow slurmrestd never causes a burst of catch-up polls.
+pub fn spawn_poll_loop(
+    mut poller: Poller,
+    interval: Duration,
+    publisher: Publisher,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tick.tick().await;
+            let set = poller.poll().await;
+            publisher.publish(&set);
+        }
+    })
+}
+
+pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
+    let opts = args.poll_options()?;
+    let client = Arc::new(args.client()?);
+    if matches!(
+        (&args.slurmrestd_token_file, std::env::var_os("SLURM_JWT")),
+        (None, None)
+    ) {
+        tracing::warn!("no --slurmrestd-token-file and no SLURM_JWT: requests go without a token");
+    }
+    let listener = server::bind(&args.web.listen_address_or(DEFAULT_LISTEN)).await?;
+    tracing::info!(
+        listen = %listener.local_addr()?,
+        slurmrestd = client.display(),
+        interval = ?args.poll_interval,
+        "cluster scraper started"
+    );
+    let publisher = Publisher::new();
+    let poll = spawn_poll_loop(
+        Poller::new(client, opts),
+        args.poll_interval,
+        publisher.clone(),
+    );
+    let res = server::serve(
+        listener,
+        &args.web.telemetry_path,
+        "slurm-gpu-exporter cluster",
+        vec![publisher],
+        server::shutdown_signal(),
+    )
+    .await;
+    poll.abort();
+    res.context("HTTP server failed")
 }

@@ -1,0 +1,91 @@
+//! Partition metrics: capacity from the partition's nodes, allocation and
+//! job counts from the queue (a node in two partitions counts in both, as in sinfo).
+
+use std::collections::HashMap;
+
+use super::jobs::JobAggregates;
+use crate::exposition::{Kind, MetricSet};
+use crate::model::{Node, Partition};
+
+pub fn collect(
+    partitions: &[Partition],
+    nodes: &[Node],
+    jobs: Option<&JobAggregates>,
+    set: &mut MetricSet,
+) {
+    const NODES: &str = "Nodes in the partition.";
+    const CPUS: &str = "CPUs in the partition (sum over its nodes).";
+    const GPUS: &str = "GPUs in the partition (sum over its nodes).";
+    const ACPUS: &str = "CPUs allocated to jobs of the partition.";
+    const AGPUS: &str = "GPUs allocated to jobs of the partition.";
+    const JOBS: &str =
+        "Jobs of the partition by state (pending, running); array tasks counted individually.";
+    for (n, h) in [
+        ("slurm_partition_nodes", NODES),
+        ("slurm_partition_cpus", CPUS),
+        ("slurm_partition_gpus", GPUS),
+        ("slurm_partition_allocated_cpus", ACPUS),
+        ("slurm_partition_allocated_gpus", AGPUS),
+        ("slurm_partition_jobs", JOBS),
+    ] {
+        set.family(n, h, Kind::Gauge);
+    }
+    let by_name: HashMap<&str, &Node> = nodes.iter().map(|n| (n.name.as_str(), n)).collect();
+    for p in partitions {
+        let label = || vec![("partition", p.name.clone())];
+        let members: Vec<&Node> = p
+            .nodes
+            .iter()
+            .filter_map(|n| by_name.get(n.as_str()).copied())
+            .collect();
+        let node_count = if p.nodes.is_empty() {
+            p.total_nodes
+        } else {
+            p.nodes.len() as u64
+        };
+        // Nodes absent from /nodes (FUTURE) have no CPUs there: fall back to the partition's own total.
+        let cpus = if members.len() == p.nodes.len() && !members.is_empty() {
+            members.iter().map(|n| n.cpus).sum()
+        } else {
+            p.total_cpus.max(members.iter().map(|n| n.cpus).sum())
+        };
+        set.gauge("slurm_partition_nodes", NODES, label(), node_count as f64);
+        set.gauge("slurm_partition_cpus", CPUS, label(), cpus as f64);
+        set.gauge(
+            "slurm_partition_gpus",
+            GPUS,
+            label(),
+            members.iter().map(|n| n.gpus).sum::<u64>() as f64,
+        );
+        if let Some(jobs) = jobs {
+            let (mut acpus, mut agpus) = (0, 0);
+            for ((part, _, _), a) in &jobs.allocated {
+                if part == &p.name {
+                    acpus += a.cpus;
+                    agpus += a.gpus;
+                }
+            }
+            set.gauge(
+                "slurm_partition_allocated_cpus",
+                ACPUS,
+                label(),
+                acpus as f64,
+            );
+            set.gauge(
+                "slurm_partition_allocated_gpus",
+                AGPUS,
+                label(),
+                agpus as f64,
+            );
+            let (pending, running) = jobs.by_partition.get(&p.name).copied().unwrap_or_default();
+            for (state, n) in [("pending", pending), ("running", running)] {
+                set.gauge(
+                    "slurm_partition_jobs",
+                    JOBS,
+                    vec![("partition", p.name.clone()), ("state", state.to_string())],
+                    n as f64,
+                );
+            }
+        }
+    }
+}
