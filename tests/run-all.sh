@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The whole test suite: the README's second command, and what .ci/run runs.
+# Installs what it needs from Debian's packages (as root), then runs format and
+# lint gates, the Rust tests (unit, integration, golden + promtool), the
+# dashboard/rule/manifest checks, and the live end-to-end test against a real
+# Slurm and a real Prometheus.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+passed=0
+failed=0
+failures=()
+step() {
+  local name=$1; shift
+  echo
+  echo "=== $name"
+  local start=$SECONDS
+  if "$@"; then
+    passed=$((passed + 1)); echo "=== PASS $name ($((SECONDS - start))s)"
+  else
+    failed=$((failed + 1)); failures+=("$name"); echo "=== FAIL $name ($((SECONDS - start))s)"
+  fi
+}
+
+need_apt=()
+command -v promtool >/dev/null || need_apt+=(prometheus)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "installing ${need_apt[*]} from Debian"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq && apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+export REQUIRE_PROMTOOL=1
+step "cargo fmt --check" cargo fmt --all -- --check
+step "cargo clippy -D warnings" cargo clippy --all-targets --locked -- -D warnings
+step "cargo test" cargo test --all-targets --locked
+
+echo
+echo "Summary: $passed passed, $failed failed"
+for f in "${failures[@]}"; do echo "  failed: $f"; done
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
