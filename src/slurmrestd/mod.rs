@@ -1,8 +1,11 @@
 //! slurmrestd data source: transport, API version detection, and one adapter
 //! per API version that parses responses into the normalized [`crate::model`].
 
+mod body;
 pub mod client;
+mod diag;
 pub mod error;
+mod normalize;
 pub mod number;
 pub mod v0038;
 pub mod v0040;
