@@ -1209,3 +1209,71 @@ fn wrong_types_and_extreme_numbers() {
     let n = &slurmrestd::parse_nodes(v44, &mut body.as_bytes()).unwrap()[0];
     assert_eq!(n.flags, ["FUTURE_FLAG"]);
 }
+
+/// A reader that hands out one byte per call and counts what it handed out.
+struct Trickle<'a> {
+    data: &'a [u8],
+    pos: std::rc::Rc<std::cell::Cell<usize>>,
+}
+
+impl Read for Trickle<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let p = self.pos.get();
+        if p >= self.data.len() || buf.is_empty() {
+            return Ok(0);
+        }
+        buf[0] = self.data[p];
+        self.pos.set(p + 1);
+        Ok(1)
+    }
+}
+
+/// Records how much of the body had been read when each job arrived.
+struct PositionSink {
+    pos: std::rc::Rc<std::cell::Cell<usize>>,
+    seen_at: Vec<usize>,
+}
+
+impl slurmrestd::JobSink for PositionSink {
+    fn job(&mut self, _: Job) {
+        self.seen_at.push(self.pos.get());
+    }
+}
+
+#[test]
+fn jobs_are_streamed_while_the_body_is_read() {
+    for case in [&CASES[0], &CASES[5]] {
+        let mut body = Vec::new();
+        rest(case, "slurm_jobs.json")
+            .read_to_end(&mut body)
+            .unwrap();
+        let pos = std::rc::Rc::new(std::cell::Cell::new(0));
+        let mut reader = Trickle {
+            data: &body,
+            pos: pos.clone(),
+        };
+        let mut sink = PositionSink {
+            pos: pos.clone(),
+            seen_at: Vec::new(),
+        };
+        slurmrestd::parse_jobs(case.version, &mut reader, &mut sink).unwrap();
+        // The first job reaches the sink long before the body is consumed
+        // (allowing for the 8 KiB read buffer).
+        assert!(sink.seen_at.len() > 10);
+        assert!(sink.seen_at[0] < body.len() / 4, "{}", case.version);
+        assert!(sink.seen_at.windows(2).all(|w| w[0] <= w[1]));
+    }
+}
+
+#[test]
+fn errors_next_to_data_are_not_fatal() {
+    let body = r#"{"errors":[{"error":"partial"}],"jobs":[{"job_id":3,"job_state":["RUNNING"]}]}"#;
+    let mut jobs = Vec::new();
+    slurmrestd::parse_jobs(ApiVersion::V0044, &mut body.as_bytes(), &mut jobs).unwrap();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].state, Some(JobState::Running));
+    // Empty errors and empty data: an empty, valid answer.
+    let body = r#"{"errors":[],"jobs":[],"meta":{}}"#;
+    slurmrestd::parse_jobs(ApiVersion::V0038, &mut body.as_bytes(), &mut jobs).unwrap();
+    assert_eq!(jobs.len(), 1);
+}

@@ -89,7 +89,8 @@ impl JobSink for Vec<Job> {
     }
 }
 
-/// Stream-parses a `/slurm/vX/jobs` body into `sink`.
+/// Stream-parses a `/slurm/vX/jobs` body into `sink`. On error, the jobs
+/// delivered before it stay delivered: callers should drop that scrape.
 pub fn parse_jobs(
     version: ApiVersion,
     body: &mut dyn Read,
