@@ -8,6 +8,9 @@ pub enum ParseError {
     /// The response carried Slurm `errors[]` and no data.
     #[error("slurmrestd reported errors: {0}")]
     Slurm(String),
+    /// The response had neither its data member nor `errors[]`.
+    #[error("response has no `{0}` member")]
+    Missing(&'static str),
     #[error("{what} is not available in API {version}")]
     Unsupported {
         what: &'static str,

@@ -1,8 +1,11 @@
 //! slurmrestd data source: transport, API version detection, and one adapter
 //! per API version that parses responses into the normalized [`crate::model`].
 
+mod body;
 pub mod client;
+mod diag;
 pub mod error;
+mod normalize;
 pub mod number;
 pub mod v0038;
 pub mod v0040;
@@ -86,7 +89,8 @@ impl JobSink for Vec<Job> {
     }
 }
 
-/// Stream-parses a `/slurm/vX/jobs` body into `sink`.
+/// Stream-parses a `/slurm/vX/jobs` body into `sink`. On error, the jobs
+/// delivered before it stay delivered: callers should drop that scrape.
 pub fn parse_jobs(
     version: ApiVersion,
     body: &mut dyn Read,

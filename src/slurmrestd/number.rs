@@ -1,1 +1,258 @@
 //! Slurm's number objects (`{"set": true, "infinite": false, "number": 5}`, v0.0.39+).
+//!
+//! [`Number`] also accepts a plain JSON number or `null`, so one field type
+//! reads v0.0.38's plain integers and v0.0.40+'s objects alike. Plain values
+//! that are Slurm's C sentinels (`NO_VAL`, `INFINITE`, their 64-bit forms,
+//! and `-2` as v0.0.38 prints `NO_VAL64` signed) read as unset.
+
+use std::fmt;
+
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::Deserialize;
+
+const NO_VAL: u64 = 0xffff_fffe;
+const INFINITE: u64 = 0xffff_ffff;
+const NO_VAL64: u64 = u64::MAX - 1;
+const INFINITE64: u64 = u64::MAX;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub enum Number {
+    /// `set: false`, `null`, absent, or a sentinel.
+    #[default]
+    Unset,
+    Infinite,
+    Int(i64),
+    Uint(u64),
+    Float(f64),
+}
+
+impl Number {
+    fn classify(self) -> Number {
+        match self {
+            Number::Uint(NO_VAL | NO_VAL64) => Number::Unset,
+            Number::Uint(INFINITE | INFINITE64) => Number::Infinite,
+            Number::Int(-2) => Number::Unset,
+            Number::Float(f) if !f.is_finite() => Number::Unset,
+            Number::Float(f) if f == NO_VAL as f64 || f == NO_VAL64 as f64 => Number::Unset,
+            Number::Float(f) if f == INFINITE as f64 => Number::Infinite,
+            n => n,
+        }
+    }
+
+    /// A non-negative count; `None` when unset, infinite, negative or not integral-sized.
+    pub fn as_u64(self) -> Option<u64> {
+        match self.classify() {
+            Number::Uint(u) => Some(u),
+            Number::Int(i) => u64::try_from(i).ok(),
+            Number::Float(f) if (0.0..u64::MAX as f64).contains(&f) => Some(f as u64),
+            _ => None,
+        }
+    }
+
+    /// A signed integer (times); `None` when unset, infinite or out of range.
+    pub fn as_i64(self) -> Option<i64> {
+        match self.classify() {
+            Number::Uint(u) => i64::try_from(u).ok(),
+            Number::Int(i) => Some(i),
+            Number::Float(f) if (i64::MIN as f64..i64::MAX as f64).contains(&f) => Some(f as i64),
+            _ => None,
+        }
+    }
+
+    pub fn as_f64(self) -> Option<f64> {
+        match self.classify() {
+            Number::Uint(u) => Some(u as f64),
+            Number::Int(i) => Some(i as f64),
+            Number::Float(f) => Some(f),
+            _ => None,
+        }
+    }
+
+    /// A Unix time: 0 and unset mean "never" in Slurm.
+    pub fn as_time(self) -> Option<i64> {
+        self.as_i64().filter(|t| *t > 0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Number {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(NumberVisitor)
+    }
+}
+
+struct NumberVisitor;
+
+impl<'de> Visitor<'de> for NumberVisitor {
+    type Value = Number;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a number, null, or a Slurm number object {set, infinite, number}")
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Number, E> {
+        Ok(Number::Uint(v))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Number, E> {
+        Ok(if v >= 0 {
+            Number::Uint(v as u64)
+        } else {
+            Number::Int(v)
+        })
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Number, E> {
+        Ok(Number::Float(v))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Number, E> {
+        Ok(Number::Unset)
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Number, E> {
+        Ok(Number::Unset)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Number, D::Error> {
+        d.deserialize_any(self)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Number, A::Error> {
+        let mut set = None;
+        let mut infinite = None;
+        let mut number = Number::Unset;
+        while let Some(key) = map.next_key::<KeyName>()? {
+            match key {
+                KeyName::Set => set = Some(map.next_value::<bool>()?),
+                KeyName::Infinite => infinite = Some(map.next_value::<bool>()?),
+                // A nested object here is malformed; reject rather than recurse.
+                KeyName::Number => number = map.next_value::<PlainNumber>()?.0,
+                KeyName::Other => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(if infinite == Some(true) {
+            Number::Infinite
+        } else if set == Some(false) {
+            Number::Unset
+        } else {
+            number
+        })
+    }
+}
+
+enum KeyName {
+    Set,
+    Infinite,
+    Number,
+    Other,
+}
+
+impl<'de> Deserialize<'de> for KeyName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = KeyName;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<KeyName, E> {
+                Ok(match v {
+                    "set" => KeyName::Set,
+                    "infinite" => KeyName::Infinite,
+                    "number" => KeyName::Number,
+                    _ => KeyName::Other,
+                })
+            }
+        }
+        d.deserialize_identifier(V)
+    }
+}
+
+/// The `number` member: a plain number or null only.
+struct PlainNumber(Number);
+
+impl<'de> Deserialize<'de> for PlainNumber {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = PlainNumber;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a plain number")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<PlainNumber, E> {
+                NumberVisitor.visit_u64(v).map(PlainNumber)
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<PlainNumber, E> {
+                NumberVisitor.visit_i64(v).map(PlainNumber)
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<PlainNumber, E> {
+                Ok(PlainNumber(Number::Float(v)))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<PlainNumber, E> {
+                Ok(PlainNumber(Number::Unset))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Number;
+
+    fn n(json: &str) -> Number {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn objects_and_plain_values() {
+        assert_eq!(
+            n(r#"{"set":true,"infinite":false,"number":5}"#).as_u64(),
+            Some(5)
+        );
+        assert_eq!(
+            n(r#"{"set":false,"infinite":false,"number":5}"#).as_u64(),
+            None
+        );
+        assert_eq!(
+            n(r#"{"set":false,"infinite":true,"number":0}"#),
+            Number::Infinite
+        );
+        assert_eq!(
+            n(r#"{"set":true,"infinite":false,"number":0.5}"#).as_f64(),
+            Some(0.5)
+        );
+        assert_eq!(n(r#"{"number":7,"extra":[1]}"#).as_u64(), Some(7));
+        assert_eq!(n("42").as_u64(), Some(42));
+        assert_eq!(n("1.25").as_f64(), Some(1.25));
+        assert_eq!(n("null"), Number::Unset);
+        assert_eq!(n("1795374559").as_time(), Some(1795374559));
+        assert_eq!(n("0").as_time(), None);
+    }
+
+    #[test]
+    fn sentinels_and_hostile_values() {
+        // v0.0.38 prints cpu_load NO_VAL and free_memory NO_VAL64 as -2.
+        assert_eq!(n("4294967294").as_u64(), None);
+        assert_eq!(n("-2").as_u64(), None);
+        assert_eq!(n("4294967295"), Number::Uint(4294967295));
+        assert_eq!(n("4294967295").as_u64(), None);
+        assert_eq!(n("18446744073709551615").as_u64(), None);
+        // v0.0.40 prints fairshare level NO_VAL/INFINITE64 as floats.
+        assert_eq!(n("4294967294.0").as_f64(), None);
+        assert_eq!(n("1.8446744073709552e19").as_f64(), None);
+        assert_eq!(n("-1").as_u64(), None);
+        assert_eq!(n("-1").as_i64(), Some(-1));
+        assert_eq!(n("-5").as_time(), None);
+        assert_eq!(n("1e300").as_u64(), None);
+        assert_eq!(n("1e300").as_i64(), None);
+        assert_eq!(n("-1e300").as_f64(), Some(-1e300));
+        assert_eq!(n("12.9").as_u64(), Some(12));
+        for bad in [
+            r#""5""#,
+            "true",
+            "[1]",
+            r#"{"number":{"number":1}}"#,
+            r#"{"set":"yes"}"#,
+        ] {
+            assert!(serde_json::from_str::<Number>(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,21 +1,216 @@
-//! Placeholder until the v0.0.38 adapter lands.
+//! v0.0.38 adapter (Slurm 22.05): plain integers (sentinels such as
+//! `cpu_load: 4294967294` and `free_memory: -2` mean unknown), `job_state`
+//! as one string, node `state` as a lower-case base word plus `state_flags`,
+//! `job_resources.nodes` as a host list string. No `/shares` endpoint.
+
 use std::io::Read;
 
+use serde::Deserialize;
+
+use super::body::{self, state_words, string_or_null, strings_or_null, EachElement};
+use super::normalize::{self, JobFields, JobResources, NodeFields, PartitionFields};
+use super::number::Number;
 use super::{JobSink, ParseError};
 use crate::model::{Diag, Node, Partition};
 
-fn todo() -> ParseError {
-    ParseError::Slurm("v0.0.38 adapter not implemented".into())
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct WireJob {
+    job_id: Number,
+    array_job_id: Number,
+    array_task_id: Number,
+    #[serde(deserialize_with = "string_or_null")]
+    array_task_string: String,
+    #[serde(deserialize_with = "string_or_null")]
+    name: String,
+    #[serde(deserialize_with = "string_or_null")]
+    user_name: String,
+    #[serde(deserialize_with = "string_or_null")]
+    account: String,
+    #[serde(deserialize_with = "string_or_null")]
+    partition: String,
+    #[serde(deserialize_with = "string_or_null")]
+    qos: String,
+    #[serde(deserialize_with = "state_words")]
+    job_state: Vec<String>,
+    #[serde(deserialize_with = "string_or_null")]
+    state_reason: String,
+    #[serde(deserialize_with = "string_or_null")]
+    nodes: String,
+    submit_time: Number,
+    start_time: Number,
+    end_time: Number,
+    #[serde(deserialize_with = "string_or_null")]
+    tres_alloc_str: String,
+    #[serde(deserialize_with = "strings_or_null")]
+    gres_detail: Vec<String>,
+    job_resources: Option<WireJobResources>,
 }
-pub fn parse_jobs(_: &mut dyn Read, _: &mut dyn JobSink) -> Result<(), ParseError> {
-    Err(todo())
+
+/// Also v0.0.40's shape; v0.0.41 reshaped it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(super) struct WireJobResources {
+    #[serde(deserialize_with = "string_or_null")]
+    nodes: String,
+    allocated_cores: Number,
+    allocated_hosts: Number,
+    #[serde(deserialize_with = "allocated_nodes")]
+    allocated_nodes: Vec<WireAllocatedNode>,
 }
-pub fn parse_nodes(_: &mut dyn Read) -> Result<Vec<Node>, ParseError> {
-    Err(todo())
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct WireAllocatedNode {
+    memory_allocated: Number,
 }
-pub fn parse_partitions(_: &mut dyn Read) -> Result<Vec<Partition>, ParseError> {
-    Err(todo())
+
+/// v0.0.38 lists allocated nodes as an array; earlier parsers used an
+/// object keyed by index. Accept both, and `null`.
+fn allocated_nodes<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<WireAllocatedNode>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Shape {
+        List(Vec<WireAllocatedNode>),
+        Map(std::collections::BTreeMap<String, WireAllocatedNode>),
+    }
+    Ok(match Option::<Shape>::deserialize(d)? {
+        None => Vec::new(),
+        Some(Shape::List(v)) => v,
+        Some(Shape::Map(m)) => m.into_values().collect(),
+    })
 }
-pub fn parse_diag(_: &mut dyn Read) -> Result<Diag, ParseError> {
-    Err(todo())
+
+impl From<WireJobResources> for JobResources {
+    fn from(r: WireJobResources) -> Self {
+        JobResources {
+            nodes: r.nodes,
+            cpus: r.allocated_cores.as_u64().unwrap_or(0),
+            memory_mb: r
+                .allocated_nodes
+                .iter()
+                .filter_map(|n| n.memory_allocated.as_u64())
+                .fold(0u64, u64::saturating_add),
+            node_count: r.allocated_hosts.as_u64().unwrap_or(0),
+        }
+    }
+}
+
+impl From<WireJob> for JobFields {
+    fn from(j: WireJob) -> Self {
+        JobFields {
+            job_id: j.job_id.as_u64(),
+            array_job_id: j.array_job_id.as_u64(),
+            array_task_id: j.array_task_id.as_u64(),
+            array_task_string: j.array_task_string,
+            name: j.name,
+            user: j.user_name,
+            account: j.account,
+            partition: j.partition,
+            qos: j.qos,
+            state_words: j.job_state,
+            state_reason: j.state_reason,
+            nodes: j.nodes,
+            submit_time: j.submit_time.as_time(),
+            start_time: j.start_time.as_time(),
+            end_time: j.end_time.as_time(),
+            tres_alloc_str: j.tres_alloc_str,
+            gres_detail: j.gres_detail,
+            resources: j.job_resources.map(Into::into),
+        }
+    }
+}
+
+pub fn parse_jobs(body: &mut dyn Read, sink: &mut dyn JobSink) -> Result<(), ParseError> {
+    let mut each = |j: WireJob| sink.job(normalize::job(j.into()));
+    body::read(body, "jobs", EachElement::new(&mut each), |n| *n == 0).map(drop)
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct WireNode {
+    #[serde(deserialize_with = "string_or_null")]
+    name: String,
+    #[serde(deserialize_with = "state_words")]
+    state: Vec<String>,
+    #[serde(deserialize_with = "state_words")]
+    state_flags: Vec<String>,
+    #[serde(deserialize_with = "string_or_null")]
+    reason: String,
+    #[serde(deserialize_with = "strings_or_null")]
+    partitions: Vec<String>,
+    cpus: Number,
+    alloc_cpus: Number,
+    real_memory: Number,
+    alloc_memory: Number,
+    free_memory: Number,
+    cpu_load: Number,
+    #[serde(deserialize_with = "string_or_null")]
+    gres: String,
+    #[serde(deserialize_with = "string_or_null")]
+    gres_used: String,
+}
+
+impl From<WireNode> for NodeFields {
+    fn from(n: WireNode) -> Self {
+        let mut state_words = n.state;
+        state_words.extend(n.state_flags);
+        NodeFields {
+            name: n.name,
+            state_words,
+            reason: n.reason,
+            partitions: n.partitions,
+            cpus: n.cpus.as_u64(),
+            alloc_cpus: n.alloc_cpus.as_u64(),
+            real_memory_mb: n.real_memory.as_u64(),
+            alloc_memory_mb: n.alloc_memory.as_u64(),
+            free_memory_mb: n.free_memory.as_u64(),
+            cpu_load: n.cpu_load.as_f64(),
+            gres: n.gres,
+            gres_used: n.gres_used,
+        }
+    }
+}
+
+pub fn parse_nodes(body: &mut dyn Read) -> Result<Vec<Node>, ParseError> {
+    let nodes: Vec<WireNode> = body::read_member(body, "nodes", Vec::is_empty)?;
+    Ok(nodes
+        .into_iter()
+        .map(|n| normalize::node(n.into()))
+        .collect())
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct WirePartition {
+    #[serde(deserialize_with = "string_or_null")]
+    name: String,
+    #[serde(deserialize_with = "string_or_null")]
+    nodes: String,
+    total_cpus: Number,
+    total_nodes: Number,
+    #[serde(deserialize_with = "state_words")]
+    state: Vec<String>,
+}
+
+pub fn parse_partitions(body: &mut dyn Read) -> Result<Vec<Partition>, ParseError> {
+    let parts: Vec<WirePartition> = body::read_member(body, "partitions", Vec::is_empty)?;
+    Ok(parts
+        .into_iter()
+        .map(|p| {
+            normalize::partition(PartitionFields {
+                name: p.name,
+                nodes: p.nodes,
+                total_cpus: p.total_cpus.as_u64(),
+                total_nodes: p.total_nodes.as_u64(),
+                state_words: p.state,
+            })
+        })
+        .collect())
+}
+
+pub fn parse_diag(body: &mut dyn Read) -> Result<Diag, ParseError> {
+    super::diag::parse(body)
 }

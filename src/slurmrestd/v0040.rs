@@ -1,24 +1,331 @@
-//! Placeholder until the v0.0.40+ adapter lands.
+//! v0.0.40 – v0.0.45 adapter (Slurm 23.11 – 26.05). These versions share one
+//! wire shape apart from:
+//!
+//! * number objects `{set, infinite, number}` everywhere (all read via [`Number`]);
+//! * `job_resources`: v0.0.40 keeps v0.0.38's `{nodes: "<hostlist>", allocated_nodes}`,
+//!   v0.0.41+ reshaped it to `{nodes: {list, allocation: [{cpus: {count}, memory: {allocated}}]}}`;
+//! * shares: `effective_usage` and `fairshare.{factor,level}` are plain floats in
+//!   v0.0.40/v0.0.41 (level `4294967294.0`/`1.8e19` meaning unset) and number
+//!   objects from v0.0.42;
+//! * diag: v0.0.40 has no `bf_cycle_max`;
+//! * v0.0.45 adds fields this exporter does not read (`partition.exclusive`, ...).
+
 use std::io::Read;
 
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+use super::body::{self, state_words, string_or_null, strings_or_null, EachElement};
+use super::normalize::{self, JobFields, JobResources, NodeFields, PartitionFields};
+use super::number::Number;
+use super::v0038::WireJobResources as JobResources40;
 use super::{ApiVersion, JobSink, ParseError};
 use crate::model::{Diag, Node, Partition, Share};
 
-fn todo() -> ParseError {
-    ParseError::Slurm("v0.0.40+ adapter not implemented".into())
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct WireJob<R> {
+    job_id: Number,
+    array_job_id: Number,
+    array_task_id: Number,
+    #[serde(deserialize_with = "string_or_null")]
+    array_task_string: String,
+    #[serde(deserialize_with = "string_or_null")]
+    name: String,
+    #[serde(deserialize_with = "string_or_null")]
+    user_name: String,
+    #[serde(deserialize_with = "string_or_null")]
+    account: String,
+    #[serde(deserialize_with = "string_or_null")]
+    partition: String,
+    #[serde(deserialize_with = "string_or_null")]
+    qos: String,
+    #[serde(deserialize_with = "state_words")]
+    job_state: Vec<String>,
+    #[serde(deserialize_with = "string_or_null")]
+    state_reason: String,
+    #[serde(deserialize_with = "string_or_null")]
+    nodes: String,
+    submit_time: Number,
+    start_time: Number,
+    end_time: Number,
+    #[serde(deserialize_with = "string_or_null")]
+    tres_alloc_str: String,
+    #[serde(deserialize_with = "strings_or_null")]
+    gres_detail: Vec<String>,
+    job_resources: Option<R>,
 }
-pub fn parse_jobs(_: ApiVersion, _: &mut dyn Read, _: &mut dyn JobSink) -> Result<(), ParseError> {
-    Err(todo())
+
+/// v0.0.41+ `job_resources`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct JobResources41 {
+    nodes: Option<Nodes41>,
+    cpus: Number,
 }
-pub fn parse_nodes(_: ApiVersion, _: &mut dyn Read) -> Result<Vec<Node>, ParseError> {
-    Err(todo())
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Nodes41 {
+    count: Number,
+    #[serde(deserialize_with = "string_or_null")]
+    list: String,
+    #[serde(deserialize_with = "allocation41")]
+    allocation: Vec<Allocation41>,
 }
-pub fn parse_partitions(_: ApiVersion, _: &mut dyn Read) -> Result<Vec<Partition>, ParseError> {
-    Err(todo())
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Allocation41 {
+    cpus: Option<Count41>,
+    memory: Option<Memory41>,
 }
-pub fn parse_shares(_: ApiVersion, _: &mut dyn Read) -> Result<Vec<Share>, ParseError> {
-    Err(todo())
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Count41 {
+    count: Number,
 }
-pub fn parse_diag(_: ApiVersion, _: &mut dyn Read) -> Result<Diag, ParseError> {
-    Err(todo())
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Memory41 {
+    allocated: Number,
+}
+
+fn allocation41<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Allocation41>, D::Error> {
+    Option::<Vec<Allocation41>>::deserialize(d).map(Option::unwrap_or_default)
+}
+
+impl From<JobResources41> for JobResources {
+    fn from(r: JobResources41) -> Self {
+        let nodes = r.nodes.unwrap_or_default();
+        let per_node_cpus = nodes
+            .allocation
+            .iter()
+            .filter_map(|a| a.cpus.as_ref()?.count.as_u64())
+            .fold(0u64, u64::saturating_add);
+        JobResources {
+            cpus: r.cpus.as_u64().unwrap_or(per_node_cpus),
+            memory_mb: nodes
+                .allocation
+                .iter()
+                .filter_map(|a| a.memory.as_ref()?.allocated.as_u64())
+                .fold(0u64, u64::saturating_add),
+            node_count: nodes
+                .count
+                .as_u64()
+                .unwrap_or(nodes.allocation.len() as u64),
+            nodes: nodes.list,
+        }
+    }
+}
+
+impl<R: Into<JobResources>> From<WireJob<R>> for JobFields {
+    fn from(j: WireJob<R>) -> Self {
+        JobFields {
+            job_id: j.job_id.as_u64(),
+            array_job_id: j.array_job_id.as_u64(),
+            array_task_id: j.array_task_id.as_u64(),
+            array_task_string: j.array_task_string,
+            name: j.name,
+            user: j.user_name,
+            account: j.account,
+            partition: j.partition,
+            qos: j.qos,
+            state_words: j.job_state,
+            state_reason: j.state_reason,
+            nodes: j.nodes,
+            submit_time: j.submit_time.as_time(),
+            start_time: j.start_time.as_time(),
+            end_time: j.end_time.as_time(),
+            tres_alloc_str: j.tres_alloc_str,
+            gres_detail: j.gres_detail,
+            resources: j.job_resources.map(Into::into),
+        }
+    }
+}
+
+pub fn parse_jobs(
+    version: ApiVersion,
+    body: &mut dyn Read,
+    sink: &mut dyn JobSink,
+) -> Result<(), ParseError> {
+    match version {
+        ApiVersion::V0038 | ApiVersion::V0040 => stream_jobs::<JobResources40>(body, sink),
+        _ => stream_jobs::<JobResources41>(body, sink),
+    }
+}
+
+fn stream_jobs<R>(body: &mut dyn Read, sink: &mut dyn JobSink) -> Result<(), ParseError>
+where
+    R: DeserializeOwned + Default + Into<JobResources>,
+{
+    let mut each = |j: WireJob<R>| sink.job(normalize::job(j.into()));
+    body::read(body, "jobs", EachElement::new(&mut each), |n| *n == 0).map(drop)
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct WireNode {
+    #[serde(deserialize_with = "string_or_null")]
+    name: String,
+    #[serde(deserialize_with = "state_words")]
+    state: Vec<String>,
+    #[serde(deserialize_with = "string_or_null")]
+    reason: String,
+    #[serde(deserialize_with = "strings_or_null")]
+    partitions: Vec<String>,
+    cpus: Number,
+    alloc_cpus: Number,
+    real_memory: Number,
+    alloc_memory: Number,
+    free_mem: Number,
+    cpu_load: Number,
+    #[serde(deserialize_with = "string_or_null")]
+    gres: String,
+    #[serde(deserialize_with = "string_or_null")]
+    gres_used: String,
+}
+
+pub fn parse_nodes(_version: ApiVersion, body: &mut dyn Read) -> Result<Vec<Node>, ParseError> {
+    let nodes: Vec<WireNode> = body::read_member(body, "nodes", Vec::is_empty)?;
+    Ok(nodes
+        .into_iter()
+        .map(|n| {
+            normalize::node(NodeFields {
+                name: n.name,
+                state_words: n.state,
+                reason: n.reason,
+                partitions: n.partitions,
+                cpus: n.cpus.as_u64(),
+                alloc_cpus: n.alloc_cpus.as_u64(),
+                real_memory_mb: n.real_memory.as_u64(),
+                alloc_memory_mb: n.alloc_memory.as_u64(),
+                free_memory_mb: n.free_mem.as_u64(),
+                cpu_load: n.cpu_load.as_f64(),
+                gres: n.gres,
+                gres_used: n.gres_used,
+            })
+        })
+        .collect())
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct WirePartition {
+    #[serde(deserialize_with = "string_or_null")]
+    name: String,
+    nodes: Option<PartitionNodes>,
+    cpus: Option<PartitionCpus>,
+    partition: Option<PartitionState>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct PartitionNodes {
+    #[serde(deserialize_with = "string_or_null")]
+    configured: String,
+    total: Number,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct PartitionCpus {
+    total: Number,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct PartitionState {
+    #[serde(deserialize_with = "state_words")]
+    state: Vec<String>,
+}
+
+pub fn parse_partitions(
+    _version: ApiVersion,
+    body: &mut dyn Read,
+) -> Result<Vec<Partition>, ParseError> {
+    let parts: Vec<WirePartition> = body::read_member(body, "partitions", Vec::is_empty)?;
+    Ok(parts
+        .into_iter()
+        .map(|p| {
+            let nodes = p.nodes.unwrap_or_default();
+            normalize::partition(PartitionFields {
+                name: p.name,
+                nodes: nodes.configured,
+                total_cpus: p.cpus.and_then(|c| c.total.as_u64()),
+                total_nodes: nodes.total.as_u64(),
+                state_words: p.partition.map(|s| s.state).unwrap_or_default(),
+            })
+        })
+        .collect())
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct WireShares {
+    shares: Option<Vec<WireShare>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct WireShare {
+    #[serde(deserialize_with = "string_or_null")]
+    name: String,
+    #[serde(deserialize_with = "string_or_null")]
+    parent: String,
+    shares: Number,
+    shares_normalized: Number,
+    usage: Number,
+    effective_usage: Number,
+    fairshare: Option<Fairshare>,
+    #[serde(rename = "type", deserialize_with = "state_words")]
+    kind: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Fairshare {
+    factor: Number,
+    level: Number,
+}
+
+pub fn parse_shares(_version: ApiVersion, body: &mut dyn Read) -> Result<Vec<Share>, ParseError> {
+    let shares: WireShares = body::read_member(body, "shares", |s: &WireShares| {
+        s.shares.as_ref().is_none_or(Vec::is_empty)
+    })?;
+    Ok(shares
+        .shares
+        .unwrap_or_default()
+        .into_iter()
+        .map(share)
+        .collect())
+}
+
+/// A `USER` row is the association of user `name` under account `parent`;
+/// any other row is the account `name`. As in `sshare -l`, a user's
+/// fairshare is its factor and an account's is its Level FS.
+fn share(s: WireShare) -> Share {
+    let is_user = s.kind.iter().any(|k| k == "USER");
+    let fs = s.fairshare.unwrap_or_default();
+    let (account, user, fairshare) = if is_user {
+        (s.parent.clone(), Some(s.name), fs.factor.as_f64())
+    } else {
+        (s.name, None, fs.level.as_f64())
+    };
+    Share {
+        account,
+        user,
+        parent: s.parent,
+        raw_shares: s.shares.as_f64(),
+        normalized_shares: s.shares_normalized.as_f64().unwrap_or(0.0),
+        raw_usage: s.usage.as_f64().unwrap_or(0.0),
+        effective_usage: s.effective_usage.as_f64().unwrap_or(0.0),
+        fairshare,
+    }
+}
+
+pub fn parse_diag(_version: ApiVersion, body: &mut dyn Read) -> Result<Diag, ParseError> {
+    super::diag::parse(body)
 }

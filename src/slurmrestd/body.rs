@@ -1,0 +1,196 @@
+//! Reading slurmrestd response bodies: the top-level object (`meta`,
+//! `errors`, `warnings`, and one data member), streamed from a `Read`, plus
+//! lenient field helpers shared by the version adapters.
+
+use std::fmt;
+use std::io::{BufReader, Read};
+use std::marker::PhantomData;
+
+use serde::de::{
+    self, DeserializeOwned, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor,
+};
+use serde::{Deserialize, Deserializer};
+
+use super::ParseError;
+
+/// One `errors[]` entry; v0.0.38 uses `errno`, later versions `error_number`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct SlurmError {
+    #[serde(deserialize_with = "string_or_null")]
+    error: String,
+    #[serde(deserialize_with = "string_or_null")]
+    description: String,
+    #[serde(deserialize_with = "string_or_null")]
+    source: String,
+    error_number: Option<i64>,
+    errno: Option<i64>,
+}
+
+impl fmt::Display for SlurmError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut parts: Vec<&str> = [&self.error, &self.description]
+            .into_iter()
+            .map(String::as_str)
+            .filter(|s| !s.is_empty())
+            .collect();
+        parts.dedup();
+        f.write_str(&parts.join(": "))?;
+        if !self.source.is_empty() {
+            write!(f, " [{}]", self.source)?;
+        }
+        if let Some(n) = self.error_number.or(self.errno) {
+            write!(f, " (error {n})")?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads the top-level object of `body`, deserializing only member `field`
+/// through `seed` and collecting `errors[]`; everything else is skipped
+/// unparsed. A body whose `errors[]` is non-empty and whose data member is
+/// missing or empty (`is_empty`) is a [`ParseError::Slurm`].
+pub(crate) fn read<S, V>(
+    body: &mut dyn Read,
+    field: &'static str,
+    seed: S,
+    is_empty: impl FnOnce(&V) -> bool,
+) -> Result<V, ParseError>
+where
+    S: for<'de> DeserializeSeed<'de, Value = V>,
+{
+    let mut de = serde_json::Deserializer::from_reader(BufReader::new(body));
+    let (data, errors) = de.deserialize_map(TopLevel {
+        field,
+        seed: Some(seed),
+    })?;
+    de.end()?;
+    let data_empty = data.as_ref().is_none_or(is_empty);
+    if !errors.is_empty() && data_empty {
+        let msg = errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ");
+        return Err(ParseError::Slurm(msg));
+    }
+    data.ok_or(ParseError::Missing(field))
+}
+
+/// Reads member `field` of the top-level object as a `T`.
+pub(crate) fn read_member<T: DeserializeOwned>(
+    body: &mut dyn Read,
+    field: &'static str,
+    is_empty: impl FnOnce(&T) -> bool,
+) -> Result<T, ParseError> {
+    read(body, field, PhantomData::<T>, is_empty)
+}
+
+struct TopLevel<S> {
+    field: &'static str,
+    seed: Option<S>,
+}
+
+impl<'de, S: DeserializeSeed<'de>> Visitor<'de> for TopLevel<S> {
+    type Value = (Option<S::Value>, Vec<SlurmError>);
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a slurmrestd response object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut data = None;
+        let mut errors = Vec::new();
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            if key == self.field {
+                match self.seed.take() {
+                    Some(seed) => data = Some(map.next_value_seed(seed)?),
+                    None => return Err(de::Error::duplicate_field(self.field)),
+                }
+            } else if key == "errors" {
+                errors = map
+                    .next_value::<Option<Vec<SlurmError>>>()?
+                    .unwrap_or_default();
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok((data, errors))
+    }
+}
+
+/// Deserializes each element of a JSON array as `T` and hands it to `each`
+/// at once, so the array is never held in memory. Its value is the element count.
+pub(crate) struct EachElement<'a, T, F> {
+    each: &'a mut F,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<'a, T, F: FnMut(T)> EachElement<'a, T, F> {
+    pub(crate) fn new(each: &'a mut F) -> Self {
+        EachElement {
+            each,
+            _t: PhantomData,
+        }
+    }
+}
+
+impl<'de, T: Deserialize<'de>, F: FnMut(T)> DeserializeSeed<'de> for EachElement<'_, T, F> {
+    type Value = usize;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<usize, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de, T: Deserialize<'de>, F: FnMut(T)> Visitor<'de> for EachElement<'_, T, F> {
+    type Value = usize;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an array")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<usize, A::Error> {
+        let mut n = 0;
+        while let Some(item) = seq.next_element::<T>()? {
+            (self.each)(item);
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<usize, E> {
+        Ok(0)
+    }
+}
+
+/// A string that v0.0.38 may send as `null`.
+pub(crate) fn string_or_null<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Option::<String>::deserialize(d).map(Option::unwrap_or_default)
+}
+
+/// State words: an array of strings (v0.0.40+), one string such as
+/// `"RUNNING"` or `"DOWN+DRAIN"` (v0.0.38), or `null`. Upper-cased.
+pub(crate) fn state_words<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Words {
+        One(String),
+        Many(Vec<String>),
+    }
+    let words = match Option::<Words>::deserialize(d)? {
+        None => Vec::new(),
+        Some(Words::One(s)) => s.split('+').map(str::to_string).collect(),
+        Some(Words::Many(v)) => v,
+    };
+    Ok(words
+        .into_iter()
+        .map(|w| w.trim().to_ascii_uppercase())
+        .filter(|w| !w.is_empty())
+        .collect())
+}
+
+/// A list of strings that may be `null`.
+pub(crate) fn strings_or_null<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    Option::<Vec<String>>::deserialize(d).map(Option::unwrap_or_default)
+}
