@@ -75,7 +75,13 @@ fn primary_partition(p: &str) -> &str {
 impl JobSink for JobAggregates {
     fn job(&mut self, job: Job) {
         self.records += 1;
-        let state = job.state_or_other();
+        // squeue shows a finished job whose nodes are still being released as
+        // COMPLETING (CG); it still holds its resources.
+        let state = if job.state_flags.iter().any(|f| f == "COMPLETING") {
+            JobState::Completing
+        } else {
+            job.state_or_other()
+        };
         let n = job.task_count.max(1);
         let partition = primary_partition(&job.partition).to_string();
         *self
