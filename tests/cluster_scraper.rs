@@ -378,8 +378,10 @@ async fn metrics_answer_while_slurmrestd_stalls() {
         requests <= 6 * 5,
         "{requests} slurmrestd requests for 40 scrapes"
     );
+    // http_get returns the raw response: status line and headers, then the body.
     let health = http_get(&addr.to_string(), "/healthz").await;
-    assert_eq!(health.trim(), "ok");
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    assert_eq!(health.split("\r\n\r\n").nth(1).map(str::trim), Some("ok"));
     poll.abort();
     srv.abort();
 }
