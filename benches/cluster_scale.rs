@@ -61,6 +61,7 @@ fn main() {
     match cmd.as_deref() {
         Some("ingest") => ingest(args.usize("--jobs", 10_000), args.usize("--reps", 3)),
         Some("gen") => generate(&args),
+        Some("parse") => parse_only(&args),
         Some("all") => {
             ingest(args.usize("--jobs", 10_000), args.usize("--reps", 3));
         }
@@ -150,15 +151,31 @@ fn ingest(jobs: usize, reps: usize) {
     println!();
 }
 
+/// `parse_jobs` → `JobAggregates` only, for profilers (`perf record`).
+fn parse_only(args: &Args) {
+    let v = version_arg(args);
+    let body = JobsBody::collect(v, Shape::reference(args.usize("--jobs", 10_000)));
+    let d = best(args.usize("--reps", 5), || {
+        let mut agg = JobAggregates::new(false);
+        slurmrestd::parse_jobs(api(v), &mut &body[..], &mut agg).unwrap();
+        std::hint::black_box(&agg);
+    });
+    println!("{} parse_jobs: {:.0} MB/s", v.as_str(), mbps(body.len(), d));
+}
+
+fn version_arg(args: &Args) -> Version {
+    match args.value("--version").unwrap_or("v0.0.44") {
+        "v0.0.38" => Version::V0038,
+        "v0.0.44" => Version::V0044,
+        other => panic!("unsupported version {other}"),
+    }
+}
+
 /// Writes a generated cluster's responses to a directory, in the layout of
 /// `tests/fixtures/slurmrestd/<version>/` (for `replay`, curl, wrk, ...).
 fn generate(args: &Args) {
     let out = std::path::PathBuf::from(args.value("--out").expect("--out DIR"));
-    let v = match args.value("--version").unwrap_or("v0.0.44") {
-        "v0.0.38" => Version::V0038,
-        "v0.0.44" => Version::V0044,
-        other => panic!("unsupported version {other}"),
-    };
+    let v = version_arg(args);
     let shape = Shape::reference(args.usize("--jobs", 100_000));
     std::fs::create_dir_all(&out).unwrap();
     let mut f =

@@ -6,9 +6,7 @@ use std::fmt;
 use std::io::{BufReader, Read};
 use std::marker::PhantomData;
 
-use serde::de::{
-    self, DeserializeOwned, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor,
-};
+use serde::de::{self, DeserializeOwned, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
 use super::ParseError;
@@ -77,6 +75,30 @@ where
     data.ok_or(ParseError::Missing(field))
 }
 
+/// Like [`read`] for an array member: each element of `field` is handed to
+/// `each` as raw JSON as soon as it is complete (see [`super::scan`]), so the
+/// array is never held in memory. Returns the element count.
+pub(crate) fn read_elements(
+    body: &mut dyn Read,
+    field: &'static str,
+    each: impl FnMut(&[u8]) -> Result<(), serde_json::Error>,
+) -> Result<usize, ParseError> {
+    let top = super::scan::read_array(body, field, each)?;
+    let errors = match &top.errors {
+        Some(raw) => serde_json::from_slice::<Option<Vec<SlurmError>>>(raw)?.unwrap_or_default(),
+        None => Vec::new(),
+    };
+    if !errors.is_empty() && top.count.unwrap_or(0) == 0 {
+        let msg = errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ");
+        return Err(ParseError::Slurm(msg));
+    }
+    top.count.ok_or(ParseError::Missing(field))
+}
+
 /// Reads member `field` of the top-level object as a `T`.
 pub(crate) fn read_member<T: DeserializeOwned>(
     body: &mut dyn Read,
@@ -116,51 +138,6 @@ impl<'de, S: DeserializeSeed<'de>> Visitor<'de> for TopLevel<S> {
             }
         }
         Ok((data, errors))
-    }
-}
-
-/// Deserializes each element of a JSON array as `T` and hands it to `each`
-/// at once, so the array is never held in memory. Its value is the element count.
-pub(crate) struct EachElement<'a, T, F> {
-    each: &'a mut F,
-    _t: PhantomData<fn() -> T>,
-}
-
-impl<'a, T, F: FnMut(T)> EachElement<'a, T, F> {
-    pub(crate) fn new(each: &'a mut F) -> Self {
-        EachElement {
-            each,
-            _t: PhantomData,
-        }
-    }
-}
-
-impl<'de, T: Deserialize<'de>, F: FnMut(T)> DeserializeSeed<'de> for EachElement<'_, T, F> {
-    type Value = usize;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<usize, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de, T: Deserialize<'de>, F: FnMut(T)> Visitor<'de> for EachElement<'_, T, F> {
-    type Value = usize;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("an array")
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<usize, A::Error> {
-        let mut n = 0;
-        while let Some(item) = seq.next_element::<T>()? {
-            (self.each)(item);
-            n += 1;
-        }
-        Ok(n)
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<usize, E> {
-        Ok(0)
     }
 }
 

@@ -7,6 +7,7 @@ mod diag;
 pub mod error;
 mod normalize;
 pub mod number;
+mod scan;
 pub mod v0038;
 pub mod v0040;
 

@@ -7,7 +7,7 @@ use std::io::Read;
 
 use serde::Deserialize;
 
-use super::body::{self, state_words, string_or_null, strings_or_null, EachElement};
+use super::body::{self, state_words, string_or_null, strings_or_null};
 use super::normalize::{self, JobFields, JobResources, NodeFields, PartitionFields};
 use super::number::Number;
 use super::{JobSink, ParseError};
@@ -124,8 +124,12 @@ impl From<WireJob> for JobFields {
 }
 
 pub fn parse_jobs(body: &mut dyn Read, sink: &mut dyn JobSink) -> Result<(), ParseError> {
-    let mut each = |j: WireJob| sink.job(normalize::job(j.into()));
-    body::read(body, "jobs", EachElement::new(&mut each), |n| *n == 0).map(drop)
+    body::read_elements(body, "jobs", |raw| {
+        let j: WireJob = serde_json::from_slice(raw)?;
+        sink.job(normalize::job(j.into()));
+        Ok(())
+    })
+    .map(drop)
 }
 
 #[derive(Debug, Default, Deserialize)]

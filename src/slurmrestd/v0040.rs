@@ -15,7 +15,7 @@ use std::io::Read;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-use super::body::{self, state_words, string_or_null, strings_or_null, EachElement};
+use super::body::{self, state_words, string_or_null, strings_or_null};
 use super::normalize::{self, JobFields, JobResources, NodeFields, PartitionFields};
 use super::number::Number;
 use super::v0038::WireJobResources as JobResources40;
@@ -161,8 +161,12 @@ fn stream_jobs<R>(body: &mut dyn Read, sink: &mut dyn JobSink) -> Result<(), Par
 where
     R: DeserializeOwned + Default + Into<JobResources>,
 {
-    let mut each = |j: WireJob<R>| sink.job(normalize::job(j.into()));
-    body::read(body, "jobs", EachElement::new(&mut each), |n| *n == 0).map(drop)
+    body::read_elements(body, "jobs", |raw| {
+        let j: WireJob<R> = serde_json::from_slice(raw)?;
+        sink.job(normalize::job(j.into()));
+        Ok(())
+    })
+    .map(drop)
 }
 
 #[derive(Debug, Default, Deserialize)]
