@@ -6,7 +6,9 @@ use std::fmt;
 use std::io::{BufReader, Read};
 use std::marker::PhantomData;
 
-use serde::de::{self, DeserializeOwned, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+use serde::de::{
+    self, DeserializeOwned, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor,
+};
 use serde::{Deserialize, Deserializer};
 
 use super::ParseError;
@@ -75,13 +77,14 @@ where
     data.ok_or(ParseError::Missing(field))
 }
 
-/// Like [`read`] for an array member: each element of `field` is handed to
-/// `each` as raw JSON as soon as it is complete (see [`super::scan`]), so the
-/// array is never held in memory. Returns the element count.
-pub(crate) fn read_elements(
+/// Like [`read`] for an array member: each element of `field` is
+/// deserialized as a `T` and handed to `each` as soon as it is read (see
+/// [`super::scan`]), so the array is never held in memory. Returns the
+/// element count.
+pub(crate) fn read_elements<T: DeserializeOwned>(
     body: &mut dyn Read,
     field: &'static str,
-    each: impl FnMut(&[u8]) -> Result<(), serde_json::Error>,
+    each: impl FnMut(T),
 ) -> Result<usize, ParseError> {
     let top = super::scan::read_array(body, field, each)?;
     let errors = match &top.errors {
@@ -149,22 +152,37 @@ pub(crate) fn string_or_null<'de, D: Deserializer<'de>>(d: D) -> Result<String, 
 /// State words: an array of strings (v0.0.40+), one string such as
 /// `"RUNNING"` or `"DOWN+DRAIN"` (v0.0.38), or `null`. Upper-cased.
 pub(crate) fn state_words<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Words {
-        One(String),
-        Many(Vec<String>),
+    struct Words;
+    impl<'de> Visitor<'de> for Words {
+        type Value = Vec<String>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a state string, a list of state strings, or null")
+        }
+        fn visit_str<E: de::Error>(self, s: &str) -> Result<Vec<String>, E> {
+            Ok(s.split('+').filter_map(word).collect())
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<String>, A::Error> {
+            let mut out = Vec::new();
+            while let Some(w) = seq.next_element::<std::borrow::Cow<'de, str>>()? {
+                out.extend(word(&w));
+            }
+            Ok(out)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Vec<String>, E> {
+            Ok(Vec::new())
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Vec<String>, E> {
+            Ok(Vec::new())
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Vec<String>, D::Error> {
+            d.deserialize_any(self)
+        }
     }
-    let words = match Option::<Words>::deserialize(d)? {
-        None => Vec::new(),
-        Some(Words::One(s)) => s.split('+').map(str::to_string).collect(),
-        Some(Words::Many(v)) => v,
-    };
-    Ok(words
-        .into_iter()
-        .map(|w| w.trim().to_ascii_uppercase())
-        .filter(|w| !w.is_empty())
-        .collect())
+    fn word(w: &str) -> Option<String> {
+        let w = w.trim();
+        (!w.is_empty()).then(|| w.to_ascii_uppercase())
+    }
+    d.deserialize_any(Words)
 }
 
 /// A list of strings that may be `null`.

@@ -66,21 +66,44 @@ struct WireAllocatedNode {
 }
 
 /// v0.0.38 lists allocated nodes as an array; earlier parsers used an
-/// object keyed by index. Accept both, and `null`.
+/// object keyed by index. Accept both, and `null`. (A visitor, not an
+/// untagged enum: that would buffer every node's sockets/cores map.)
 fn allocated_nodes<'de, D: serde::Deserializer<'de>>(
     d: D,
 ) -> Result<Vec<WireAllocatedNode>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Shape {
-        List(Vec<WireAllocatedNode>),
-        Map(std::collections::BTreeMap<String, WireAllocatedNode>),
+    use serde::de::{MapAccess, SeqAccess, Visitor};
+    struct Nodes;
+    impl<'de> Visitor<'de> for Nodes {
+        type Value = Vec<WireAllocatedNode>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a list or map of allocated nodes, or null")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some(n) = seq.next_element()? {
+                out.push(n);
+            }
+            Ok(out)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            // Keyed by index: order by key as the BTreeMap this replaced did.
+            let mut out = std::collections::BTreeMap::new();
+            while let Some((k, v)) = map.next_entry::<String, WireAllocatedNode>()? {
+                out.insert(k, v);
+            }
+            Ok(out.into_values().collect())
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(Vec::new())
+        }
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(Vec::new())
+        }
+        fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_any(self)
+        }
     }
-    Ok(match Option::<Shape>::deserialize(d)? {
-        None => Vec::new(),
-        Some(Shape::List(v)) => v,
-        Some(Shape::Map(m)) => m.into_values().collect(),
-    })
+    d.deserialize_any(Nodes)
 }
 
 impl From<WireJobResources> for JobResources {
@@ -124,10 +147,8 @@ impl From<WireJob> for JobFields {
 }
 
 pub fn parse_jobs(body: &mut dyn Read, sink: &mut dyn JobSink) -> Result<(), ParseError> {
-    body::read_elements(body, "jobs", |raw| {
-        let j: WireJob = serde_json::from_slice(raw)?;
-        sink.job(normalize::job(j.into()));
-        Ok(())
+    body::read_elements(body, "jobs", |j: WireJob| {
+        sink.job(normalize::job(j.into()))
     })
     .map(drop)
 }

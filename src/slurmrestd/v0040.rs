@@ -161,10 +161,8 @@ fn stream_jobs<R>(body: &mut dyn Read, sink: &mut dyn JobSink) -> Result<(), Par
 where
     R: DeserializeOwned + Default + Into<JobResources>,
 {
-    body::read_elements(body, "jobs", |raw| {
-        let j: WireJob<R> = serde_json::from_slice(raw)?;
-        sink.job(normalize::job(j.into()));
-        Ok(())
+    body::read_elements(body, "jobs", |j: WireJob<R>| {
+        sink.job(normalize::job(j.into()))
     })
     .map(drop)
 }
