@@ -37,9 +37,13 @@ pub struct Family {
 
 /// An ordered set of metric families. Adding to a family name twice appends
 /// to the same family, so collectors can emit samples in any order.
+///
+/// The families sit behind an `Arc` (copied on write), so the clone that
+/// OpenMetrics encoding hands to `prometheus-client` costs nothing: at 10k
+/// nodes / 100k jobs the set is ~50 MiB.
 #[derive(Debug, Clone, Default)]
 pub struct MetricSet {
-    families: Vec<Family>,
+    families: std::sync::Arc<Vec<Family>>,
     index: HashMap<&'static str, usize>,
 }
 
@@ -56,17 +60,18 @@ impl MetricSet {
         let idx = match self.index.get(name) {
             Some(&i) => i,
             None => {
-                self.families.push(Family {
+                let families = std::sync::Arc::make_mut(&mut self.families);
+                families.push(Family {
                     name,
                     help,
                     kind,
                     samples: Vec::new(),
                 });
-                self.index.insert(name, self.families.len() - 1);
-                self.families.len() - 1
+                self.index.insert(name, families.len() - 1);
+                families.len() - 1
             }
         };
-        &mut self.families[idx]
+        &mut std::sync::Arc::make_mut(&mut self.families)[idx]
     }
 
     pub fn gauge(&mut self, name: &'static str, help: &'static str, labels: Labels, value: f64) {
@@ -89,7 +94,9 @@ impl MetricSet {
 
     /// Appends every family of `other`, merging families of the same name.
     pub fn extend(&mut self, other: MetricSet) {
-        for f in other.families {
+        let families =
+            std::sync::Arc::try_unwrap(other.families).unwrap_or_else(|shared| (*shared).clone());
+        for f in families {
             let (name, help, kind) = (f.name, f.help, f.kind);
             self.family(name, help, kind).samples.extend(f.samples);
         }
@@ -133,7 +140,7 @@ impl MetricSet {
     /// Classic Prometheus text format, version 0.0.4.
     pub fn encode_text(&self) -> String {
         let mut out = String::with_capacity(self.estimated_size());
-        for f in &self.families {
+        for f in self.families.iter() {
             let type_name = match f.kind {
                 Kind::Gauge | Kind::Info => "gauge",
                 Kind::Counter => "counter",
@@ -148,6 +155,8 @@ impl MetricSet {
                 out.push('\n');
             }
         }
+        // The estimate is generous; the snapshot is kept until the next poll.
+        out.shrink_to_fit();
         out
     }
 
@@ -158,6 +167,7 @@ impl MetricSet {
         let mut out = String::with_capacity(self.estimated_size());
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
+        out.shrink_to_fit();
         out
     }
 
@@ -174,7 +184,7 @@ struct SetCollector(MetricSet);
 
 impl Collector for SetCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        for f in &self.0.families {
+        for f in self.0.families.iter() {
             // prometheus-client appends `_total` / `_info` itself.
             let (base, metric_type) = match f.kind {
                 Kind::Gauge => (f.name, MetricType::Gauge),
