@@ -143,6 +143,9 @@ pub fn spawn_poll_loop(
             tick.tick().await;
             let set = poller.poll().await;
             publisher.publish(&set);
+            drop(set);
+            // The previous snapshot and this poll's metric set were just freed.
+            crate::slurmrestd::client::release_freed_memory();
         }
     })
 }
