@@ -587,6 +587,28 @@ fn scrape(args: &Args) {
             None => println!("| {what} | 0 | – | – | – | – | – | – | – | – | {jobs_reqs} |"),
         };
 
+        // Baseline in the same run: the same load against a small cluster's
+        // snapshot, where the payload is not what limits latency.
+        {
+            let small = Shape {
+                jobs: 1_000,
+                nodes: 100,
+                accounts: 20,
+                users_per_account: 5,
+                seed: shape.seed,
+            };
+            let counts = Arc::new(Counts::default());
+            let url = start_mock(small, counts.clone()).await;
+            let exp = Exporter::start(&url, "1h");
+            exp.ready(Duration::from_secs(900)).await;
+            let r = load(&exp.addr, scrapers, secs).await;
+            row(
+                "baseline: 100 nodes / 1k jobs, none (1h)",
+                scrapers,
+                Some(&r),
+                counts.jobs.load(Ordering::Relaxed) - 1,
+            );
+        }
         // Snapshot loaded, no poll in progress.
         let counts = Arc::new(Counts::default());
         let url = start_mock(shape, counts.clone()).await;
