@@ -1,0 +1,304 @@
+#!/usr/bin/env python3
+"""Assertions of the live end-to-end test.
+
+Compares the exporter's /metrics with squeue, sinfo and sacct taken at the same
+moment, checks Prometheus (targets, dashboard queries, alerts), and drives the
+slurmrestd stop/restart check. Each check prints PASS/FAIL with details.
+Stdlib only: it runs on a fresh Debian machine.
+"""
+
+import argparse
+import glob
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from collections import defaultdict
+
+RESULTS = []
+
+
+def report(name, ok, detail=""):
+    RESULTS.append((name, ok))
+    print(f"[{'PASS' if ok else 'FAIL'}] {name}" + (f": {detail}" if detail else ""), flush=True)
+    return ok
+
+
+def http_get(url, timeout=5):
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        return r.read().decode()
+
+
+SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)$')
+LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+
+def parse_metrics(text):
+    """[(name, {labels}, value)] from Prometheus text format."""
+    out = []
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = SAMPLE.match(line)
+        if not m:
+            continue
+        labels = dict(LABEL.findall(m.group(3) or ""))
+        out.append((m.group(1), labels, float(m.group(4))))
+    return out
+
+
+def group(samples, name, by, where=None):
+    acc = defaultdict(float)
+    for n, labels, v in samples:
+        if n != name:
+            continue
+        if where and not all(labels.get(k) == want for k, want in where.items()):
+            continue
+        acc[tuple(labels.get(b, "") for b in by)] += v
+    return {k: v for k, v in acc.items() if v != 0}
+
+
+def run(cmd):
+    return subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+
+
+def cli_snapshot():
+    """What the Slurm CLI says right now, in the exporter's terms."""
+    snap = {}
+    jobs = defaultdict(float)
+    for line in run(["squeue", "-r", "-h", "-t", "PD,R,S,CG", "-o", "%T|%a"]).splitlines():
+        state, account = line.split("|")
+        jobs[(state.lower(), account)] += 1
+    snap["active jobs per state and account (squeue -r)"] = dict(jobs)
+
+    squeue = json.loads(run(["squeue", "--json"]))
+    gpus = defaultdict(float)
+    for j in squeue["jobs"]:
+        state = j["job_state"] if isinstance(j["job_state"], str) else j["job_state"][0]
+        if state != "RUNNING":
+            continue
+        m = re.search(r"(?:^|,)gres/gpu=(\d+)", j.get("tres_alloc_str") or "")
+        if m:
+            gpus[(j["account"],)] += float(m.group(1))
+    snap["GPUs allocated per account (squeue --json tres_alloc_str)"] = dict(gpus)
+
+    sacct_gpus = defaultdict(float)
+    for line in run(["sacct", "-X", "-a", "-n", "-P", "-s", "R", "-o", "Account,AllocTRES"]).splitlines():
+        account, tres = line.split("|")
+        m = re.search(r"(?:^|,)gres/gpu=(\d+)", tres)
+        if m:
+            sacct_gpus[(account,)] += float(m.group(1))
+    snap["GPUs allocated per account (sacct -s R AllocTRES)"] = dict(sacct_gpus)
+
+    finished = defaultdict(float)
+    for line in run(["sacct", "-X", "-a", "-n", "-P", "-S", "now-1days", "-o", "JobIDRaw,State,Account"]).splitlines():
+        _, state, account = line.split("|")
+        state = state.split()[0].lower()  # "CANCELLED by 1001"
+        if state in ("completed", "failed", "cancelled", "timeout"):
+            finished[(state, account)] += 1
+    snap["finished jobs per state and account (sacct)"] = dict(finished)
+
+    sinfo = json.loads(run(["sinfo", "--json"]))
+    nodes = defaultdict(float)
+    seen = set()
+    for n in sinfo["nodes"]:
+        if n["name"] in seen:
+            continue
+        seen.add(n["name"])
+        state = n["state"] if isinstance(n["state"], str) else n["state"][0]
+        nodes[(state.lower(),)] += 1
+    snap["nodes per base state (sinfo --json)"] = dict(nodes)
+    drained = sum(1 for n in sinfo["nodes"] if "DRAIN" in (n.get("state_flags") or []))
+    snap["drained nodes (sinfo --json)"] = {("DRAIN",): float(drained)} if drained else {}
+    return snap
+
+
+def exporter_view(samples):
+    active = {k: v for k, v in group(samples, "slurm_jobs", ["state", "account"]).items()
+              if k[0] in ("pending", "running", "suspended", "completing")}
+    finished = {k: v for k, v in group(samples, "slurm_jobs", ["state", "account"]).items()
+                if k[0] in ("completed", "failed", "cancelled", "timeout")}
+    gpus = group(samples, "slurm_jobs_allocated_gpus", ["account"])
+    return {
+        "active jobs per state and account (squeue -r)": active,
+        "GPUs allocated per account (squeue --json tres_alloc_str)": gpus,
+        "GPUs allocated per account (sacct -s R AllocTRES)": gpus,
+        "finished jobs per state and account (sacct)": finished,
+        "nodes per base state (sinfo --json)": group(samples, "slurm_nodes", ["state"]),
+        "drained nodes (sinfo --json)": group(samples, "slurm_nodes_with_flag", ["flag"], {"flag": "DRAIN"}),
+    }
+
+
+def polls(exporter):
+    for n, _, v in parse_metrics(http_get(exporter + "/metrics")):
+        if n == "slurm_exporter_polls_total":
+            return v
+    return 0
+
+
+def wait_fresh_poll(exporter, timeout=60):
+    start = polls(exporter)
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if polls(exporter) >= start + 1:
+            return True
+        time.sleep(0.5)
+    return False
+
+
+def check_equality(exporter, attempts=5):
+    """CLI before, a fresh poll, metrics, CLI after: compare when the CLI did not move."""
+    last = None
+    for _ in range(attempts):
+        before = cli_snapshot()
+        if not wait_fresh_poll(exporter):
+            return report("exporter polls slurmrestd", False, "no poll within 60 s")
+        samples = parse_metrics(http_get(exporter + "/metrics"))
+        after = cli_snapshot()
+        if before != after:
+            continue  # the cluster moved under us; take another look
+        view = exporter_view(samples)
+        last = (before, view)
+        if all(view[k] == before[k] for k in before):
+            break
+        time.sleep(2)
+    if last is None:
+        return report("exporter equals CLI", False, "the cluster never held still")
+    before, view = last
+    ok = True
+    for k in before:
+        ok &= report(f"exporter == CLI: {k}", view[k] == before[k],
+                     f"exporter={sorted(view[k].items())} cli={sorted(before[k].items())}")
+    return ok
+
+
+def prom_query(prom, expr):
+    url = prom + "/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+    try:
+        body = json.loads(http_get(url, timeout=15))
+    except urllib.error.HTTPError as e:
+        body = json.loads(e.read().decode() or "{}")
+    return body
+
+
+def substitute(expr):
+    subs = {
+        "$__rate_interval": "1m", "${__rate_interval}": "1m", "$__interval": "30s",
+        "${__interval}": "30s", "$__range": "10m", "${__range}": "10m", "$__range_s": "600",
+        "$__range_ms": "600000",
+    }
+    for k, v in subs.items():
+        expr = expr.replace(k, v)
+    # Template variables: match everything (multi-value "All").
+    expr = re.sub(r'\$\{(\w+)(:\w+)?\}|\$(\w+)', lambda m: ".*" if True else "", expr)
+    return expr
+
+
+def dashboard_exprs(dash_dir):
+    out = []
+    for path in sorted(glob.glob(os.path.join(dash_dir, "*.json"))):
+        d = json.load(open(path))
+        panels = list(d.get("panels", []))
+        while panels:
+            p = panels.pop()
+            panels.extend(p.get("panels", []))
+            for t in p.get("targets", []):
+                if t.get("expr"):
+                    out.append((os.path.basename(path), p.get("title", "?"), t["expr"]))
+    return out
+
+
+def check_dashboards(prom, dash_dir, allow_empty):
+    exprs = dashboard_exprs(dash_dir)
+    report("dashboards have queries", len(exprs) > 0, f"{len(exprs)} queries in {dash_dir}")
+    ok = True
+    for dash, title, expr in exprs:
+        q = substitute(expr)
+        body = prom_query(prom, q)
+        if body.get("status") != "success":
+            ok &= report(f"query runs: {dash} / {title}", False, f"{body.get('error')} :: {q}")
+            continue
+        n = len(body["data"]["result"])
+        if n == 0 and any(re.search(a, title) for a in allow_empty):
+            report(f"query runs: {dash} / {title}", True, "no data expected in this situation")
+            continue
+        ok &= report(f"query returns data: {dash} / {title}", n > 0, f"{n} series :: {q}")
+    return ok
+
+
+def check_alerts(prom, want_firing, want_silent):
+    alerts = json.loads(http_get(prom + "/api/v1/alerts"))["data"]["alerts"]
+    firing = {a["labels"]["alertname"] for a in alerts if a["state"] == "firing"}
+    ok = True
+    for name in want_firing:
+        ok &= report(f"alert firing: {name}", name in firing, f"firing now: {sorted(firing)}")
+    for name in want_silent:
+        ok &= report(f"alert silent: {name}", name not in firing, f"firing now: {sorted(firing)}")
+    return ok
+
+
+def check_targets(prom, timeout=60):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        targets = json.loads(http_get(prom + "/api/v1/targets"))["data"]["activeTargets"]
+        if targets and all(t["health"] == "up" for t in targets):
+            return report("prometheus scrapes every target", True, f"{len(targets)} targets up")
+        time.sleep(1)
+    return report("prometheus scrapes every target", False, json.dumps(targets)[:500])
+
+
+def metric_value(exporter, name):
+    for n, _, v in parse_metrics(http_get(exporter + "/metrics")):
+        if n == name:
+            return v
+    return None
+
+
+def wait_metric(exporter, name, want, timeout):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        t0 = time.time()
+        v = metric_value(exporter, name)
+        if time.time() - t0 > 1.0:
+            return False, "a scrape took over 1 s"
+        if v == want:
+            return True, f"{name}={v}"
+        time.sleep(0.5)
+    return False, f"{name} stayed {metric_value(exporter, name)} (want {want})"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("phase", choices=["equality", "prometheus", "restd-down", "restd-up", "summary"])
+    ap.add_argument("--exporter", default="http://127.0.0.1:19342")
+    ap.add_argument("--prometheus", default="http://127.0.0.1:19090")
+    ap.add_argument("--dashboards", default="dashboards")
+    ap.add_argument("--firing", default="")
+    ap.add_argument("--silent", default="")
+    ap.add_argument("--allow-empty", default="", help="regexes of panel titles that may be empty here")
+    args = ap.parse_args()
+    split = lambda s: [x for x in s.split(",") if x]
+    if args.phase == "equality":
+        check_equality(args.exporter)
+    elif args.phase == "prometheus":
+        check_targets(args.prometheus)
+        check_dashboards(args.prometheus, args.dashboards, split(args.allow_empty))
+        check_alerts(args.prometheus, split(args.firing), split(args.silent))
+    elif args.phase == "restd-down":
+        ok, detail = wait_metric(args.exporter, "slurm_exporter_slurmrestd_up", 0.0, 60)
+        report("slurmrestd stopped: exporter reports it down and keeps answering", ok, detail)
+        jobs = metric_value(args.exporter, "slurm_jobs")
+        report("slurmrestd stopped: last good data still served", jobs is not None, f"slurm_jobs present={jobs is not None}")
+    elif args.phase == "restd-up":
+        ok, detail = wait_metric(args.exporter, "slurm_exporter_slurmrestd_up", 1.0, 90)
+        report("slurmrestd restarted: exporter recovers", ok, detail)
+    failed = [n for n, ok in RESULTS if not ok]
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
