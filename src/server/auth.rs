@@ -2,8 +2,8 @@
 //! verifications so that a scrape costs a SHA-256, not a bcrypt, once a
 //! user's password has been checked.
 
-use std::collections::{BTreeMap, HashSet};
-use std::sync::Mutex;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 
 use anyhow::{anyhow, bail};
 use axum::http::HeaderValue;
@@ -26,6 +26,9 @@ pub(crate) struct BasicAuth {
     /// so the cache holds no plain password digest.
     salt: [u8; 32],
     cache: Mutex<HashSet<[u8; 32]>>,
+    /// One bcrypt per key at a time: 50 scrapers arriving together with the
+    /// same credentials cost one verification, not 50.
+    inflight: Mutex<HashMap<[u8; 32], Arc<tokio::sync::Mutex<()>>>>,
     /// Bounds the CPU a flood of wrong passwords can take.
     bcrypt_slots: Semaphore,
 }
@@ -58,6 +61,7 @@ impl BasicAuth {
             dummy_hash,
             salt,
             cache: Mutex::new(HashSet::new()),
+            inflight: Mutex::new(HashMap::new()),
             bcrypt_slots: Semaphore::new(slots),
         })
     }
@@ -101,23 +105,49 @@ impl BasicAuth {
         if known && self.lock().contains(&key) {
             return true;
         }
+        let flight = self
+            .inflight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(key)
+            .or_default()
+            .clone();
+        let ok = {
+            let _turn = flight.lock().await;
+            // A request ahead of us with the same credentials may have verified them.
+            if known && self.lock().contains(&key) {
+                true
+            } else {
+                let ok = self.verify(password, hash).await && known;
+                if ok {
+                    let mut cache = self.lock();
+                    if cache.len() >= CACHE_MAX {
+                        cache.clear();
+                    }
+                    cache.insert(key);
+                }
+                ok
+            }
+        };
+        let mut inflight = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
+        if inflight
+            .get(&key)
+            .is_some_and(|f| Arc::ptr_eq(f, &flight) && Arc::strong_count(f) == 2)
+        {
+            inflight.remove(&key);
+        }
+        ok
+    }
+
+    async fn verify(&self, password: Vec<u8>, hash: String) -> bool {
         let Ok(_slot) = self.bcrypt_slots.acquire().await else {
             return false;
         };
-        let ok = tokio::task::spawn_blocking(move || bcrypt::verify(&password, &hash))
+        tokio::task::spawn_blocking(move || bcrypt::verify(&password, &hash))
             .await
             .ok()
             .and_then(Result::ok)
-            .unwrap_or(false);
-        if ok && known {
-            let mut cache = self.lock();
-            if cache.len() >= CACHE_MAX {
-                cache.clear();
-            }
-            cache.insert(key);
-            return true;
-        }
-        false
+            .unwrap_or(false)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<[u8; 32]>> {
@@ -171,6 +201,7 @@ mod tests {
         assert!(!a.check(Some(&HeaderValue::from_static("Bearer abc"))).await);
         assert!(!a.check(Some(&HeaderValue::from_static("Basic !!!"))).await);
         assert_eq!(a.lock().len(), 2);
+        assert!(a.inflight.lock().unwrap().is_empty());
     }
 
     #[test]

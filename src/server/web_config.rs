@@ -209,6 +209,12 @@ impl WebConfig {
         self.tls.is_some()
     }
 
+    /// The rustls server config, when TLS is on (for a custom listener,
+    /// e.g. [`super::tls::TlsListener`]).
+    pub fn rustls_config(&self) -> Option<Arc<rustls::ServerConfig>> {
+        self.tls.clone()
+    }
+
     /// Whether requests need `Authorization: Basic`.
     pub fn basic_auth_enabled(&self) -> bool {
         self.basic_auth.is_some()
