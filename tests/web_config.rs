@@ -409,7 +409,7 @@ async fn tls_versions_and_inline_pem() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stalled_handshakes_neither_block_others_nor_live_forever() {
+async fn stalled_handshakes_do_not_block_others() {
     let pki = Pki::new();
     let cfg =
         pki.write_config("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n");

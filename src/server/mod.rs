@@ -141,7 +141,16 @@ impl WebServer {
     /// `--web.listen-address` or `default_listen`.
     pub async fn bind(web: &WebArgs, default_listen: &str) -> anyhow::Result<WebServer> {
         let web_config = match &web.config_file {
-            Some(path) => Some(Arc::new(WebConfig::load(path)?)),
+            Some(path) => {
+                let cfg = WebConfig::load(path)?;
+                tracing::info!(
+                    file = %path.display(),
+                    tls = cfg.tls_enabled(),
+                    basic_auth = cfg.basic_auth_enabled(),
+                    "web config loaded"
+                );
+                Some(Arc::new(cfg))
+            }
             None => None,
         };
         let listener = bind(&web.listen_address_or(default_listen)).await?;
