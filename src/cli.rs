@@ -65,6 +65,11 @@ pub struct WebArgs {
         default_value = "/metrics"
     )]
     pub telemetry_path: String,
+
+    /// Prometheus exporter-toolkit web config file (TLS, client certificates,
+    /// basic auth, headers); see docs/security.md. Validated at start.
+    #[arg(long = "web.config.file", env = "SLURM_GPU_EXPORTER_WEB_CONFIG_FILE")]
+    pub config_file: Option<std::path::PathBuf>,
 }
 
 impl WebArgs {

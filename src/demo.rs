@@ -55,19 +55,16 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         cluster.clone(),
     );
 
-    let listener = server::bind(&args.web.listen_address_or(DEFAULT_LISTEN)).await?;
-    let addr = listener.local_addr()?;
+    let web = server::WebServer::bind(&args.web, DEFAULT_LISTEN).await?;
     tracing::info!(
-        "demo: replaying Slurm 25.11.7 (API v0.0.44) recordings from {replay_addr}; metrics at http://{addr}{}",
-        args.web.telemetry_path
+        "demo: replaying Slurm 25.11.7 (API v0.0.44) recordings from {replay_addr}; metrics at {}",
+        web.metrics_url()
     );
     eprintln!(
-        "slurm-gpu-exporter demo: open http://{addr}{} (Ctrl-C to stop)",
-        args.web.telemetry_path
+        "slurm-gpu-exporter demo: open {} (Ctrl-C to stop)",
+        web.metrics_url()
     );
-    server::serve(
-        listener,
-        &args.web.telemetry_path,
+    web.serve(
         "slurm-gpu-exporter demo",
         vec![cluster],
         server::shutdown_signal(),

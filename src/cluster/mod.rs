@@ -156,9 +156,9 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
     ) {
         tracing::warn!("no --slurmrestd-token-file and no SLURM_JWT: requests go without a token");
     }
-    let listener = server::bind(&args.web.listen_address_or(DEFAULT_LISTEN)).await?;
+    let web = server::WebServer::bind(&args.web, DEFAULT_LISTEN).await?;
     tracing::info!(
-        listen = %listener.local_addr()?,
+        metrics = %web.metrics_url(),
         slurmrestd = client.display(),
         interval = ?args.poll_interval,
         "cluster scraper started"
@@ -169,14 +169,13 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
         args.poll_interval,
         publisher.clone(),
     );
-    let res = server::serve(
-        listener,
-        &args.web.telemetry_path,
-        "slurm-gpu-exporter cluster",
-        vec![publisher],
-        server::shutdown_signal(),
-    )
-    .await;
+    let res = web
+        .serve(
+            "slurm-gpu-exporter cluster",
+            vec![publisher],
+            server::shutdown_signal(),
+        )
+        .await;
     poll.abort();
     res.context("HTTP server failed")
 }
