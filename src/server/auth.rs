@@ -15,6 +15,14 @@ use tokio::sync::Semaphore;
 /// cleared when full. Only passwords that verified get in, so it stays tiny.
 const CACHE_MAX: usize = 1024;
 
+/// bcrypt verifications run since start (process-wide); shows the cache at work.
+static BCRYPT_VERIFICATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Number of bcrypt verifications run by this process so far.
+pub fn bcrypt_verifications() -> u64 {
+    BCRYPT_VERIFICATIONS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 pub(crate) struct BasicAuth {
     /// (user, bcrypt hash); searched in full on every miss so a lookup's
     /// time does not depend on where (or whether) the user is found.
@@ -143,6 +151,7 @@ impl BasicAuth {
         let Ok(_slot) = self.bcrypt_slots.acquire().await else {
             return false;
         };
+        BCRYPT_VERIFICATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         tokio::task::spawn_blocking(move || bcrypt::verify(&password, &hash))
             .await
             .ok()

@@ -5,7 +5,7 @@
 //! certificates, basic auth, response headers and a rate limit. Programs
 //! call [`WebServer::bind`] with their `WebArgs`, then [`WebServer::serve`].
 
-mod auth;
+pub mod auth;
 pub mod tls;
 pub mod web_config;
 
