@@ -147,9 +147,17 @@ def documented_metrics() -> tuple[set[str], list[str]]:
         for line in Path(f).read_text().splitlines():
             if not line.startswith("|"):
                 continue
-            first = line.strip("|").split("|")[0]
+            cells = line.strip().strip("|").split("|")
+            first = cells[0]
             for tok in re.findall(r"`([A-Za-z_:][A-Za-z0-9_:]*)(?:\{[^`]*\})?`", first):
                 names.add(tok)
+            # Families written as a template, e.g. `slurm_efa_port_<counter>_total` with the values
+            # listed in the row as a backticked, space-separated list.
+            for tmpl in re.findall(r"`([A-Za-z_:][A-Za-z0-9_:]*<[a-z_]+>[A-Za-z0-9_:]*)`", first):
+                values = [w for chunk in re.findall(r"`([a-z0-9_ ]+)`", "|".join(cells[1:]))
+                          if " " in chunk.strip() for w in chunk.split()]
+                for v in values:
+                    names.add(re.sub(r"<[a-z_]+>", v, tmpl))
     return names, docs
 
 
