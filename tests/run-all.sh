@@ -34,6 +34,7 @@ export REQUIRE_PROMTOOL=1
 step "cargo fmt --check" cargo fmt --all -- --check
 step "cargo clippy -D warnings" cargo clippy --all-targets --locked -- -D warnings
 step "cargo test" cargo test --all-targets --locked
+step "dashboards, rules, manifests (tests/ops/check.sh)" bash tests/ops/check.sh
 
 echo
 echo "Summary: $passed passed, $failed failed"
