@@ -1,5 +1,7 @@
 //! Node agent: per-node collectors (GPU, EFA, memlock, job attribution).
 
+pub mod sources;
+
 use clap::Args;
 
 use crate::cli::WebArgs;
