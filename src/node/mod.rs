@@ -175,7 +175,7 @@ impl AgentConfig {
 
 struct Outcome {
     collector: &'static str,
-    ok: bool,
+    error: Option<String>,
     duration: Duration,
 }
 
@@ -190,6 +190,8 @@ pub struct Agent {
     jobs: JobsCollector,
     resolver: JobResolver,
     last_success: BTreeMap<&'static str, f64>,
+    /// Last error per collector, so a persistent failure is logged once.
+    last_error: BTreeMap<&'static str, String>,
 }
 
 impl Agent {
@@ -212,6 +214,7 @@ impl Agent {
             memlock: MemlockCollector,
             resolver: JobResolver::new(),
             last_success: BTreeMap::new(),
+            last_error: BTreeMap::new(),
         })
     }
 
@@ -300,11 +303,27 @@ impl Agent {
         };
         let labels = |c: &str| vec![("node", node.to_string()), ("collector", c.to_string())];
         for o in outcomes {
+            match (&o.error, self.last_error.get(o.collector)) {
+                (Some(e), Some(prev)) if e == prev => {
+                    tracing::debug!(collector = o.collector, error = %e, "collector still failing")
+                }
+                (Some(e), _) => {
+                    tracing::warn!(collector = o.collector, error = %e, "collector failed");
+                    self.last_error.insert(o.collector, e.clone());
+                }
+                (None, Some(_)) => {
+                    tracing::info!(collector = o.collector, "collector recovered");
+                    self.last_error.remove(o.collector);
+                }
+                (None, None) => {}
+            }
+        }
+        for o in outcomes {
             out.gauge(
                 "slurm_node_collector_up",
                 "1 if the collector's last run succeeded.",
                 labels(o.collector),
-                if o.ok { 1.0 } else { 0.0 },
+                if o.error.is_none() { 1.0 } else { 0.0 },
             );
         }
         for o in outcomes {
@@ -318,7 +337,7 @@ impl Agent {
                 labels(o.collector),
                 d,
             );
-            if o.ok {
+            if o.error.is_none() {
                 self.last_success.insert(o.collector, now);
             }
         }
@@ -336,12 +355,9 @@ impl Agent {
 }
 
 fn outcome(collector: &'static str, r: Result<(), CollectError>, duration: Duration) -> Outcome {
-    if let Err(e) = &r {
-        tracing::warn!(collector, error = %e, "collector failed");
-    }
     Outcome {
         collector,
-        ok: r.is_ok(),
+        error: r.err().map(|e| e.to_string()),
         duration,
     }
 }

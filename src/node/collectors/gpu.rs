@@ -137,7 +137,6 @@ pub fn read_gpu(
     match res {
         Ok(()) => r.up = true,
         Err(e) => {
-            tracing::warn!(gpu = index, uuid = %r.identity.uuid, error = %e, "GPU down");
             // Drop partial values: a down GPU reports only slurm_gpu_up.
             r = GpuReading {
                 identity: r.identity,
@@ -157,6 +156,8 @@ struct Worker {
     /// Last reason NVML was unavailable (logged once per distinct reason).
     unavailable: Option<String>,
     identities: Vec<Option<GpuIdentity>>,
+    /// Per GPU, whether it was down in the last sample (logged on change).
+    down: Vec<bool>,
     xids: BTreeMap<u32, BTreeMap<u64, u64>>,
     driver_version: Option<String>,
 }
@@ -234,9 +235,19 @@ impl Worker {
             tracing::info!(gpus = count, "GPUs found; GPU collector up");
         }
         self.identities.resize(count as usize, None);
+        self.down.resize(count as usize, false);
         let mut gpus = Vec::with_capacity(count as usize);
         for i in 0..count {
-            gpus.push(read_gpu(b.as_mut(), i, &mut self.identities[i as usize]));
+            let r = read_gpu(b.as_mut(), i, &mut self.identities[i as usize]);
+            let was_down = std::mem::replace(&mut self.down[i as usize], !r.up);
+            match (&r.error, was_down) {
+                (Some(e), false) => {
+                    tracing::warn!(gpu = i, uuid = %r.identity.uuid, error = %e, "GPU down; the other GPUs keep reporting")
+                }
+                (None, true) => tracing::info!(gpu = i, uuid = %r.identity.uuid, "GPU up again"),
+                _ => {}
+            }
+            gpus.push(r);
         }
         GpuSample {
             status: Ok(()),
@@ -271,6 +282,7 @@ impl GpuWorker {
                     next_load: Instant::now(),
                     unavailable: None,
                     identities: Vec::new(),
+                    down: Vec::new(),
                     xids: BTreeMap::new(),
                     driver_version: None,
                 };
@@ -310,7 +322,7 @@ impl GpuWorker {
                 Ok((seq, s)) if seq == self.seq => return s,
                 Ok(_) => continue,
                 Err(RecvTimeoutError::Timeout) => {
-                    tracing::warn!(?timeout, "NVML worker did not answer in time");
+                    tracing::debug!(?timeout, "NVML worker did not answer in time");
                     return GpuSample::unavailable(format!(
                         "NVML did not answer within {timeout:?}"
                     ));
