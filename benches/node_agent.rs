@@ -142,6 +142,11 @@ fn main() {
         CallCosts::H100
     );
 
+    // Let the fixture's writeback finish so it does not compete with the
+    // measurement.
+    // SAFETY: sync(2) has no preconditions.
+    unsafe { libc::sync() };
+    std::thread::sleep(Duration::from_secs(1));
     let files = files_read(dir.path(), &fake);
     let cfg = AgentConfig::new("p5-st-7", dir.path().join("proc"), dir.path().join("sys"));
     let mut agent = Agent::new(cfg, Some(fake.factory())).unwrap();
