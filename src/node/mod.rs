@@ -415,42 +415,63 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
         return Ok(());
     }
 
-    let listen = args.web.listen_address_or(DEFAULT_LISTEN);
-    let listener = server::bind(&listen).await?;
+    let web = server::WebServer::bind(&args.web, DEFAULT_LISTEN).await?;
     tracing::info!(
         node = %node,
-        listen = %listen,
+        metrics = %web.metrics_url(),
         interval = ?args.collect_interval,
         procfs = %args.procfs.display(),
         sysfs = %args.sysfs.display(),
         "node agent started"
     );
     let publisher = Publisher::new();
-    let (stop_tx, stop_rx) = mpsc::channel::<()>();
-    let interval = args.collect_interval.max(Duration::from_millis(100));
-    let p = publisher.clone();
-    let collector = std::thread::Builder::new()
-        .name("collect".into())
-        .spawn(move || loop {
-            let start = Instant::now();
-            let set = agent.collect();
-            p.publish(&set);
-            tracing::debug!(elapsed = ?start.elapsed(), "collection published");
-            let wait = interval.saturating_sub(start.elapsed());
-            match stop_rx.recv_timeout(wait) {
-                Err(RecvTimeoutError::Timeout) => continue,
-                _ => break,
-            }
-        })?;
-    let served = server::serve(
-        listener,
-        &args.web.telemetry_path,
-        "Slurm GPU node agent",
-        vec![publisher],
-        server::shutdown_signal(),
-    )
-    .await;
-    drop(stop_tx);
-    let _ = tokio::task::spawn_blocking(move || collector.join()).await;
+    let collector = CollectionThread::spawn(agent, args.collect_interval, publisher.clone())?;
+    let served = web
+        .serve(
+            "Slurm GPU node agent",
+            vec![publisher],
+            server::shutdown_signal(),
+        )
+        .await;
+    collector.stop().await;
     served.map_err(|e| anyhow::anyhow!("HTTP server failed: {e}"))
+}
+
+/// The agent's background collection: one thread (NVML and /proc reads
+/// block), publishing after every collection.
+pub struct CollectionThread {
+    stop: mpsc::Sender<()>,
+    handle: std::thread::JoinHandle<()>,
+}
+
+impl CollectionThread {
+    pub fn spawn(
+        mut agent: Agent,
+        interval: Duration,
+        publisher: Publisher,
+    ) -> std::io::Result<CollectionThread> {
+        let (stop, stop_rx) = mpsc::channel::<()>();
+        let interval = interval.max(Duration::from_millis(100));
+        let handle = std::thread::Builder::new()
+            .name("collect".into())
+            .spawn(move || loop {
+                let start = Instant::now();
+                let set = agent.collect();
+                publisher.publish(&set);
+                tracing::debug!(elapsed = ?start.elapsed(), "collection published");
+                let wait = interval.saturating_sub(start.elapsed());
+                match stop_rx.recv_timeout(wait) {
+                    Err(RecvTimeoutError::Timeout) => continue,
+                    _ => break,
+                }
+            })?;
+        Ok(CollectionThread { stop, handle })
+    }
+
+    /// Stops after the collection in progress, if any.
+    pub async fn stop(self) {
+        drop(self.stop);
+        let handle = self.handle;
+        let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+    }
 }

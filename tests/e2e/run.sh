@@ -85,10 +85,17 @@ own_start exporter-cluster "$OWN/log/exporter-cluster.log" "$BIN" cluster \
 	--slurmrestd-url "$SLURMRESTD_URL" --slurmrestd-token-file "$SLURMRESTD_TOKEN_FILE" \
 	--slurmrestd-user-name "$SLURMRESTD_TOKEN_USER" --poll-interval 2s --slurmrestd-timeout 10s \
 	--web.listen-address 127.0.0.1:19342
-NODE_FIXTURE=tests/fixtures/node/p5
+# GPU -> job mapping files as Slinky's prolog writes them (one file per GPU
+# index holding the job id), from the live jobs' GPU indices (scontrol -d).
+mkdir -p "$OWN/job-mapping"
+scontrol -d show job | awk '/^JobId=/{split($1,a,"="); id=a[2]} /GRES=gpu/{ if (match($0,/IDX:[0-9,-]+/)) { s=substr($0,RSTART+4,RLENGTH-4); n=split(s,parts,","); for(i=1;i<=n;i++){ if (split(parts[i],r,"-")==2) {for(g=r[1];g<=r[2];g++) print g, id} else print parts[i], id } } }' |
+	while read -r gpu job; do echo "$job" >"$OWN/job-mapping/$gpu"; done
+log "job mapping: $(cd "$OWN/job-mapping" && grep -H . ./* | tr '\n' ' ')"
+NODE_FIXTURE=tests/fixtures/node/p4dn-cgroupv1
 own_start node-agent "$OWN/log/node-agent.log" "$BIN" node \
 	--path.procfs "$NODE_FIXTURE/proc" --path.sysfs "$NODE_FIXTURE/sys" \
-	--slurm-node-name "$E2E_NODE" --collect-interval 2s --gpu.fake p5 \
+	--slurm-node-name "$E2E_NODE" --collect-interval 2s --gpu.backend fake \
+	--collector.jobs.mapping-dir "$OWN/job-mapping" \
 	--web.listen-address 127.0.0.1:19343
 wait_until "cluster scraper /readyz" 60 "" "$OWN/log/exporter-cluster.log" -- curl -sf "$EXPORTER/readyz"
 wait_until "node agent /readyz" 60 "" "$OWN/log/node-agent.log" -- curl -sf "$NODE_AGENT/readyz"
