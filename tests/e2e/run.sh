@@ -16,9 +16,11 @@ E2E_TAG=e2e
 # shellcheck source=tests/e2e/lib.sh
 . tests/e2e/lib.sh
 
-STATE=${E2E_STATE_DIR:-$(mktemp -d /tmp/sge-e2e.XXXXXX)}
-mkdir -p "$STATE"
-OWN=$STATE/exporter-side
+TOP=${E2E_STATE_DIR:-$(mktemp -d /tmp/sge-e2e.XXXXXX)}
+mkdir -p "$TOP"
+chmod 755 "$TOP" # the Slurm daemons run as their own users
+STATE=$TOP/slurm
+OWN=$TOP/exporter-side
 rm -rf "$OWN"
 mkdir -p "$OWN/pids" "$OWN/log" "$OWN/rules" "$OWN/prometheus-data"
 BIN=${E2E_EXPORTER_BIN:-$ROOT/target/debug/slurm-gpu-exporter}
@@ -54,7 +56,7 @@ cleanup() {
 	for n in prometheus node-agent exporter-cluster slurmrestd-restarted; do own_stop "$n"; done
 	bash tests/e2e/slurm-down.sh "$STATE" >"$OWN/log/slurm-down.log" 2>&1
 	if [[ $rc -ne 0 || $FAILED -ne 0 ]]; then
-		echo "=== e2e failed; logs in $STATE (tails follow)"
+		echo "=== e2e failed; logs in $TOP (tails follow)"
 		tail_logs "$OWN"/log/*.log "$STATE"/log/slurmctld.log "$STATE"/log/slurmrestd.log
 	fi
 	exit $((rc != 0 ? rc : FAILED != 0))
