@@ -3,6 +3,7 @@
 
 pub mod collectors;
 pub mod poller;
+pub mod usage;
 
 use std::path::PathBuf;
 use std::sync::Arc;
