@@ -37,6 +37,8 @@ pub enum LogFormat {
     Json,
 }
 
+// Parsed once at start; boxing the big variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Cluster scraper: polls slurmrestd and serves queue, node, partition,

@@ -22,6 +22,7 @@
 
 pub mod slurmdb;
 pub mod state;
+pub mod tracker;
 
 use std::collections::{BTreeMap, BTreeSet};
 
