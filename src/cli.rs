@@ -37,6 +37,8 @@ pub enum LogFormat {
     Json,
 }
 
+// Parsed once at start; boxing the big variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Cluster scraper: polls slurmrestd and serves queue, node, partition,
@@ -46,6 +48,9 @@ pub enum Command {
     Node(crate::node::NodeArgs),
     /// Serves real metrics from bundled recorded slurmrestd responses and node fixtures; no cluster needed.
     Demo(crate::demo::DemoArgs),
+    /// Prints a month of GPU/CPU/billing usage per account and user from
+    /// Prometheus, in the columns of `sreport cluster AccountUtilizationByUser`.
+    Report(crate::report::ReportArgs),
 }
 
 /// Exporter-convention web flags shared by every subcommand.
