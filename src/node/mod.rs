@@ -40,6 +40,9 @@ pub enum GpuBackendKind {
     Nvml,
     /// Eight fake H100s, for demos and measurements on machines without GPUs.
     Fake,
+    /// Eight fake H100s with faults (a lost GPU, XIDs, ECC, row remap,
+    /// thermal slowdown), for alert tests and demos.
+    FakeFaulty,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -381,6 +384,7 @@ pub fn short_hostname() -> Option<String> {
 fn backend_factory(args: &NodeArgs) -> BackendFactory {
     match args.gpu_backend {
         GpuBackendKind::Fake => FakeNvml::h100x8().factory(),
+        GpuBackendKind::FakeFaulty => FakeNvml::h100x8_faulty().factory(),
         GpuBackendKind::Nvml => {
             let lib = args.nvml_library.clone();
             Box::new(move || {

@@ -185,48 +185,97 @@ def prom_query(prom, expr):
     return body
 
 
-def substitute(expr):
-    subs = {
-        "$__rate_interval": "1m", "${__rate_interval}": "1m", "$__interval": "30s",
-        "${__interval}": "30s", "$__range": "10m", "${__range}": "10m", "$__range_s": "600",
-        "$__range_ms": "600000",
-    }
-    for k, v in subs.items():
+BUILTINS = {
+    "$__rate_interval": "1m", "${__rate_interval}": "1m", "$__interval": "30s",
+    "${__interval}": "30s", "$__range": "10m", "${__range}": "10m", "$__range_s": "600",
+    "$__range_ms": "600000",
+}
+
+
+def substitute(expr, values):
+    """Grafana variables: built-ins, then each dashboard variable's value."""
+    for k, v in BUILTINS.items():
         expr = expr.replace(k, v)
-    # Template variables: match everything (multi-value "All").
-    expr = re.sub(r'\$\{(\w+)(:\w+)?\}|\$(\w+)', lambda m: ".*" if True else "", expr)
-    return expr
+    return re.sub(r"\$\{(\w+)(?::\w+)?\}|\$(\w+)",
+                  lambda m: values.get(m.group(1) or m.group(2), ".*"), expr)
 
 
-def dashboard_exprs(dash_dir):
-    out = []
+def label_values(prom, query, values):
+    """Values of a `label_values(selector, label)` variable query, as Grafana lists them."""
+    m = re.match(r"\s*label_values\((.*),\s*(\w+)\s*\)\s*$", query, re.S)
+    if not m:
+        return []
+    selector = substitute(m.group(1), values)
+    url = prom + "/api/v1/series?" + urllib.parse.urlencode({"match[]": selector})
+    series = json.loads(http_get(url, timeout=15))["data"]
+    return sorted({s[m.group(2)] for s in series if m.group(2) in s})
+
+
+def dashboards(dash_dir):
     for path in sorted(glob.glob(os.path.join(dash_dir, "*.json"))):
         d = json.load(open(path))
+        exprs = []
         panels = list(d.get("panels", []))
         while panels:
             p = panels.pop()
             panels.extend(p.get("panels", []))
             for t in p.get("targets", []):
                 if t.get("expr"):
-                    out.append((os.path.basename(path), p.get("title", "?"), t["expr"]))
-    return out
+                    exprs.append((p.get("title", "?"), t["expr"]))
+        yield os.path.basename(path), d.get("templating", {}).get("list", []), exprs
+
+
+def data_count(prom, exprs, values):
+    n = 0
+    for _, expr in exprs:
+        body = prom_query(prom, substitute(expr, values))
+        n += body.get("status") == "success" and len(body["data"]["result"]) > 0
+    return n
+
+
+def choose_values(prom, variables, exprs):
+    """Multi-value variables take "All" (.*); a single-value one (the job
+    view's job id) takes the value of its own query that fills most panels,
+    as a user would pick a running job."""
+    values = {}
+    for v in variables:
+        if v.get("type") != "query":
+            continue
+        if v.get("multi") or v.get("includeAll"):
+            values[v["name"]] = ".*"
+            continue
+        q = v.get("query")
+        q = q.get("query", "") if isinstance(q, dict) else (q or "")
+        best, best_n = None, -1
+        for cand in label_values(prom, q, values)[:10]:
+            n = data_count(prom, exprs, {**values, v["name"]: cand})
+            if n > best_n:
+                best, best_n = cand, n
+        values[v["name"]] = best if best is not None else ".*"
+    return values
 
 
 def check_dashboards(prom, dash_dir, allow_empty):
-    exprs = dashboard_exprs(dash_dir)
-    report("dashboards have queries", len(exprs) > 0, f"{len(exprs)} queries in {dash_dir}")
+    total = 0
     ok = True
-    for dash, title, expr in exprs:
-        q = substitute(expr)
-        body = prom_query(prom, q)
-        if body.get("status") != "success":
-            ok &= report(f"query runs: {dash} / {title}", False, f"{body.get('error')} :: {q}")
-            continue
-        n = len(body["data"]["result"])
-        if n == 0 and any(re.search(a, title) for a in allow_empty):
-            report(f"query runs: {dash} / {title}", True, "no data expected in this situation")
-            continue
-        ok &= report(f"query returns data: {dash} / {title}", n > 0, f"{n} series :: {q}")
+    for dash, variables, exprs in dashboards(dash_dir):
+        values = choose_values(prom, variables, exprs)
+        chosen = {k: v for k, v in values.items() if v != ".*"}
+        if chosen:
+            print(f"  {dash}: variables {chosen}", flush=True)
+        for title, expr in exprs:
+            total += 1
+            q = substitute(expr, values)
+            body = prom_query(prom, q)
+            if body.get("status") != "success":
+                ok &= report(f"query runs: {dash} / {title}", False, f"{body.get('error')} :: {q}")
+                continue
+            n = len(body["data"]["result"])
+            if n == 0 and any(re.search(a, title) for a in allow_empty):
+                report(f"query runs: {dash} / {title}", True, "no data expected in this situation")
+                continue
+            ok &= report(f"query returns data: {dash} / {title}", n > 0, f"{n} series :: {q}")
+    report("dashboards have queries", total > 0, f"{total} queries in {dash_dir}")
     return ok
 
 
@@ -235,20 +284,39 @@ def check_alerts(prom, want_firing, want_silent):
     firing = {a["labels"]["alertname"] for a in alerts if a["state"] == "firing"}
     ok = True
     for name in want_firing:
-        ok &= report(f"alert firing: {name}", name in firing, f"firing now: {sorted(firing)}")
+        ok &= report(f"alert firing: {name}", name in firing)
     for name in want_silent:
-        ok &= report(f"alert silent: {name}", name not in firing, f"firing now: {sorted(firing)}")
+        ok &= report(f"alert silent: {name}", name not in firing)
+    print(f"  firing now: {sorted(firing)}", flush=True)
     return ok
 
 
-def check_targets(prom, timeout=60):
+def check_targets(prom, expect_down, timeout=60):
+    """Every target up, except those that stand for a dead exporter."""
     deadline = time.time() + timeout
+    targets = []
     while time.time() < deadline:
         targets = json.loads(http_get(prom + "/api/v1/targets"))["data"]["activeTargets"]
-        if targets and all(t["health"] == "up" for t in targets):
-            return report("prometheus scrapes every target", True, f"{len(targets)} targets up")
+        health = {t["labels"]["instance"]: t["health"] for t in targets}
+        want = {i: ("down" if i in expect_down else "up") for i in health}
+        if targets and health == want:
+            return report("prometheus targets", True, f"{health}")
         time.sleep(1)
-    return report("prometheus scrapes every target", False, json.dumps(targets)[:500])
+    return report("prometheus targets", False, json.dumps(targets)[:800])
+
+
+def alert_firing(prom, name):
+    alerts = json.loads(http_get(prom + "/api/v1/alerts"))["data"]["alerts"]
+    return any(a["labels"]["alertname"] == name and a["state"] == "firing" for a in alerts)
+
+
+def wait_alert(prom, name, firing, timeout=60):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if alert_firing(prom, name) == firing:
+            return True
+        time.sleep(1)
+    return False
 
 
 def metric_value(exporter, name):
@@ -279,13 +347,14 @@ def main():
     ap.add_argument("--dashboards", default="dashboards")
     ap.add_argument("--firing", default="")
     ap.add_argument("--silent", default="")
+    ap.add_argument("--dead-targets", default="127.0.0.1:19345")
     ap.add_argument("--allow-empty", default="", help="regexes of panel titles that may be empty here")
     args = ap.parse_args()
     split = lambda s: [x for x in s.split(",") if x]
     if args.phase == "equality":
         check_equality(args.exporter)
     elif args.phase == "prometheus":
-        check_targets(args.prometheus)
+        check_targets(args.prometheus, split(args.dead_targets))
         check_dashboards(args.prometheus, args.dashboards, split(args.allow_empty))
         check_alerts(args.prometheus, split(args.firing), split(args.silent))
     elif args.phase == "restd-down":
@@ -293,9 +362,11 @@ def main():
         report("slurmrestd stopped: exporter reports it down and keeps answering", ok, detail)
         jobs = metric_value(args.exporter, "slurm_jobs")
         report("slurmrestd stopped: last good data still served", jobs is not None, f"slurm_jobs present={jobs is not None}")
+        report("slurmrestd stopped: alert SlurmrestdDown fires", wait_alert(args.prometheus, "SlurmrestdDown", True))
     elif args.phase == "restd-up":
         ok, detail = wait_metric(args.exporter, "slurm_exporter_slurmrestd_up", 1.0, 90)
         report("slurmrestd restarted: exporter recovers", ok, detail)
+        report("slurmrestd restarted: alert SlurmrestdDown resolves", wait_alert(args.prometheus, "SlurmrestdDown", False))
     failed = [n for n, ok in RESULTS if not ok]
     sys.exit(1 if failed else 0)
 

@@ -78,6 +78,9 @@ pub struct FakeFleet {
     pub calls: u64,
     /// Backends built so far.
     pub loads: u64,
+    /// GPU whose corrected volatile ECC count grows by one per read (a
+    /// degrading HBM row), for the faulty scenario. Uncorrected too.
+    pub ecc_drift: Option<u32>,
 }
 
 /// Shared handle on a fake fleet of GPUs.
@@ -135,6 +138,41 @@ impl FakeNvml {
     /// Eight H100 80GB, as on a p5.48xlarge.
     pub fn h100x8() -> Self {
         Self::node("NVIDIA H100 80GB HBM3", 8, 85_520_809_984)
+    }
+
+    /// Eight H100s with the faults an operator must be told about: GPU 7
+    /// fallen off the bus (after an XID 79), GPU 6 with growing corrected and
+    /// uncorrectable ECC counts, an XID 48, a pending and a failed row remap,
+    /// GPU 5 in hardware thermal slowdown, an XID 13 on GPUs 0-5, and GPUs 1
+    /// and 4 idle.
+    pub fn h100x8_faulty() -> Self {
+        let fake = Self::h100x8();
+        {
+            let mut fleet = fake.lock();
+            fleet.ecc_drift = Some(6);
+            let g6 = &mut fleet.gpus[6];
+            g6.ecc = [10, 120, 2, 4];
+            g6.remapped_rows = Some(RemappedRows {
+                correctable: 1,
+                uncorrectable: 2,
+                pending: true,
+                failure: true,
+            });
+            fleet.gpus[5].clock_event_reasons = 0x40; // HW thermal slowdown
+                                                      // Two allocated-looking GPUs doing nothing (any 6 of 8 GPUs a
+                                                      // scheduler hands out include at least one of them).
+            fleet.gpus[1].utilization = (0, 0);
+            fleet.gpus[4].utilization = (0, 0);
+            fleet.gpus[7].lost = true;
+        }
+        fake.push_xid(7, 79);
+        fake.push_xid(6, 48);
+        // XID 13 (graphics engine exception), typically an application fault,
+        // on every other GPU.
+        for i in 0..6 {
+            fake.push_xid(i, 13);
+        }
+        fake
     }
 
     pub fn with_costs(mut self, costs: CallCosts) -> Self {
@@ -299,6 +337,15 @@ impl GpuBackend for FakeBackend {
             (false, false) => 2,
             (false, true) => 3,
         };
+        // Volatile counts of the drifting GPU grow with every read.
+        if i == 0 || i == 2 {
+            let mut fleet = self.0.lock();
+            if fleet.ecc_drift == Some(index) {
+                if let Some(g) = fleet.gpus.get_mut(index as usize) {
+                    g.ecc[i] += 1;
+                }
+            }
+        }
         self.with(self.0.costs.fast, index, |g| Ok(g.ecc[i]))
     }
 
