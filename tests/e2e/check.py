@@ -176,6 +176,71 @@ def check_equality(exporter, attempts=5):
     return ok
 
 
+def usage_snapshot(exporter):
+    """GPU-seconds per account from the usage counter, and the time of the
+    jobs poll that credited them (the accountant credits up to the poll)."""
+    samples = parse_metrics(http_get(exporter + "/metrics"))
+    per_account = group(samples, "slurm_account_tres_usage_seconds_total", ["account"], {"tres": "gres/gpu"})
+    polled = [v for n, l, v in samples
+              if n == "slurm_exporter_last_success_timestamp_seconds" and l.get("endpoint") == "jobs"]
+    return {k[0]: v for k, v in per_account.items()}, polled[0] if polled else None
+
+
+def sacct_gpu_seconds(t0, t1):
+    """GPU-seconds each account's jobs held within [t0, t1], from sacct."""
+    env = dict(os.environ, SLURM_TIME_FORMAT="%s")
+    out = subprocess.run(["sacct", "-X", "-a", "-n", "-P", "-S", "now-1days", "-E", "now+1hours",
+                          "-o", "JobIDRaw,Account,AllocTRES,Start,End"],
+                         check=True, capture_output=True, text=True, env=env).stdout
+    acc = defaultdict(float)
+    for line in out.splitlines():
+        _, account, tres, start, end = line.split("|")
+        m = re.search(r"(?:^|,)gres/gpu=(\d+)", tres)
+        if not m or not start.isdigit():
+            continue
+        s = float(start)
+        e = float(end) if end.isdigit() else t1  # running: "Unknown"
+        overlap = min(e, t1) - max(s, t0)
+        if overlap > 0:
+            acc[account] += float(m.group(1)) * overlap
+    return dict(acc)
+
+
+def check_usage(exporter, prom, window=60):
+    """The usage counters' increase over a window equals what sacct says the
+    accounts' jobs held in that window (exact to the poll instants), and
+    Prometheus' increase() agrees within its extrapolation bound."""
+    c0, p0 = usage_snapshot(exporter)
+    time.sleep(window)
+    c1, p1 = usage_snapshot(exporter)
+    if p0 is None or p1 is None or p1 <= p0:
+        return report("usage counters advance with polls", False, f"poll times {p0} {p1}")
+    want = sacct_gpu_seconds(p0, p1)
+    got = {a: c1.get(a, 0.0) - c0.get(a, 0.0) for a in set(c0) | set(c1)}
+    got = {a: v for a, v in got.items() if v > 0}
+    ok = report("usage: some GPU-seconds were credited", sum(got.values()) > 0, f"{got}")
+    rows = []
+    for account in sorted(set(want) | set(got)):
+        w, g = want.get(account, 0.0), got.get(account, 0.0)
+        rel = abs(g - w) / w if w else (0.0 if g == 0 else 1.0)
+        rows.append(f"{account}: exporter {g:.1f} GPU-s, sacct {w:.1f} GPU-s, diff {rel * 100:.2f}%")
+        ok &= report(f"usage == sacct over {p1 - p0:.1f}s: {account}", rel <= 0.01, rows[-1])
+    # Prometheus increase() over the same window, evaluated at the second read.
+    span = int(p1 - p0)
+    body = prom_query(prom, f'sum by (account) (increase(slurm_account_tres_usage_seconds_total{{tres="gres/gpu"}}[{span}s]))')
+    if body.get("status") == "success":
+        inc = {r["metric"].get("account", ""): float(r["value"][1]) for r in body["data"]["result"]}
+        for account, w in sorted(want.items()):
+            # Scrapes and polls every 2 s: increase() extrapolates over at most one poll at each edge.
+            bound = 2 * 2.0 / span + 0.01
+            rel = abs(inc.get(account, 0.0) - w) / w if w else 0.0
+            ok &= report(f"usage: Prometheus increase()[{span}s] vs sacct: {account}", rel <= bound,
+                         f"increase {inc.get(account, 0.0):.1f}, sacct {w:.1f}, diff {rel * 100:.2f}% (bound {bound * 100:.1f}%)")
+    else:
+        ok &= report("usage: Prometheus increase() query", False, str(body))
+    return ok
+
+
 def prom_query(prom, expr):
     url = prom + "/api/v1/query?" + urllib.parse.urlencode({"query": expr})
     try:
@@ -341,7 +406,7 @@ def wait_metric(exporter, name, want, timeout):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("phase", choices=["equality", "prometheus", "restd-down", "restd-up", "summary"])
+    ap.add_argument("phase", choices=["equality", "usage", "prometheus", "restd-down", "restd-up"])
     ap.add_argument("--exporter", default="http://127.0.0.1:19342")
     ap.add_argument("--prometheus", default="http://127.0.0.1:19090")
     ap.add_argument("--dashboards", default="dashboards")
@@ -353,6 +418,8 @@ def main():
     split = lambda s: [x for x in s.split(",") if x]
     if args.phase == "equality":
         check_equality(args.exporter)
+    elif args.phase == "usage":
+        check_usage(args.exporter, args.prometheus)
     elif args.phase == "prometheus":
         check_targets(args.prometheus, split(args.dead_targets))
         check_dashboards(args.prometheus, args.dashboards, split(args.allow_empty))

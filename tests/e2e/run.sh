@@ -175,6 +175,7 @@ own_start prometheus "$OWN/log/prometheus.log" prometheus --config.file="$OWN/pr
 wait_until "prometheus ready" 60 "" "$OWN/log/prometheus.log" -- curl -sf "$PROM/-/ready"
 
 phase "4/6 exporter values equal squeue/sinfo/sacct" python3 tests/e2e/check.py equality --exporter "$EXPORTER"
+phase "4b/6 GPU-hour counters equal sacct over a window" python3 tests/e2e/check.py usage --exporter "$EXPORTER" --prometheus "$PROM"
 
 step "5/6 slurmrestd stopped and restarted"
 kill -TERM "$E2E_PID_SLURMRESTD"
