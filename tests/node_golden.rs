@@ -7,7 +7,9 @@
 //! promtool is installed; with `REQUIRE_PROMTOOL=1` a missing promtool fails.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+
+#[path = "support/golden.rs"]
+mod golden;
 
 use slurm_gpu_exporter::node::sources::fake::FakeNvml;
 use slurm_gpu_exporter::node::sources::nvml::GpuProcess;
@@ -43,55 +45,7 @@ fn proc_on(fake: &FakeNvml, gpu: usize, pid: u32, gib: u64) {
 }
 
 fn check_golden(layout: &str, text: &str) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden")
-        .join(format!("node-{layout}.prom"));
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::write(&path, text).unwrap();
-    }
-    let want = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e} (run with UPDATE_GOLDEN=1)", path.display()));
-    if want != text {
-        let diff: Vec<String> = want
-            .lines()
-            .zip(text.lines())
-            .filter(|(a, b)| a != b)
-            .take(10)
-            .map(|(a, b)| format!("- {a}\n+ {b}"))
-            .collect();
-        panic!(
-            "{} differs ({} vs {} lines); first differences:\n{}\n(UPDATE_GOLDEN=1 to accept)",
-            path.display(),
-            want.lines().count(),
-            text.lines().count(),
-            diff.join("\n")
-        );
-    }
-    promtool_check(&path);
-}
-
-fn promtool_check(path: &Path) {
-    let out = match Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::from(std::fs::File::open(path).unwrap()))
-        .output()
-    {
-        Ok(o) => o,
-        Err(e) => {
-            if std::env::var("REQUIRE_PROMTOOL").is_ok_and(|v| v == "1") {
-                panic!("promtool required (REQUIRE_PROMTOOL=1) but not runnable: {e}");
-            }
-            eprintln!("promtool not found; skipping lint of {}", path.display());
-            return;
-        }
-    };
-    assert!(
-        out.status.success(),
-        "promtool check metrics {}:\n{}{}",
-        path.display(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    golden::check(&format!("node-{layout}.prom"), text);
 }
 
 #[test]
