@@ -9,47 +9,17 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Empty};
 use hyper_util::rt::TokioIo;
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
-};
+#[path = "support/pki.rs"]
+mod pki;
+
+use pki::Ca;
+use rcgen::ExtendedKeyUsagePurpose;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use slurm_gpu_exporter::cli::WebArgs;
 use slurm_gpu_exporter::exposition::MetricSet;
 use slurm_gpu_exporter::server::{Publisher, WebConfig, WebServer};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
-
-struct Ca {
-    cert_pem: String,
-    issuer: Issuer<'static, KeyPair>,
-}
-
-impl Ca {
-    fn new(name: &str) -> Ca {
-        let key = KeyPair::generate().unwrap();
-        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        p.distinguished_name.push(DnType::CommonName, name);
-        p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let cert = p.self_signed(&key).unwrap();
-        Ca {
-            cert_pem: cert.pem(),
-            issuer: Issuer::new(p, key),
-        }
-    }
-
-    /// (cert PEM, key PEM) for a leaf.
-    fn leaf(&self, sans: &[&str], usage: ExtendedKeyUsagePurpose) -> (String, String) {
-        let key = KeyPair::generate().unwrap();
-        let mut p =
-            CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
-        p.distinguished_name.push(DnType::CommonName, sans[0]);
-        p.extended_key_usages = vec![usage];
-        let cert = p.signed_by(&key, &self.issuer).unwrap();
-        (cert.pem(), key.serialize_pem())
-    }
-}
 
 /// A CA, a server certificate for 127.0.0.1 and localhost, and files for them.
 struct Pki {
