@@ -37,6 +37,8 @@ pub enum LogFormat {
     Json,
 }
 
+// Parsed once at start; boxing the big variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Cluster scraper: polls slurmrestd and serves queue, node, partition,
@@ -46,6 +48,9 @@ pub enum Command {
     Node(crate::node::NodeArgs),
     /// Serves real metrics from bundled recorded slurmrestd responses and node fixtures; no cluster needed.
     Demo(crate::demo::DemoArgs),
+    /// Prints a month of GPU/CPU/billing usage per account and user from
+    /// Prometheus, in the columns of `sreport cluster AccountUtilizationByUser`.
+    Report(crate::report::ReportArgs),
 }
 
 /// Exporter-convention web flags shared by every subcommand.
@@ -65,6 +70,11 @@ pub struct WebArgs {
         default_value = "/metrics"
     )]
     pub telemetry_path: String,
+
+    /// Prometheus exporter-toolkit web config file (TLS, client certificates,
+    /// basic auth, headers); see docs/security.md. Validated at start.
+    #[arg(long = "web.config.file", env = "SLURM_GPU_EXPORTER_WEB_CONFIG_FILE")]
+    pub config_file: Option<std::path::PathBuf>,
 }
 
 impl WebArgs {

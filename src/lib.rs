@@ -11,6 +11,7 @@ pub mod exposition;
 pub mod model;
 pub mod node;
 pub mod replay;
+pub mod report;
 pub mod server;
 pub mod slurm;
 pub mod slurmrestd;

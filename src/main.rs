@@ -14,6 +14,7 @@ fn main() -> anyhow::Result<()> {
             Command::Cluster(args) => slurm_gpu_exporter::cluster::run(args).await,
             Command::Node(args) => slurm_gpu_exporter::node::run(args).await,
             Command::Demo(args) => slurm_gpu_exporter::demo::run(args).await,
+            Command::Report(args) => slurm_gpu_exporter::report::run(args).await,
         }
     })
 }

@@ -3,6 +3,8 @@
 //! fault matrix (each fault leaves `/metrics` answering with the last good data).
 
 mod common;
+#[path = "support/pki.rs"]
+mod pki;
 
 use std::io::Write as _;
 use std::sync::{Arc, Mutex};
@@ -378,10 +380,9 @@ async fn metrics_answer_while_slurmrestd_stalls() {
         requests <= 6 * 5,
         "{requests} slurmrestd requests for 40 scrapes"
     );
-    // http_get returns the raw response: status line and headers, then the body.
     let health = http_get(&addr.to_string(), "/healthz").await;
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");
-    assert_eq!(health.split("\r\n\r\n").nth(1).map(str::trim), Some("ok"));
+    assert!(health.ends_with("\r\n\r\nok\n"), "{health}");
     poll.abort();
     srv.abort();
 }
@@ -455,4 +456,79 @@ async fn token_never_logged() {
     assert!(logs.contains("slurmrestd poll failed"), "{logs}");
     assert!(!logs.contains(secret), "token leaked into logs: {logs}");
     assert!(!format!("{client:?}").contains(secret));
+}
+
+/// https:// slurmrestd with a private CA given by --slurmrestd-ca-file; the
+/// same server is refused without the CA.
+#[tokio::test]
+async fn https_transport_with_private_ca() {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let ca = pki::Ca::new("slurm CA");
+    let (cert, key) = ca.leaf(
+        &["localhost", "127.0.0.1"],
+        rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+    );
+    let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut cert.as_bytes())
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut key.as_bytes())
+        .unwrap()
+        .unwrap();
+    let server = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let state = mock(vec![(V44, recording(V44))]);
+    let h = handler(state);
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            let (acceptor, h) = (acceptor.clone(), h.clone());
+            tokio::spawn(async move {
+                if let Ok(tls) = acceptor.accept(tcp).await {
+                    slurm_gpu_exporter::replay::serve_connection(tls, h).await;
+                }
+            });
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &ca.cert_pem).unwrap();
+    let url = format!("https://localhost:{port}");
+    let with_ca = |ca_file: Option<std::path::PathBuf>| {
+        Arc::new(
+            slurm_gpu_exporter::slurmrestd::client::Client::new(
+                slurm_gpu_exporter::slurmrestd::client::ClientOptions {
+                    url: url.clone(),
+                    token: TokenSource::None,
+                    user_name: None,
+                    timeout: Duration::from_secs(5),
+                    max_body_bytes: 64 << 20,
+                    ca_file,
+                },
+            )
+            .unwrap(),
+        )
+    };
+    let mut p = poller(with_ca(Some(ca_file)));
+    let set = p.poll().await;
+    assert_eq!(set.value("slurm_exporter_slurmrestd_up", &[]), Some(1.0));
+    assert!(running_jobs(&set) > 0.0);
+
+    let mut p = poller(with_ca(None));
+    let set = p.poll().await;
+    assert_eq!(
+        errors(&set, "version", "tls"),
+        1.0,
+        "an unknown CA is refused"
+    );
 }

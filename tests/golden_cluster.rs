@@ -3,9 +3,9 @@
 //! `promtool check metrics`. `UPDATE_GOLDEN=1` rewrites the golden files.
 
 mod common;
+#[path = "support/golden.rs"]
+mod golden;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -39,63 +39,6 @@ fn stable_text(set: &MetricSet) -> String {
         + "\n"
 }
 
-pub fn golden_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
-}
-
-fn promtool() -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join("promtool"))
-            .find(|p| p.is_file())
-    });
-    if found.is_none() && std::env::var("REQUIRE_PROMTOOL").as_deref() == Ok("1") {
-        panic!("promtool not found but REQUIRE_PROMTOOL=1 (apt-get install prometheus)");
-    }
-    found
-}
-
-fn check_golden(name: &str, text: &str) {
-    let path = golden_dir().join(name);
-    if std::env::var("UPDATE_GOLDEN").as_deref() == Ok("1") {
-        std::fs::create_dir_all(golden_dir()).unwrap();
-        std::fs::write(&path, text).unwrap();
-    }
-    let want = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e} (run with UPDATE_GOLDEN=1)", path.display()));
-    if want != text {
-        let diff: Vec<String> = want
-            .lines()
-            .zip(text.lines())
-            .filter(|(a, b)| a != b)
-            .take(10)
-            .map(|(a, b)| format!("- {a}\n+ {b}"))
-            .collect();
-        panic!(
-            "{name} differs from the golden file ({} vs {} lines); first differences:\n{}\n(UPDATE_GOLDEN=1 to accept)",
-            want.lines().count(),
-            text.lines().count(),
-            diff.join("\n")
-        );
-    }
-    if let Some(promtool) = promtool() {
-        let out = Command::new(promtool)
-            .args(["check", "metrics"])
-            .stdin(std::fs::File::open(&path).unwrap())
-            .output()
-            .unwrap();
-        let report = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(
-            out.status.success() && report.trim().is_empty(),
-            "promtool check metrics {name}:\n{report}"
-        );
-    }
-}
-
 async fn scrape(version: ApiVersion, per_user: bool) -> MetricSet {
     let state = mock(vec![(version, recording(version))]);
     let url = start_tcp(state).await;
@@ -113,14 +56,14 @@ async fn scrape(version: ApiVersion, per_user: bool) -> MetricSet {
 async fn golden_cluster_v0044() {
     let set = scrape(ApiVersion::V0044, true).await;
     assert_eq!(set.value("slurm_exporter_slurmrestd_up", &[]), Some(1.0));
-    check_golden("cluster-v0.0.44.prom", &stable_text(&set));
+    golden::check("cluster-v0.0.44.prom", &stable_text(&set));
 }
 
 #[tokio::test]
 async fn golden_cluster_v0038() {
     let set = scrape(ApiVersion::V0038, false).await;
     assert_eq!(set.value("slurm_exporter_slurmrestd_up", &[]), Some(1.0));
-    check_golden("cluster-v0.0.38.prom", &stable_text(&set));
+    golden::check("cluster-v0.0.38.prom", &stable_text(&set));
 }
 
 #[tokio::test]

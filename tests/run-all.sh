@@ -3,7 +3,7 @@
 # Installs what it needs from Debian's packages (as root), then runs format and
 # lint gates, the Rust tests (unit, integration, golden + promtool), the
 # dashboard/rule/manifest checks, and the live end-to-end test against a real
-# Slurm and a real Prometheus.
+# Slurm and a real Prometheus (tests/e2e/run.sh installs Slurm, MariaDB, munge).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,6 +34,8 @@ export REQUIRE_PROMTOOL=1
 step "cargo fmt --check" cargo fmt --all -- --check
 step "cargo clippy -D warnings" cargo clippy --all-targets --locked -- -D warnings
 step "cargo test" cargo test --all-targets --locked
+step "dashboards, rules, manifests (tests/ops/check.sh)" bash tests/ops/check.sh
+step "live end-to-end: real Slurm 22.05 + real Prometheus (tests/e2e/run.sh)" bash tests/e2e/run.sh
 
 echo
 echo "Summary: $passed passed, $failed failed"

@@ -1,8 +1,10 @@
 //! Cluster scraper: polls slurmrestd in the background and serves the latest
 //! snapshot, so any number of Prometheus replicas cost one poll set per interval.
 
+pub mod budgets;
 pub mod collectors;
 pub mod poller;
+pub mod usage;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,6 +18,7 @@ use crate::server::{self, Publisher};
 use crate::slurmrestd::client::{Client, ClientOptions, Secret, TokenSource};
 use crate::slurmrestd::ApiVersion;
 use poller::{PollOptions, Poller};
+use usage::tracker::{CheckError, UsageTracker};
 
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:9342";
 
@@ -84,6 +87,26 @@ pub struct ClusterArgs {
     /// Scheduler metrics (/diag).
     #[arg(long = "collector.scheduler", env = "SLURM_GPU_EXPORTER_COLLECTOR_SCHEDULER", default_value_t = true, action = ArgAction::Set)]
     pub collector_scheduler: bool,
+
+    /// Usage counters (slurm_account_tres_usage_seconds_total): allocated
+    /// TRES-seconds per account, user and partition, as sreport counts them. Needs --collector.jobs.
+    #[arg(long = "collector.usage", env = "SLURM_GPU_EXPORTER_COLLECTOR_USAGE", default_value_t = true, action = ArgAction::Set)]
+    pub collector_usage: bool,
+
+    /// File (JSON, rewritten atomically every poll) that keeps the usage
+    /// counters across restarts. Without it a restart starts them from zero.
+    #[arg(long, env = "SLURM_GPU_EXPORTER_USAGE_STATE_FILE")]
+    pub usage_state_file: Option<PathBuf>,
+
+    /// A longer time since the last accounted poll is a gap filled from
+    /// /slurmdb/vX/jobs. Keep it below slurmctld's MinJobAge; 0 asks slurmdbd every poll.
+    #[arg(long, env = "SLURM_GPU_EXPORTER_USAGE_SLURMDB_GAP", default_value = "120s", value_parser = parse_duration)]
+    pub usage_slurmdb_gap: Duration,
+
+    /// YAML file of monthly budgets per account (gpu_hours, cpu_hours,
+    /// billing_hours, tres_hours); see docs/usage.md. Checked at start.
+    #[arg(long, env = "SLURM_GPU_EXPORTER_BUDGETS")]
+    pub budgets: Option<PathBuf>,
 }
 
 impl ClusterArgs {
@@ -150,8 +173,41 @@ pub fn spawn_poll_loop(
     })
 }
 
+impl ClusterArgs {
+    /// The usage tracker, when usage is on: loads the state file and the
+    /// budgets, rejecting bad ones before anything starts.
+    pub fn usage_tracker(&self) -> anyhow::Result<Option<UsageTracker>> {
+        let budgets = self
+            .budgets
+            .as_deref()
+            .map(budgets::Budgets::load)
+            .transpose()?;
+        if !self.collector_usage || !self.collector_jobs {
+            if budgets.is_some() || self.usage_state_file.is_some() {
+                anyhow::bail!("--budgets and --usage-state-file need --collector.usage=true and --collector.jobs=true");
+            }
+            return Ok(None);
+        }
+        let opts = usage::AccountantOptions {
+            gap_threshold: self.usage_slurmdb_gap.as_secs() as i64,
+            ..Default::default()
+        };
+        if self.usage_state_file.is_none() {
+            tracing::warn!(
+                "no --usage-state-file: usage counters restart from zero when the scraper restarts"
+            );
+        }
+        Ok(Some(UsageTracker::new(
+            opts,
+            self.usage_state_file.clone(),
+            budgets,
+        )?))
+    }
+}
+
 pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
     let opts = args.poll_options()?;
+    let usage = args.usage_tracker()?;
     let client = Arc::new(args.client()?);
     if matches!(
         (&args.slurmrestd_token_file, std::env::var_os("SLURM_JWT")),
@@ -159,27 +215,38 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
     ) {
         tracing::warn!("no --slurmrestd-token-file and no SLURM_JWT: requests go without a token");
     }
-    let listener = server::bind(&args.web.listen_address_or(DEFAULT_LISTEN)).await?;
+    let web = server::WebServer::bind(&args.web, DEFAULT_LISTEN).await?;
     tracing::info!(
-        listen = %listener.local_addr()?,
+        metrics = %web.metrics_url(),
         slurmrestd = client.display(),
         interval = ?args.poll_interval,
         "cluster scraper started"
     );
     let publisher = Publisher::new();
-    let poll = spawn_poll_loop(
-        Poller::new(client, opts),
-        args.poll_interval,
-        publisher.clone(),
-    );
-    let res = server::serve(
-        listener,
-        &args.web.telemetry_path,
-        "slurm-gpu-exporter cluster",
-        vec![publisher],
-        server::shutdown_signal(),
-    )
-    .await;
+    let mut poller = Poller::new(client, opts);
+    if let Some(u) = usage {
+        let has_budgets = u.budgets.is_some();
+        poller = poller.with_usage(u);
+        if has_budgets {
+            // Unknown accounts are a config error: refuse to start. An
+            // unreachable slurmdbd is not: the poller checks again.
+            match poller.check_budget_accounts().await {
+                Ok(()) => {}
+                Err(CheckError::Budgets(e)) => return Err(e.into()),
+                Err(CheckError::Fetch(e)) => {
+                    tracing::warn!(error = %e, "cannot check budget accounts against slurmdbd at start; checking again after the first poll")
+                }
+            }
+        }
+    }
+    let poll = spawn_poll_loop(poller, args.poll_interval, publisher.clone());
+    let res = web
+        .serve(
+            "slurm-gpu-exporter cluster",
+            vec![publisher],
+            server::shutdown_signal(),
+        )
+        .await;
     poll.abort();
     res.context("HTTP server failed")
 }

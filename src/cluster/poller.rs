@@ -8,6 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use super::collectors::exporter::{self, EndpointStatus, ExporterStatus};
 use super::collectors::jobs::JobAggregates;
 use super::collectors::{fairshare, nodes, partitions, scheduler};
+use super::usage::tracker::{CheckError, UsageTracker};
 use crate::exposition::MetricSet;
 use crate::model::{Diag, Node, Partition, Share};
 use crate::slurmrestd::client::{Client, FetchError, Fetched};
@@ -61,6 +62,8 @@ pub struct Poller {
     status: BTreeMap<&'static str, EndpointStatus>,
     polls: u64,
     token_errors: u64,
+    usage: Option<UsageTracker>,
+    budget_check_failures: u64,
 }
 
 fn unix_now() -> f64 {
@@ -84,6 +87,36 @@ impl Poller {
             status: BTreeMap::new(),
             polls: 0,
             token_errors: 0,
+            usage: None,
+            budget_check_failures: 0,
+        }
+    }
+
+    /// Enables usage accounting (needs the jobs collector).
+    pub fn with_usage(mut self, usage: UsageTracker) -> Self {
+        self.usage = Some(usage);
+        self
+    }
+
+    pub fn usage(&self) -> Option<&UsageTracker> {
+        self.usage.as_ref()
+    }
+
+    /// Checks the budget file's accounts against slurmdbd before the first
+    /// poll. A fetch error means "could not check": the poller checks again.
+    pub async fn check_budget_accounts(&mut self) -> Result<(), CheckError> {
+        let v = match self.version {
+            Some(v) => v,
+            None => {
+                let v = self.detect_version().await?;
+                tracing::info!(version = %v, url = self.client.display(), "detected slurmrestd API version");
+                self.version = Some(v);
+                v
+            }
+        };
+        match self.usage.as_mut() {
+            Some(u) => u.check_budget_accounts(&self.client, v).await,
+            None => Ok(()),
         }
     }
 
@@ -174,11 +207,18 @@ impl Poller {
         let per_user = self.opts.jobs_per_user;
         let enabled = self.enabled_endpoints(Some(v));
         let on = |name: &str| enabled.contains(&name);
+        // Usage is credited up to the moment the request is sent: a job
+        // listed as running was certainly running then.
+        let now_unix = unix_now() as i64;
+        let usage_since = self.usage.as_ref().map(|u| u.rows_since());
         let (jobs, nodes, parts, shares, diag) = tokio::join!(
             timed(maybe(on("jobs"), async move {
                 client
                     .get(&v.slurm_path("jobs/"), move |r| {
                         let mut agg = JobAggregates::new(per_user);
+                        if let Some(since) = usage_since {
+                            agg = agg.with_usage_since(since);
+                        }
                         slurmrestd::parse_jobs(v, r, &mut agg)?;
                         Ok(agg)
                     })
@@ -231,6 +271,26 @@ impl Poller {
                 }
             };
         }
+        let (started, mut jobs) = jobs;
+        if let (Some(u), Some(Ok(f))) = (self.usage.as_mut(), jobs.as_mut()) {
+            let rows = std::mem::take(&mut f.value.usage);
+            u.account(&self.client, v, now_unix, rows).await;
+        }
+        if let Some(u) = self.usage.as_mut().filter(|u| !u.budgets_checked) {
+            match u.check_budget_accounts(&self.client, v).await {
+                Ok(()) => {}
+                Err(CheckError::Budgets(e)) => {
+                    tracing::error!(error = %e, "budgets file names unknown accounts; their budget metrics stay but will never see usage")
+                }
+                Err(CheckError::Fetch(e)) => {
+                    self.budget_check_failures += 1;
+                    if self.budget_check_failures == 1 {
+                        tracing::warn!(error = %e, "cannot check budget accounts against slurmdbd yet; retrying every poll");
+                    }
+                }
+            }
+        }
+        let jobs = (started, jobs);
         keep!("jobs", jobs, jobs);
         keep!("nodes", nodes, nodes);
         keep!("partitions", parts, partitions);
@@ -301,6 +361,9 @@ impl Poller {
             if let Some(j) = jobs {
                 j.collect(&mut set);
             }
+        }
+        if let Some(u) = &self.usage {
+            u.collect(&mut set);
         }
         if self.opts.nodes {
             if let Some(n) = &self.nodes {

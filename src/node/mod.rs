@@ -1,15 +1,481 @@
-//! Node agent: per-node collectors (GPU, EFA, memlock, job attribution).
+//! Node agent (`slurm-gpu-exporter node`): per-node collectors for GPUs
+//! (NVML), GPU → Slurm job attribution, EFA and memlock limits.
+//!
+//! Collection runs in the background on `--collect-interval`; each pass
+//! produces one [`MetricSet`] that is encoded once and published. Scrapes
+//! only copy the published bytes, so they never wait on NVML or `/proc`.
 
-use clap::Args;
+pub mod collectors;
+pub mod sources;
+pub mod testkit;
 
-use crate::cli::WebArgs;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use clap::{ArgAction, Args, ValueEnum};
+
+use crate::cli::{parse_duration, WebArgs};
+use crate::exposition::MetricSet;
+use crate::server::{self, Publisher};
+use collectors::efa::EfaCollector;
+use collectors::gpu::{self, GpuSample, GpuWorker};
+use collectors::jobs::JobsCollector;
+use collectors::memlock::MemlockCollector;
+use collectors::CollectError;
+use sources::fake::FakeNvml;
+use sources::nvml::{BackendFactory, GpuBackend, NvmlBackend};
+use sources::procfs::{JobResolver, ProcFs};
+use sources::sysfs::SysFs;
+
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:9343";
+
+/// Collector names, in output order.
+pub const COLLECTORS: [&str; 4] = ["gpu", "jobs", "efa", "memlock"];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GpuBackendKind {
+    /// NVML (`libnvidia-ml.so.1`, loaded at run time).
+    Nvml,
+    /// Eight fake H100s, for demos and measurements on machines without GPUs.
+    Fake,
+    /// Eight fake H100s with faults (a lost GPU, XIDs, ECC, row remap,
+    /// thermal slowdown), for alert tests and demos.
+    FakeFaulty,
+}
 
 #[derive(Debug, Clone, Args)]
 pub struct NodeArgs {
     #[command(flatten)]
     pub web: WebArgs,
+
+    /// Slurm node name, put on every series as the `node` label (default:
+    /// the short hostname; in Kubernetes set it from the downward API).
+    #[arg(long = "slurm-node-name", env = "SLURM_GPU_EXPORTER_SLURM_NODE_NAME")]
+    pub slurm_node_name: Option<String>,
+
+    /// procfs mount point (`/host/proc` in the DaemonSet).
+    #[arg(
+        long = "path.procfs",
+        env = "SLURM_GPU_EXPORTER_PATH_PROCFS",
+        default_value = "/proc"
+    )]
+    pub procfs: PathBuf,
+
+    /// sysfs mount point (`/host/sys` in the DaemonSet).
+    #[arg(
+        long = "path.sysfs",
+        env = "SLURM_GPU_EXPORTER_PATH_SYSFS",
+        default_value = "/sys"
+    )]
+    pub sysfs: PathBuf,
+
+    /// Background collection interval; scrapes are served from the last collection.
+    #[arg(
+        long = "collect-interval",
+        env = "SLURM_GPU_EXPORTER_COLLECT_INTERVAL",
+        default_value = "10s",
+        value_parser = parse_duration
+    )]
+    pub collect_interval: Duration,
+
+    /// GPU collector (NVML).
+    #[arg(long = "collector.gpu", env = "SLURM_GPU_EXPORTER_COLLECTOR_GPU", action = ArgAction::Set, default_value_t = true)]
+    pub collector_gpu: bool,
+
+    /// EFA collector (sysfs).
+    #[arg(long = "collector.efa", env = "SLURM_GPU_EXPORTER_COLLECTOR_EFA", action = ArgAction::Set, default_value_t = true)]
+    pub collector_efa: bool,
+
+    /// memlock collector (/proc/<pid>/limits of job processes and slurmd).
+    #[arg(long = "collector.memlock", env = "SLURM_GPU_EXPORTER_COLLECTOR_MEMLOCK", action = ArgAction::Set, default_value_t = true)]
+    pub collector_memlock: bool,
+
+    /// jobs collector (GPU → Slurm job attribution).
+    #[arg(long = "collector.jobs", env = "SLURM_GPU_EXPORTER_COLLECTOR_JOBS", action = ArgAction::Set, default_value_t = true)]
+    pub collector_jobs: bool,
+
+    /// DCGM-style job-mapping directory (files named by GPU index, one job
+    /// id per line), e.g. Slinky's /var/lib/dcgm-exporter/job-mapping.
+    /// Repeatable; comma-separated in the environment variable.
+    #[arg(
+        long = "collector.jobs.mapping-dir",
+        env = "SLURM_GPU_EXPORTER_COLLECTOR_JOBS_MAPPING_DIR",
+        value_delimiter = ','
+    )]
+    pub mapping_dirs: Vec<PathBuf>,
+
+    /// NVML library to load (default: libnvidia-ml.so.1 from the loader path).
+    #[arg(long = "nvml.library", env = "SLURM_GPU_EXPORTER_NVML_LIBRARY")]
+    pub nvml_library: Option<PathBuf>,
+
+    /// GPU backend; `fake` serves eight simulated H100s (testing only).
+    #[arg(long = "gpu.backend", env = "SLURM_GPU_EXPORTER_GPU_BACKEND", value_enum, default_value_t = GpuBackendKind::Nvml)]
+    pub gpu_backend: GpuBackendKind,
+
+    /// Longest a collection waits for NVML; past it the GPU collector
+    /// reports down for that collection and the rest is published.
+    #[arg(
+        long = "gpu.timeout",
+        env = "SLURM_GPU_EXPORTER_GPU_TIMEOUT",
+        default_value = "5s",
+        value_parser = parse_duration
+    )]
+    pub gpu_timeout: Duration,
+
+    /// Collect once, print the Prometheus text format to stdout, and exit.
+    #[arg(long = "once")]
+    pub once: bool,
 }
 
-pub async fn run(_args: NodeArgs) -> anyhow::Result<()> {
-    anyhow::bail!("node agent not wired yet")
+/// Time source of the self-metrics. `Fixed` makes output reproducible
+/// (golden tests): durations read 0 and timestamps the given value.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Timing {
+    Real,
+    Fixed { unix_seconds: f64 },
+}
+
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub node: String,
+    pub procfs: PathBuf,
+    pub sysfs: PathBuf,
+    pub gpu: bool,
+    pub efa: bool,
+    pub memlock: bool,
+    pub jobs: bool,
+    pub mapping_dirs: Vec<PathBuf>,
+    pub gpu_timeout: Duration,
+    /// How often the NVML worker polls XID events between samples.
+    pub event_poll: Duration,
+    pub timing: Timing,
+}
+
+impl AgentConfig {
+    /// All collectors on, real timing.
+    pub fn new(
+        node: impl Into<String>,
+        procfs: impl Into<PathBuf>,
+        sysfs: impl Into<PathBuf>,
+    ) -> Self {
+        AgentConfig {
+            node: node.into(),
+            procfs: procfs.into(),
+            sysfs: sysfs.into(),
+            gpu: true,
+            efa: true,
+            memlock: true,
+            jobs: true,
+            mapping_dirs: Vec::new(),
+            gpu_timeout: Duration::from_secs(5),
+            event_poll: Duration::from_millis(250),
+            timing: Timing::Real,
+        }
+    }
+}
+
+struct Outcome {
+    collector: &'static str,
+    error: Option<String>,
+    duration: Duration,
+}
+
+/// The node agent's collection pipeline, independent of HTTP.
+pub struct Agent {
+    cfg: AgentConfig,
+    procfs: ProcFs,
+    sysfs: SysFs,
+    gpu_worker: Option<GpuWorker>,
+    efa: EfaCollector,
+    memlock: MemlockCollector,
+    jobs: JobsCollector,
+    resolver: JobResolver,
+    last_success: BTreeMap<&'static str, f64>,
+    /// Last error per collector, so a persistent failure is logged once.
+    last_error: BTreeMap<&'static str, String>,
+}
+
+impl Agent {
+    /// `gpu`: how the NVML worker builds its backend; `None` reports the GPU
+    /// collector down.
+    pub fn new(cfg: AgentConfig, gpu: Option<BackendFactory>) -> std::io::Result<Self> {
+        let gpu_worker = match gpu {
+            Some(f) if cfg.gpu || cfg.jobs => Some(GpuWorker::spawn(f, cfg.event_poll)?),
+            _ => None,
+        };
+        Ok(Agent {
+            procfs: ProcFs::new(&cfg.procfs),
+            sysfs: SysFs::new(&cfg.sysfs),
+            jobs: JobsCollector {
+                mapping_dirs: cfg.mapping_dirs.clone(),
+            },
+            cfg,
+            gpu_worker,
+            efa: EfaCollector,
+            memlock: MemlockCollector,
+            resolver: JobResolver::new(),
+            last_success: BTreeMap::new(),
+            last_error: BTreeMap::new(),
+        })
+    }
+
+    pub fn config(&self) -> &AgentConfig {
+        &self.cfg
+    }
+
+    /// One collection: every enabled collector, then the self-metrics.
+    pub fn collect(&mut self) -> MetricSet {
+        let node = self.cfg.node.clone();
+        let mut outcomes = Vec::new();
+        // NVML works on its own thread while the files are read here.
+        if let Some(w) = self.gpu_worker.as_mut() {
+            w.request();
+        }
+
+        let mut efa_set = MetricSet::new();
+        if self.cfg.efa {
+            let t = Instant::now();
+            let r = self.efa.collect(&self.sysfs, &node, &mut efa_set);
+            outcomes.push(outcome("efa", r.map(|_| ()), t.elapsed()));
+        }
+
+        let mut memlock_set = MetricSet::new();
+        let mut procs = None;
+        if self.cfg.memlock {
+            let t = Instant::now();
+            let r = self
+                .memlock
+                .collect(&self.procfs, &mut self.resolver, &node, &mut memlock_set);
+            let elapsed = t.elapsed();
+            let r = r.map(|p| procs = Some(p));
+            outcomes.push(outcome("memlock", r, elapsed));
+        }
+
+        let sample: Option<GpuSample> = match self.gpu_worker.as_mut() {
+            Some(w) => Some(w.wait(self.cfg.gpu_timeout)),
+            None if self.cfg.gpu || self.cfg.jobs => {
+                Some(GpuSample::unavailable("no GPU backend configured"))
+            }
+            None => None,
+        };
+        let mut gpu_set = MetricSet::new();
+        if self.cfg.gpu {
+            if let Some(s) = &sample {
+                if s.status.is_ok() {
+                    gpu::emit(s, &node, &mut gpu_set);
+                }
+                let r = s.status.clone().map_err(CollectError::Unavailable);
+                outcomes.push(outcome("gpu", r, s.duration));
+            }
+        }
+
+        let mut jobs_set = MetricSet::new();
+        if self.cfg.jobs {
+            let t = Instant::now();
+            let r = self.jobs.collect(
+                sample.as_ref(),
+                procs.as_deref(),
+                &self.procfs,
+                &mut self.resolver,
+                &node,
+                &mut jobs_set,
+            );
+            outcomes.push(outcome("jobs", r, t.elapsed()));
+        }
+        self.resolver.end_cycle();
+        outcomes.sort_by_key(|o| COLLECTORS.iter().position(|c| *c == o.collector));
+
+        let mut set = MetricSet::new();
+        self.self_metrics(&node, &outcomes, &mut set);
+        set.extend(gpu_set);
+        set.extend(jobs_set);
+        set.extend(efa_set);
+        set.extend(memlock_set);
+        set
+    }
+
+    fn self_metrics(&mut self, node: &str, outcomes: &[Outcome], out: &mut MetricSet) {
+        let now = match self.cfg.timing {
+            Timing::Real => SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs_f64())
+                .unwrap_or(0.0),
+            Timing::Fixed { unix_seconds } => unix_seconds,
+        };
+        let labels = |c: &str| vec![("node", node.to_string()), ("collector", c.to_string())];
+        for o in outcomes {
+            match (&o.error, self.last_error.get(o.collector)) {
+                (Some(e), Some(prev)) if e == prev => {
+                    tracing::debug!(collector = o.collector, error = %e, "collector still failing")
+                }
+                (Some(e), _) => {
+                    tracing::warn!(collector = o.collector, error = %e, "collector failed");
+                    self.last_error.insert(o.collector, e.clone());
+                }
+                (None, Some(_)) => {
+                    tracing::info!(collector = o.collector, "collector recovered");
+                    self.last_error.remove(o.collector);
+                }
+                (None, None) => {}
+            }
+        }
+        for o in outcomes {
+            out.gauge(
+                "slurm_node_collector_up",
+                "1 if the collector's last run succeeded.",
+                labels(o.collector),
+                if o.error.is_none() { 1.0 } else { 0.0 },
+            );
+        }
+        for o in outcomes {
+            let d = match self.cfg.timing {
+                Timing::Real => o.duration.as_secs_f64(),
+                Timing::Fixed { .. } => 0.0,
+            };
+            out.gauge(
+                "slurm_node_collector_duration_seconds",
+                "Duration of the collector's last run (for gpu: time spent in NVML).",
+                labels(o.collector),
+                d,
+            );
+            if o.error.is_none() {
+                self.last_success.insert(o.collector, now);
+            }
+        }
+        for o in outcomes {
+            if let Some(ts) = self.last_success.get(o.collector) {
+                out.gauge(
+                    "slurm_node_collector_last_success_timestamp_seconds",
+                    "Unix time of the collector's last successful run.",
+                    labels(o.collector),
+                    *ts,
+                );
+            }
+        }
+    }
+}
+
+fn outcome(collector: &'static str, r: Result<(), CollectError>, duration: Duration) -> Outcome {
+    Outcome {
+        collector,
+        error: r.err().map(|e| e.to_string()),
+        duration,
+    }
+}
+
+/// The short hostname (up to the first dot), which is what Slurm node
+/// names usually are.
+pub fn short_hostname() -> Option<String> {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates
+    // on success when the name fits, and we cap at the buffer end anyway.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return None;
+    }
+    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+    let name = String::from_utf8_lossy(&buf[..end]).into_owned();
+    let short = name.split('.').next().unwrap_or("").to_string();
+    (!short.is_empty()).then_some(short)
+}
+
+fn backend_factory(args: &NodeArgs) -> BackendFactory {
+    match args.gpu_backend {
+        GpuBackendKind::Fake => FakeNvml::h100x8().factory(),
+        GpuBackendKind::FakeFaulty => FakeNvml::h100x8_faulty().factory(),
+        GpuBackendKind::Nvml => {
+            let lib = args.nvml_library.clone();
+            Box::new(move || {
+                NvmlBackend::load(lib.as_deref().map(|p| p.as_os_str()))
+                    .map(|b| Box::new(b) as Box<dyn GpuBackend>)
+            })
+        }
+    }
+}
+
+pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
+    let node = args
+        .slurm_node_name
+        .clone()
+        .filter(|n| !n.trim().is_empty())
+        .or_else(short_hostname)
+        .ok_or_else(|| anyhow::anyhow!("cannot determine the node name; pass --slurm-node-name"))?;
+    let cfg = AgentConfig {
+        gpu: args.collector_gpu,
+        efa: args.collector_efa,
+        memlock: args.collector_memlock,
+        jobs: args.collector_jobs,
+        mapping_dirs: args.mapping_dirs.clone(),
+        gpu_timeout: args.gpu_timeout,
+        ..AgentConfig::new(node.clone(), &args.procfs, &args.sysfs)
+    };
+    let mut agent = Agent::new(cfg, Some(backend_factory(&args)))?;
+
+    if args.once {
+        let set = agent.collect();
+        print!("{}", set.encode_text());
+        return Ok(());
+    }
+
+    let web = server::WebServer::bind(&args.web, DEFAULT_LISTEN).await?;
+    tracing::info!(
+        node = %node,
+        metrics = %web.metrics_url(),
+        interval = ?args.collect_interval,
+        procfs = %args.procfs.display(),
+        sysfs = %args.sysfs.display(),
+        "node agent started"
+    );
+    let publisher = Publisher::new();
+    let collector = CollectionThread::spawn(agent, args.collect_interval, publisher.clone())?;
+    let served = web
+        .serve(
+            "Slurm GPU node agent",
+            vec![publisher],
+            server::shutdown_signal(),
+        )
+        .await;
+    collector.stop().await;
+    served.map_err(|e| anyhow::anyhow!("HTTP server failed: {e}"))
+}
+
+/// The agent's background collection: one thread (NVML and /proc reads
+/// block), publishing after every collection.
+pub struct CollectionThread {
+    stop: mpsc::Sender<()>,
+    handle: std::thread::JoinHandle<()>,
+}
+
+impl CollectionThread {
+    pub fn spawn(
+        mut agent: Agent,
+        interval: Duration,
+        publisher: Publisher,
+    ) -> std::io::Result<CollectionThread> {
+        let (stop, stop_rx) = mpsc::channel::<()>();
+        let interval = interval.max(Duration::from_millis(100));
+        let handle = std::thread::Builder::new()
+            .name("collect".into())
+            .spawn(move || loop {
+                let start = Instant::now();
+                let set = agent.collect();
+                publisher.publish(&set);
+                tracing::debug!(elapsed = ?start.elapsed(), "collection published");
+                let wait = interval.saturating_sub(start.elapsed());
+                match stop_rx.recv_timeout(wait) {
+                    Err(RecvTimeoutError::Timeout) => continue,
+                    _ => break,
+                }
+            })?;
+        Ok(CollectionThread { stop, handle })
+    }
+
+    /// Stops after the collection in progress, if any.
+    pub async fn stop(self) {
+        drop(self.stop);
+        let handle = self.handle;
+        let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+    }
 }

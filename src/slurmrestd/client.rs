@@ -172,6 +172,7 @@ pub struct Client {
     user_name: Option<String>,
     timeout: Duration,
     max_body_bytes: u64,
+    extra_headers: Vec<(http::HeaderName, http::HeaderValue)>,
 }
 
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -192,7 +193,15 @@ impl Client {
             user_name: opts.user_name,
             timeout: opts.timeout,
             max_body_bytes: opts.max_body_bytes,
+            extra_headers: Vec::new(),
         })
+    }
+
+    /// Sends these headers with every request too (the `report` subcommand's
+    /// `Authorization` or `X-Scope-OrgID` for a Prometheus-compatible API).
+    pub fn with_headers(mut self, headers: Vec<(http::HeaderName, http::HeaderValue)>) -> Self {
+        self.extra_headers = headers;
+        self
     }
 
     /// The URL with nothing secret in it, for logs.
@@ -338,6 +347,9 @@ impl Client {
         }
         if let Some(user) = &self.user_name {
             b = b.header("X-SLURM-USER-NAME", user.as_str());
+        }
+        for (k, v) in &self.extra_headers {
+            b = b.header(k, v);
         }
         // Only a header value can fail here, and those were checked above.
         b.body(Empty::new()).unwrap_or_default()

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::cluster::usage::UsageRow;
 use crate::exposition::MetricSet;
 use crate::model::{Job, JobState};
 use crate::slurmrestd::JobSink;
@@ -46,6 +47,10 @@ pub struct JobAggregates {
     pub by_partition: BTreeMap<String, (u64, u64)>,
     pub gpu_jobs: Vec<GpuJobRow>,
     pub records: u64,
+    /// When set, jobs holding resources and jobs that ended after this time
+    /// are kept as usage rows for the accountant.
+    pub usage_since: Option<i64>,
+    pub usage: Vec<UsageRow>,
 }
 
 impl JobAggregates {
@@ -54,6 +59,13 @@ impl JobAggregates {
             per_user,
             ..Default::default()
         }
+    }
+
+    /// Also collect usage rows (see [`UsageRow`]) of jobs that hold resources
+    /// or ended after `since`.
+    pub fn with_usage_since(mut self, since: i64) -> Self {
+        self.usage_since = Some(since);
+        self
     }
 
     /// Jobs in a state, over all partitions and accounts.
@@ -75,6 +87,13 @@ fn primary_partition(p: &str) -> &str {
 impl JobSink for JobAggregates {
     fn job(&mut self, job: Job) {
         self.records += 1;
+        if let Some(since) = self.usage_since {
+            if let Some(row) = UsageRow::from_job(&job) {
+                if row.end.is_none_or(|e| e > since) {
+                    self.usage.push(row);
+                }
+            }
+        }
         // squeue shows a finished job whose nodes are still being released as
         // COMPLETING (CG); it still holds its resources.
         let state = if job.state_flags.iter().any(|f| f == "COMPLETING") {

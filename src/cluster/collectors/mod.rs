@@ -6,3 +6,4 @@ pub mod jobs;
 pub mod nodes;
 pub mod partitions;
 pub mod scheduler;
+pub mod usage;

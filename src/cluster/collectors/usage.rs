@@ -1,0 +1,170 @@
+//! Usage counters (`slurm_account_tres_usage_seconds_total`) and budgets.
+
+use crate::cluster::budgets::Budgets;
+use crate::cluster::usage::Accountant;
+use crate::exposition::{Kind, MetricSet};
+
+const USAGE: &str = "Allocated TRES-seconds by account, user, partition and TRES (cpu, mem in MB-seconds, gres/gpu, gres/gpu:<type>, billing), credited exactly between polls as sreport counts them; persisted across restarts with --usage-state-file. increase() over a month matches `sreport cluster AccountUtilizationByUser -t Seconds`.";
+const BUDGET: &str =
+    "Monthly budget (calendar month, UTC) in TRES-seconds, from --budgets (gpu_hours × 3600, ...).";
+const USED: &str = "TRES-seconds used by the account in the current calendar month (UTC), from the same accounting as slurm_account_tres_usage_seconds_total.";
+const RATIO: &str = "Budget used this calendar month: used / budget (+Inf when the budget is 0 and something was used).";
+const TRACKED: &str =
+    "Jobs the usage accountant is tracking (running, or finished and still listed by slurmctld).";
+const HORIZON: &str = "Unix time up to which all usage is credited (the last accounted poll).";
+const UNRESOLVED: &str = "Jobs that left /jobs without a seen end and that slurmdbd did not return within the give-up time; their usage after their last poll is missing.";
+
+/// Exporter self-metrics of the usage path that live outside the accountant.
+#[derive(Debug, Clone, Default)]
+pub struct UsageStatus {
+    /// slurmdbd lookups by result (`ok`, `error`).
+    pub lookups: std::collections::BTreeMap<&'static str, u64>,
+    pub state_save_errors: u64,
+}
+
+pub fn collect(
+    a: &Accountant,
+    budgets: Option<&Budgets>,
+    status: &UsageStatus,
+    set: &mut MetricSet,
+) {
+    set.family(
+        "slurm_account_tres_usage_seconds_total",
+        USAGE,
+        Kind::Counter,
+    );
+    for ((account, user, partition, tres), v) in &a.totals {
+        set.counter(
+            "slurm_account_tres_usage_seconds_total",
+            USAGE,
+            vec![
+                ("account", account.clone()),
+                ("user", user.clone()),
+                ("partition", partition.clone()),
+                ("tres", tres.clone()),
+            ],
+            *v,
+        );
+    }
+    if let Some(b) = budgets {
+        set.family("slurm_account_budget_seconds", BUDGET, Kind::Gauge);
+        set.family("slurm_account_budget_used_seconds", USED, Kind::Gauge);
+        set.family("slurm_account_budget_used_ratio", RATIO, Kind::Gauge);
+        for ((account, tres), budget) in &b.seconds {
+            let l = || vec![("account", account.clone()), ("tres", tres.clone())];
+            let used = a.month_used(account, tres);
+            let ratio = if *budget > 0.0 {
+                used / budget
+            } else if used > 0.0 {
+                f64::INFINITY
+            } else {
+                0.0
+            };
+            set.gauge("slurm_account_budget_seconds", BUDGET, l(), *budget);
+            set.gauge("slurm_account_budget_used_seconds", USED, l(), used);
+            set.gauge("slurm_account_budget_used_ratio", RATIO, l(), ratio);
+        }
+    }
+    set.gauge(
+        "slurm_exporter_usage_tracked_jobs",
+        TRACKED,
+        vec![],
+        a.jobs.len() as f64,
+    );
+    if let Some(h) = a.horizon {
+        set.gauge(
+            "slurm_exporter_usage_accounted_until_timestamp_seconds",
+            HORIZON,
+            vec![],
+            h as f64,
+        );
+    }
+    set.counter(
+        "slurm_exporter_usage_unresolved_jobs_total",
+        UNRESOLVED,
+        vec![],
+        a.unresolved_jobs as f64,
+    );
+    const LOOKUPS: &str = "slurmdbd lookups of finished jobs (/slurmdb/vX/jobs) by result; made only for jobs that vanished without a seen end and for gaps.";
+    set.family(
+        "slurm_exporter_usage_slurmdb_lookups_total",
+        LOOKUPS,
+        Kind::Counter,
+    );
+    for result in ["ok", "error"] {
+        set.counter(
+            "slurm_exporter_usage_slurmdb_lookups_total",
+            LOOKUPS,
+            vec![("result", result.to_string())],
+            status.lookups.get(result).copied().unwrap_or(0) as f64,
+        );
+    }
+    set.counter(
+        "slurm_exporter_usage_state_save_errors_total",
+        "Failed writes of --usage-state-file.",
+        vec![],
+        status.state_save_errors as f64,
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::usage::{Alloc, UsageRow};
+
+    #[test]
+    fn counters_and_budget_ratio() {
+        let mut a = Accountant::default();
+        let r = UsageRow {
+            job_id: 1,
+            start: 0,
+            end: None,
+            suspended: false,
+            account: "ai".into(),
+            user: "bob".into(),
+            partition: "gpu".into(),
+            alloc: Alloc {
+                cpus: 2.0,
+                gpus: 1.0,
+                ..Default::default()
+            },
+        };
+        let t0 = crate::cluster::usage::month_bounds(2026, 11).0 + 100;
+        a.apply(t0, std::slice::from_ref(&r), None);
+        a.apply(t0 + 3600, std::slice::from_ref(&r), None);
+        let b = Budgets::parse(
+            std::path::Path::new("b.yaml"),
+            "accounts: {ai: {gpu_hours: 4, cpu_hours: 0}, other: {gpu_hours: 1}}",
+        )
+        .unwrap();
+        let mut set = MetricSet::new();
+        collect(&a, Some(&b), &UsageStatus::default(), &mut set);
+        assert_eq!(
+            set.value(
+                "slurm_account_tres_usage_seconds_total",
+                &[("user", "bob"), ("tres", "gres/gpu")]
+            ),
+            Some(3600.0)
+        );
+        assert_eq!(
+            set.value(
+                "slurm_account_budget_used_ratio",
+                &[("account", "ai"), ("tres", "gres/gpu")]
+            ),
+            Some(0.25)
+        );
+        assert_eq!(
+            set.value(
+                "slurm_account_budget_used_ratio",
+                &[("account", "ai"), ("tres", "cpu")]
+            ),
+            Some(f64::INFINITY)
+        );
+        assert_eq!(
+            set.value("slurm_account_budget_used_seconds", &[("account", "other")]),
+            Some(0.0)
+        );
+        let text = set.encode_text();
+        assert!(text.contains("# TYPE slurm_account_tres_usage_seconds_total counter"));
+    }
+}

@@ -1,0 +1,9 @@
+//! Data sources of the node agent: bounded file reads under configurable
+//! `/proc` and `/sys` roots, cgroup path parsing, and the GPU backend.
+
+pub mod cgroup;
+pub mod fake;
+pub mod fs;
+pub mod nvml;
+pub mod procfs;
+pub mod sysfs;

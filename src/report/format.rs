@@ -1,0 +1,296 @@
+//! sreport-shaped output: a `root` row with the cluster total, then per
+//! account its subtotal row (empty Login) followed by one row per user,
+//! every requested TRES on its own row, as `sreport cluster
+//! AccountUtilizationByUser -T ...` prints them. Parent accounts other than
+//! root are not printed: the counters carry no account tree.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::{Format, MonthUsage, Unit, Window};
+use crate::cluster::usage::iso_utc;
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Row {
+    pub cluster: String,
+    pub account: String,
+    pub login: String,
+    pub proper_name: String,
+    pub tres: String,
+    /// As printed in the chosen unit.
+    pub used: String,
+    pub used_seconds: f64,
+}
+
+/// Rows in sreport order.
+pub fn rows(usage: &MonthUsage, tres: &[String], unit: Unit) -> Vec<Row> {
+    // cluster -> account -> user -> tres -> seconds
+    type Tree = BTreeMap<String, BTreeMap<String, BTreeMap<String, BTreeMap<String, f64>>>>;
+    let mut tree: Tree = BTreeMap::new();
+    for ((cluster, account, user, t), v) in &usage.usage {
+        *tree
+            .entry(cluster.clone())
+            .or_default()
+            .entry(account.clone())
+            .or_default()
+            .entry(user.clone())
+            .or_default()
+            .entry(t.clone())
+            .or_default() += v;
+    }
+    let mut out = Vec::new();
+    for (cluster, accounts) in &tree {
+        let mut cluster_total: BTreeMap<&str, f64> = BTreeMap::new();
+        for users in accounts.values() {
+            for per in users.values() {
+                for (t, v) in per {
+                    *cluster_total.entry(t.as_str()).or_default() += v;
+                }
+            }
+        }
+        let fmt = |t: &str, secs: f64| -> String {
+            match unit {
+                Unit::Percent => {
+                    let total = cluster_total.get(t).copied().unwrap_or(0.0);
+                    let pct = if total > 0.0 {
+                        100.0 * secs / total
+                    } else {
+                        0.0
+                    };
+                    format!("{pct:.2}%")
+                }
+                // sreport prints "%.0lf": rounds half to even.
+                _ => format!("{}", (secs / unit.divisor()).round_ties_even() as i64),
+            }
+        };
+        let mut push = |account: &str, login: &str, per: &dyn Fn(&str) -> f64| {
+            for t in tres {
+                let secs = per(t);
+                out.push(Row {
+                    cluster: cluster.clone(),
+                    account: account.to_string(),
+                    login: login.to_string(),
+                    proper_name: String::new(),
+                    tres: t.clone(),
+                    used: fmt(t, secs),
+                    used_seconds: secs,
+                });
+            }
+        };
+        // root first: the cluster total, then jobs charged to root itself.
+        push("root", "", &|t| {
+            cluster_total.get(t).copied().unwrap_or(0.0)
+        });
+        let mut order: Vec<&String> = accounts.keys().collect();
+        order.sort_by_key(|a| (a.as_str() != "root", a.as_str()));
+        for account in order {
+            let users = &accounts[account];
+            if account != "root" {
+                push(account, "", &|t| {
+                    users.values().filter_map(|per| per.get(t)).sum::<f64>()
+                });
+            }
+            let logins: BTreeSet<&String> = users.keys().collect();
+            for user in logins {
+                let per = &users[user];
+                push(account, user, &|t| per.get(t).copied().unwrap_or(0.0));
+            }
+        }
+    }
+    out
+}
+
+fn header_block(w: &Window, unit: Unit) -> String {
+    let line = "-".repeat(80);
+    let unit_line = match unit {
+        Unit::Percent => "Usage reported in Percentage of Total".to_string(),
+        u => format!("Usage reported in TRES {}", u.name()),
+    };
+    format!(
+        "{line}\nCluster/Account/User Utilization {} - {} ({} secs)\n{unit_line}\n{line}\n",
+        iso_utc(w.start),
+        iso_utc(w.end - 1),
+        w.end - w.start
+    )
+}
+
+const COLUMNS: [&str; 6] = [
+    "Cluster",
+    "Account",
+    "Login",
+    "Proper Name",
+    "TRES Name",
+    "Used",
+];
+
+fn fields(r: &Row) -> [&str; 6] {
+    [
+        &r.cluster,
+        &r.account,
+        &r.login,
+        &r.proper_name,
+        &r.tres,
+        &r.used,
+    ]
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+pub fn render(w: &Window, usage: &MonthUsage, tres: &[String], unit: Unit, fmt: Format) -> String {
+    let rows = rows(usage, tres, unit);
+    let mut out = String::new();
+    match fmt {
+        Format::Parsable => {
+            out.push_str(&header_block(w, unit));
+            out.push_str(&COLUMNS.join("|"));
+            out.push('\n');
+            for r in &rows {
+                out.push_str(&fields(r).join("|"));
+                out.push('\n');
+            }
+        }
+        Format::Table => {
+            out.push_str(&header_block(w, unit));
+            let mut width: Vec<usize> = COLUMNS.iter().map(|c| c.len()).collect();
+            for r in &rows {
+                for (i, f) in fields(r).iter().enumerate() {
+                    width[i] = width[i].max(f.chars().count());
+                }
+            }
+            let line = |cells: [&str; 6]| -> String {
+                let mut s = String::new();
+                for (i, c) in cells.iter().enumerate() {
+                    // sreport right-aligns every column.
+                    s.push_str(&format!("{c:>w$} ", w = width[i]));
+                }
+                s.trim_end().to_string() + "\n"
+            };
+            out.push_str(&line(COLUMNS));
+            let dashes: Vec<String> = width.iter().map(|w| "-".repeat(*w)).collect();
+            out.push_str(&dashes.join(" "));
+            out.push('\n');
+            for r in &rows {
+                out.push_str(&line(fields(r)));
+            }
+        }
+        Format::Csv => {
+            out.push_str(&COLUMNS.join(","));
+            out.push('\n');
+            for r in &rows {
+                let f: Vec<String> = fields(r).iter().map(|s| csv_field(s)).collect();
+                out.push_str(&f.join(","));
+                out.push('\n');
+            }
+        }
+        Format::Json => {
+            let v = serde_json::json!({
+                "month": w.month.to_string(),
+                "start": format!("{}Z", iso_utc(w.start)),
+                "end": format!("{}Z", iso_utc(w.end)),
+                "seconds": w.end - w.start,
+                "unit": unit.name(),
+                "rows": rows,
+                "notes": usage.notes,
+            });
+            out.push_str(&serde_json::to_string_pretty(&v).unwrap_or_default());
+            out.push('\n');
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Month;
+    use super::*;
+
+    fn usage() -> MonthUsage {
+        let mut u = MonthUsage::default();
+        for (acc, user, t, v) in [
+            ("ai_project", "alice", "gres/gpu", 878.0),
+            ("ai_project", "gildong", "gres/gpu", 878.0),
+            ("hpc_project", "alice", "gres/gpu", 885.0),
+            ("hpc_project", "gildong", "gres/gpu", 439.0),
+            ("hpc_project", "gildong", "cpu", 1831.0),
+        ] {
+            u.usage
+                .insert(("rig25".into(), acc.into(), user.into(), t.into()), v);
+        }
+        u
+    }
+
+    fn window() -> Window {
+        Window {
+            month: Month {
+                year: 2026,
+                month: 11,
+            },
+            start: 1_795_370_400,
+            end: 1_795_374_000,
+        }
+    }
+
+    #[test]
+    fn parsable_matches_sreport_layout() {
+        let out = render(
+            &window(),
+            &usage(),
+            &["gres/gpu".to_string()],
+            Unit::Minutes,
+            Format::Parsable,
+        );
+        // The rows of the recorded sreport (-t Minutes -T gres/gpu), less
+        // research_dept (a parent account the counters cannot know).
+        let want = "\
+--------------------------------------------------------------------------------
+Cluster/Account/User Utilization 2026-11-22T18:00:00 - 2026-11-22T18:59:59 (3600 secs)
+Usage reported in TRES Minutes
+--------------------------------------------------------------------------------
+Cluster|Account|Login|Proper Name|TRES Name|Used
+rig25|root|||gres/gpu|51
+rig25|ai_project|||gres/gpu|29
+rig25|ai_project|alice||gres/gpu|15
+rig25|ai_project|gildong||gres/gpu|15
+rig25|hpc_project|||gres/gpu|22
+rig25|hpc_project|alice||gres/gpu|15
+rig25|hpc_project|gildong||gres/gpu|7
+";
+        assert_eq!(out, want);
+    }
+
+    #[test]
+    fn other_formats() {
+        let tres = ["cpu".to_string(), "gres/gpu".to_string()];
+        let t = render(&window(), &usage(), &tres, Unit::Seconds, Format::Table);
+        assert!(
+            t.contains(
+                "Cluster     Account   Login Proper Name TRES Name Used\n------- -----------"
+            ),
+            "{t}"
+        );
+        assert!(
+            t.contains("  rig25 hpc_project gildong                   cpu 1831\n"),
+            "{t}"
+        );
+        let c = render(&window(), &usage(), &tres, Unit::Hours, Format::Csv);
+        assert!(
+            c.starts_with("Cluster,Account,Login,Proper Name,TRES Name,Used\nrig25,root,,,cpu,1\n"),
+            "{c}"
+        );
+        let p = render(&window(), &usage(), &tres, Unit::Percent, Format::Parsable);
+        assert!(p.contains("rig25|root|||gres/gpu|100.00%"), "{p}");
+        assert!(
+            p.contains("rig25|hpc_project|gildong||gres/gpu|14.25%"),
+            "{p}"
+        );
+        let j = render(&window(), &usage(), &tres, Unit::Hours, Format::Json);
+        let v: serde_json::Value = serde_json::from_str(&j).unwrap();
+        assert_eq!(v["rows"][0]["tres"], "cpu");
+        assert_eq!(v["rows"].as_array().unwrap().len(), 14);
+    }
+}

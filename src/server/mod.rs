@@ -1,0 +1,417 @@
+//! HTTP server: `/metrics` from pre-encoded snapshots, `/healthz`, `/readyz`
+//! and a landing page. Scrapes only copy bytes out of memory.
+//!
+//! With `--web.config.file` ([`WebConfig`]) it adds TLS, client
+//! certificates, basic auth, response headers and a rate limit. Programs
+//! call [`WebServer::bind`] with their `WebArgs`, then [`WebServer::serve`].
+
+pub mod auth;
+pub mod tls;
+pub mod web_config;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use bytes::Bytes;
+use tokio::net::TcpListener;
+
+use crate::cli::WebArgs;
+use crate::exposition::MetricSet;
+pub use web_config::{RateLimit, WebConfig};
+
+/// Paths answered without basic auth: they only say "ok"/"ready", and
+/// probes (kubelet, load balancers) rarely carry credentials. TLS and client
+/// certificates still apply to them.
+pub const AUTH_EXEMPT_PATHS: [&str; 2] = ["/healthz", "/readyz"];
+
+pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// One collection, encoded in both formats.
+#[derive(Debug, Clone, Default)]
+pub struct Rendered {
+    pub text: Bytes,
+    pub openmetrics: Bytes,
+}
+
+impl Rendered {
+    pub fn from_set(set: &MetricSet) -> Self {
+        Rendered {
+            text: Bytes::from(set.encode_text()),
+            openmetrics: Bytes::from(set.encode_openmetrics()),
+        }
+    }
+}
+
+/// Latest metrics of one producer (the cluster poller, the node agent).
+/// Producers publish; the HTTP handlers read. A clone shares the slot.
+#[derive(Debug, Clone, Default)]
+pub struct Publisher {
+    slot: Arc<RwLock<Option<Arc<Rendered>>>>,
+}
+
+impl Publisher {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn publish(&self, set: &MetricSet) {
+        let rendered = Arc::new(Rendered::from_set(set));
+        *self.slot.write().unwrap_or_else(|e| e.into_inner()) = Some(rendered);
+    }
+
+    pub fn latest(&self) -> Option<Arc<Rendered>> {
+        self.slot.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+#[derive(Clone)]
+struct AppState {
+    publishers: Arc<Vec<Publisher>>,
+    telemetry_path: String,
+    title: &'static str,
+}
+
+/// Serves the given publishers' latest snapshots (concatenated) until
+/// `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    telemetry_path: &str,
+    title: &'static str,
+    publishers: Vec<Publisher>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router(telemetry_path, title, publishers);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// What [`serve_with`] serves, and how.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub telemetry_path: String,
+    pub title: &'static str,
+    /// TLS, auth, headers, rate limit; `None` is plain HTTP, open to all.
+    pub web_config: Option<Arc<WebConfig>>,
+}
+
+/// [`serve`] with an optional web config: TLS (handshakes in their own
+/// tasks, at most [`tls::HANDSHAKE_TIMEOUT`] each), basic auth, headers.
+pub async fn serve_with(
+    listener: TcpListener,
+    opts: ServeOptions,
+    publishers: Vec<Publisher>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router_with(&opts, publishers);
+    match opts.web_config.as_ref().and_then(|c| c.tls.clone()) {
+        Some(tls) => {
+            let listener = tls::TlsListener::new(listener, tls, tls::HANDSHAKE_TIMEOUT)?;
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    }
+}
+
+/// A bound listener with its validated web config: the one way the
+/// programs (cluster, node, demo) start their metrics server.
+pub struct WebServer {
+    listener: TcpListener,
+    telemetry_path: String,
+    web_config: Option<Arc<WebConfig>>,
+}
+
+impl WebServer {
+    /// Loads and validates `--web.config.file` (if any), then listens on
+    /// `--web.listen-address` or `default_listen`.
+    pub async fn bind(web: &WebArgs, default_listen: &str) -> anyhow::Result<WebServer> {
+        let web_config = match &web.config_file {
+            Some(path) => {
+                let cfg = WebConfig::load(path)?;
+                tracing::info!(
+                    file = %path.display(),
+                    tls = cfg.tls_enabled(),
+                    basic_auth = cfg.basic_auth_enabled(),
+                    "web config loaded"
+                );
+                Some(Arc::new(cfg))
+            }
+            None => None,
+        };
+        let listener = bind(&web.listen_address_or(default_listen)).await?;
+        Ok(WebServer {
+            listener,
+            telemetry_path: web.telemetry_path.clone(),
+            web_config,
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// `http` or `https`.
+    pub fn scheme(&self) -> &'static str {
+        match &self.web_config {
+            Some(c) if c.tls_enabled() => "https",
+            _ => "http",
+        }
+    }
+
+    /// The metrics URL, for logs.
+    pub fn metrics_url(&self) -> String {
+        match self.local_addr() {
+            Ok(a) => format!("{}://{a}{}", self.scheme(), self.telemetry_path),
+            Err(_) => self.telemetry_path.clone(),
+        }
+    }
+
+    pub fn web_config(&self) -> Option<&WebConfig> {
+        self.web_config.as_deref()
+    }
+
+    /// Serves until `shutdown` resolves.
+    pub async fn serve(
+        self,
+        title: &'static str,
+        publishers: Vec<Publisher>,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let opts = ServeOptions {
+            telemetry_path: self.telemetry_path,
+            title,
+            web_config: self.web_config,
+        };
+        serve_with(self.listener, opts, publishers, shutdown).await
+    }
+}
+
+/// [`router`] plus the web config's auth, headers and rate limit.
+pub fn router_with(opts: &ServeOptions, publishers: Vec<Publisher>) -> Router {
+    let app = router(&opts.telemetry_path, opts.title, publishers);
+    let Some(cfg) = &opts.web_config else {
+        return app;
+    };
+    if cfg.basic_auth.is_none() && cfg.headers.is_empty() && cfg.rate_limit.is_none() {
+        return app;
+    }
+    let guard = Arc::new(Guard {
+        auth: cfg.basic_auth.clone(),
+        exempt: AUTH_EXEMPT_PATHS
+            .iter()
+            .filter(|p| **p != opts.telemetry_path)
+            .map(|p| p.to_string())
+            .collect(),
+        headers: cfg.headers.clone(),
+        limiter: cfg.rate_limit.map(|r| {
+            Mutex::new(Bucket {
+                rate: r,
+                tokens: f64::from(r.burst),
+                last: Instant::now(),
+            })
+        }),
+    });
+    app.layer(axum::middleware::from_fn_with_state(guard, guard_layer))
+}
+
+struct Guard {
+    auth: Option<Arc<auth::BasicAuth>>,
+    exempt: Vec<String>,
+    headers: Vec<(header::HeaderName, HeaderValue)>,
+    limiter: Option<Mutex<Bucket>>,
+}
+
+/// Token bucket: `burst` tokens, one more every `interval`.
+struct Bucket {
+    rate: RateLimit,
+    tokens: f64,
+    last: Instant,
+}
+
+impl Bucket {
+    fn allow(&mut self) -> bool {
+        let now = Instant::now();
+        let refill = now.duration_since(self.last).as_secs_f64()
+            / self
+                .rate
+                .interval
+                .max(Duration::from_nanos(1))
+                .as_secs_f64();
+        self.tokens = (self.tokens + refill).min(f64::from(self.rate.burst));
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+async fn guard_layer(State(g): State<Arc<Guard>>, req: Request, next: Next) -> Response {
+    let mut resp = guarded(&g, req, next).await;
+    let h = resp.headers_mut();
+    for (name, value) in &g.headers {
+        h.insert(name.clone(), value.clone());
+    }
+    resp
+}
+
+async fn guarded(g: &Guard, req: Request, next: Next) -> Response {
+    if let Some(l) = &g.limiter {
+        if !l.lock().unwrap_or_else(|e| e.into_inner()).allow() {
+            return (StatusCode::TOO_MANY_REQUESTS, "too many requests\n").into_response();
+        }
+    }
+    if let Some(auth) = &g.auth {
+        let path = req.uri().path();
+        if !g.exempt.iter().any(|p| p == path)
+            && !auth.check(req.headers().get(header::AUTHORIZATION)).await
+        {
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(
+                        "Basic realm=\"slurm-gpu-exporter\", charset=\"UTF-8\"",
+                    ),
+                )],
+                "unauthorized\n",
+            )
+                .into_response();
+        }
+    }
+    next.run(req).await
+}
+
+pub fn router(telemetry_path: &str, title: &'static str, publishers: Vec<Publisher>) -> Router {
+    let state = AppState {
+        publishers: Arc::new(publishers),
+        telemetry_path: telemetry_path.to_string(),
+        title,
+    };
+    Router::new()
+        .route(telemetry_path, get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/", get(landing))
+        .with_state(state)
+}
+
+pub async fn bind(addr: &str) -> anyhow::Result<TcpListener> {
+    let addr: SocketAddr = addr
+        .parse()
+        .map_err(|e| anyhow::anyhow!("invalid --web.listen-address {addr:?}: {e}"))?;
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))
+}
+
+fn wants_openmetrics(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/openmetrics-text"))
+}
+
+async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let snapshots: Vec<Arc<Rendered>> =
+        state.publishers.iter().filter_map(|p| p.latest()).collect();
+    if snapshots.is_empty() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no data collected yet; retry after the first collection\n",
+        )
+            .into_response();
+    }
+    let om = wants_openmetrics(&headers);
+    let body = if snapshots.len() == 1 {
+        let s = &snapshots[0];
+        if om {
+            s.openmetrics.clone()
+        } else {
+            s.text.clone()
+        }
+    } else {
+        let mut buf = Vec::new();
+        for s in &snapshots {
+            if om {
+                // Only the final `# EOF` may remain.
+                let b = &s.openmetrics[..];
+                buf.extend_from_slice(b.strip_suffix(b"# EOF\n").unwrap_or(b));
+            } else {
+                buf.extend_from_slice(&s.text);
+            }
+        }
+        if om {
+            buf.extend_from_slice(b"# EOF\n");
+        }
+        Bytes::from(buf)
+    };
+    let ct = if om {
+        OPENMETRICS_CONTENT_TYPE
+    } else {
+        TEXT_CONTENT_TYPE
+    };
+    let mut resp = body.into_response();
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+    resp
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    if state.publishers.iter().all(|p| p.latest().is_some()) {
+        "ready\n".into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "first collection pending\n",
+        )
+            .into_response()
+    }
+}
+
+async fn landing(State(state): State<AppState>) -> Html<String> {
+    Html(format!(
+        "<!doctype html><html><head><title>{t}</title></head><body>\
+         <h1>{t}</h1><p>slurm-gpu-exporter {v}</p><ul>\
+         <li><a href=\"{p}\">{p}</a></li><li><a href=\"/healthz\">/healthz</a></li>\
+         <li><a href=\"/readyz\">/readyz</a></li></ul></body></html>\n",
+        t = state.title,
+        v = env!("CARGO_PKG_VERSION"),
+        p = state.telemetry_path
+    ))
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot install SIGTERM handler");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received, shutting down"),
+    }
+}

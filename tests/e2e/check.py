@@ -1,0 +1,442 @@
+#!/usr/bin/env python3
+"""Assertions of the live end-to-end test.
+
+Compares the exporter's /metrics with squeue, sinfo and sacct taken at the same
+moment, checks Prometheus (targets, dashboard queries, alerts), and drives the
+slurmrestd stop/restart check. Each check prints PASS/FAIL with details.
+Stdlib only: it runs on a fresh Debian machine.
+"""
+
+import argparse
+import glob
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from collections import defaultdict
+
+RESULTS = []
+
+
+def report(name, ok, detail=""):
+    RESULTS.append((name, ok))
+    print(f"[{'PASS' if ok else 'FAIL'}] {name}" + (f": {detail}" if detail else ""), flush=True)
+    return ok
+
+
+def http_get(url, timeout=5):
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        return r.read().decode()
+
+
+SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)$')
+LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+
+def parse_metrics(text):
+    """[(name, {labels}, value)] from Prometheus text format."""
+    out = []
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = SAMPLE.match(line)
+        if not m:
+            continue
+        labels = dict(LABEL.findall(m.group(3) or ""))
+        out.append((m.group(1), labels, float(m.group(4))))
+    return out
+
+
+def group(samples, name, by, where=None):
+    acc = defaultdict(float)
+    for n, labels, v in samples:
+        if n != name:
+            continue
+        if where and not all(labels.get(k) == want for k, want in where.items()):
+            continue
+        acc[tuple(labels.get(b, "") for b in by)] += v
+    return {k: v for k, v in acc.items() if v != 0}
+
+
+def run(cmd):
+    return subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+
+
+def cli_snapshot():
+    """What the Slurm CLI says right now, in the exporter's terms."""
+    snap = {}
+    jobs = defaultdict(float)
+    for line in run(["squeue", "-r", "-h", "-t", "PD,R,S,CG", "-o", "%T|%a"]).splitlines():
+        state, account = line.split("|")
+        jobs[(state.lower(), account)] += 1
+    snap["active jobs per state and account (squeue -r)"] = dict(jobs)
+
+    squeue = json.loads(run(["squeue", "--json"]))
+    gpus = defaultdict(float)
+    for j in squeue["jobs"]:
+        state = j["job_state"] if isinstance(j["job_state"], str) else j["job_state"][0]
+        if state != "RUNNING":
+            continue
+        m = re.search(r"(?:^|,)gres/gpu=(\d+)", j.get("tres_alloc_str") or "")
+        if m:
+            gpus[(j["account"],)] += float(m.group(1))
+    snap["GPUs allocated per account (squeue --json tres_alloc_str)"] = dict(gpus)
+
+    sacct_gpus = defaultdict(float)
+    for line in run(["sacct", "-X", "-a", "-n", "-P", "-s", "R", "-o", "Account,AllocTRES"]).splitlines():
+        account, tres = line.split("|")
+        m = re.search(r"(?:^|,)gres/gpu=(\d+)", tres)
+        if m:
+            sacct_gpus[(account,)] += float(m.group(1))
+    snap["GPUs allocated per account (sacct -s R AllocTRES)"] = dict(sacct_gpus)
+
+    finished = defaultdict(float)
+    for line in run(["sacct", "-X", "-a", "-n", "-P", "-S", "now-1days", "-o", "JobIDRaw,State,Account"]).splitlines():
+        _, state, account = line.split("|")
+        state = state.split()[0].lower()  # "CANCELLED by 1001"
+        if state in ("completed", "failed", "cancelled", "timeout"):
+            finished[(state, account)] += 1
+    snap["finished jobs per state and account (sacct)"] = dict(finished)
+
+    sinfo = json.loads(run(["sinfo", "--json"]))
+    nodes = defaultdict(float)
+    seen = set()
+    for n in sinfo["nodes"]:
+        if n["name"] in seen:
+            continue
+        seen.add(n["name"])
+        state = n["state"] if isinstance(n["state"], str) else n["state"][0]
+        nodes[(state.lower(),)] += 1
+    snap["nodes per base state (sinfo --json)"] = dict(nodes)
+    drained = sum(1 for n in sinfo["nodes"] if "DRAIN" in (n.get("state_flags") or []))
+    snap["drained nodes (sinfo --json)"] = {("DRAIN",): float(drained)} if drained else {}
+    return snap
+
+
+def exporter_view(samples):
+    active = {k: v for k, v in group(samples, "slurm_jobs", ["state", "account"]).items()
+              if k[0] in ("pending", "running", "suspended", "completing")}
+    finished = {k: v for k, v in group(samples, "slurm_jobs", ["state", "account"]).items()
+                if k[0] in ("completed", "failed", "cancelled", "timeout")}
+    gpus = group(samples, "slurm_jobs_allocated_gpus", ["account"])
+    return {
+        "active jobs per state and account (squeue -r)": active,
+        "GPUs allocated per account (squeue --json tres_alloc_str)": gpus,
+        "GPUs allocated per account (sacct -s R AllocTRES)": gpus,
+        "finished jobs per state and account (sacct)": finished,
+        "nodes per base state (sinfo --json)": group(samples, "slurm_nodes", ["state"]),
+        "drained nodes (sinfo --json)": group(samples, "slurm_nodes_with_flag", ["flag"], {"flag": "DRAIN"}),
+    }
+
+
+def polls(exporter):
+    for n, _, v in parse_metrics(http_get(exporter + "/metrics")):
+        if n == "slurm_exporter_polls_total":
+            return v
+    return 0
+
+
+def wait_fresh_poll(exporter, timeout=60):
+    start = polls(exporter)
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if polls(exporter) >= start + 1:
+            return True
+        time.sleep(0.5)
+    return False
+
+
+def check_equality(exporter, attempts=5):
+    """CLI before, a fresh poll, metrics, CLI after: compare when the CLI did not move."""
+    last = None
+    for _ in range(attempts):
+        before = cli_snapshot()
+        if not wait_fresh_poll(exporter):
+            return report("exporter polls slurmrestd", False, "no poll within 60 s")
+        samples = parse_metrics(http_get(exporter + "/metrics"))
+        after = cli_snapshot()
+        if before != after:
+            continue  # the cluster moved under us; take another look
+        view = exporter_view(samples)
+        last = (before, view)
+        if all(view[k] == before[k] for k in before):
+            break
+        time.sleep(2)
+    if last is None:
+        return report("exporter equals CLI", False, "the cluster never held still")
+    before, view = last
+    ok = True
+    for k in before:
+        ok &= report(f"exporter == CLI: {k}", view[k] == before[k],
+                     f"exporter={sorted(view[k].items())} cli={sorted(before[k].items())}")
+    return ok
+
+
+def usage_snapshot(exporter):
+    """GPU-seconds per account from the usage counter, and the time of the
+    jobs poll that credited them (the accountant credits up to the poll)."""
+    samples = parse_metrics(http_get(exporter + "/metrics"))
+    per_account = group(samples, "slurm_account_tres_usage_seconds_total", ["account"], {"tres": "gres/gpu"})
+    polled = [v for n, l, v in samples
+              if n == "slurm_exporter_last_success_timestamp_seconds" and l.get("endpoint") == "jobs"]
+    return {k[0]: v for k, v in per_account.items()}, polled[0] if polled else None
+
+
+def sacct_gpu_seconds(t0, t1):
+    """GPU-seconds each account's jobs held within [t0, t1], from sacct."""
+    env = dict(os.environ, SLURM_TIME_FORMAT="%s")
+    out = subprocess.run(["sacct", "-X", "-a", "-n", "-P", "-S", "now-1days", "-E", "now+1hours",
+                          "-o", "JobIDRaw,Account,AllocTRES,Start,End"],
+                         check=True, capture_output=True, text=True, env=env).stdout
+    acc = defaultdict(float)
+    for line in out.splitlines():
+        _, account, tres, start, end = line.split("|")
+        m = re.search(r"(?:^|,)gres/gpu=(\d+)", tres)
+        if not m or not start.isdigit():
+            continue
+        s = float(start)
+        e = float(end) if end.isdigit() else t1  # running: "Unknown"
+        overlap = min(e, t1) - max(s, t0)
+        if overlap > 0:
+            acc[account] += float(m.group(1)) * overlap
+    return dict(acc)
+
+
+def check_usage(exporter, prom, window=60):
+    """The usage counters' increase over a window equals what sacct says the
+    accounts' jobs held in that window (exact to the poll instants), and
+    Prometheus' increase() agrees within its extrapolation bound."""
+    c0, p0 = usage_snapshot(exporter)
+    time.sleep(window)
+    c1, p1 = usage_snapshot(exporter)
+    if p0 is None or p1 is None or p1 <= p0:
+        return report("usage counters advance with polls", False, f"poll times {p0} {p1}")
+    want = sacct_gpu_seconds(p0, p1)
+    got = {a: c1.get(a, 0.0) - c0.get(a, 0.0) for a in set(c0) | set(c1)}
+    got = {a: v for a, v in got.items() if v > 0}
+    ok = report("usage: some GPU-seconds were credited", sum(got.values()) > 0, f"{got}")
+    rows = []
+    for account in sorted(set(want) | set(got)):
+        w, g = want.get(account, 0.0), got.get(account, 0.0)
+        rel = abs(g - w) / w if w else (0.0 if g == 0 else 1.0)
+        rows.append(f"{account}: exporter {g:.1f} GPU-s, sacct {w:.1f} GPU-s, diff {rel * 100:.2f}%")
+        ok &= report(f"usage == sacct over {p1 - p0:.1f}s: {account}", rel <= 0.01, rows[-1])
+    # Prometheus increase() over the same window, evaluated at the second read.
+    span = int(p1 - p0)
+    body = prom_query(prom, f'sum by (account) (increase(slurm_account_tres_usage_seconds_total{{tres="gres/gpu"}}[{span}s]))')
+    if body.get("status") == "success":
+        inc = {r["metric"].get("account", ""): float(r["value"][1]) for r in body["data"]["result"]}
+        for account, w in sorted(want.items()):
+            # Scrapes and polls every 2 s: increase() extrapolates over at most one poll at each edge.
+            bound = 2 * 2.0 / span + 0.01
+            rel = abs(inc.get(account, 0.0) - w) / w if w else 0.0
+            ok &= report(f"usage: Prometheus increase()[{span}s] vs sacct: {account}", rel <= bound,
+                         f"increase {inc.get(account, 0.0):.1f}, sacct {w:.1f}, diff {rel * 100:.2f}% (bound {bound * 100:.1f}%)")
+    else:
+        ok &= report("usage: Prometheus increase() query", False, str(body))
+    return ok
+
+
+def prom_query(prom, expr):
+    url = prom + "/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+    try:
+        body = json.loads(http_get(url, timeout=15))
+    except urllib.error.HTTPError as e:
+        body = json.loads(e.read().decode() or "{}")
+    return body
+
+
+BUILTINS = {
+    "$__rate_interval": "1m", "${__rate_interval}": "1m", "$__interval": "30s",
+    "${__interval}": "30s", "$__range": "10m", "${__range}": "10m", "$__range_s": "600",
+    "$__range_ms": "600000",
+}
+
+
+def substitute(expr, values):
+    """Grafana variables: built-ins, then each dashboard variable's value."""
+    for k, v in BUILTINS.items():
+        expr = expr.replace(k, v)
+    return re.sub(r"\$\{(\w+)(?::\w+)?\}|\$(\w+)",
+                  lambda m: values.get(m.group(1) or m.group(2), ".*"), expr)
+
+
+def label_values(prom, query, values):
+    """Values of a `label_values(selector, label)` variable query, as Grafana lists them."""
+    m = re.match(r"\s*label_values\((.*),\s*(\w+)\s*\)\s*$", query, re.S)
+    if not m:
+        return []
+    selector = substitute(m.group(1), values)
+    url = prom + "/api/v1/series?" + urllib.parse.urlencode({"match[]": selector})
+    series = json.loads(http_get(url, timeout=15))["data"]
+    return sorted({s[m.group(2)] for s in series if m.group(2) in s})
+
+
+def dashboards(dash_dir):
+    for path in sorted(glob.glob(os.path.join(dash_dir, "*.json"))):
+        d = json.load(open(path))
+        exprs = []
+        panels = list(d.get("panels", []))
+        while panels:
+            p = panels.pop()
+            panels.extend(p.get("panels", []))
+            for t in p.get("targets", []):
+                if t.get("expr"):
+                    exprs.append((p.get("title", "?"), t["expr"]))
+        yield os.path.basename(path), d.get("templating", {}).get("list", []), exprs
+
+
+def data_count(prom, exprs, values):
+    n = 0
+    for _, expr in exprs:
+        body = prom_query(prom, substitute(expr, values))
+        n += body.get("status") == "success" and len(body["data"]["result"]) > 0
+    return n
+
+
+def choose_values(prom, variables, exprs):
+    """Multi-value variables take "All" (.*); a single-value one (the job
+    view's job id) takes the value of its own query that fills most panels,
+    as a user would pick a running job."""
+    values = {}
+    for v in variables:
+        if v.get("type") != "query":
+            continue
+        if v.get("multi") or v.get("includeAll"):
+            values[v["name"]] = ".*"
+            continue
+        q = v.get("query")
+        q = q.get("query", "") if isinstance(q, dict) else (q or "")
+        best, best_n = None, -1
+        for cand in label_values(prom, q, values)[:10]:
+            n = data_count(prom, exprs, {**values, v["name"]: cand})
+            if n > best_n:
+                best, best_n = cand, n
+        values[v["name"]] = best if best is not None else ".*"
+    return values
+
+
+def check_dashboards(prom, dash_dir, allow_empty):
+    total = 0
+    ok = True
+    for dash, variables, exprs in dashboards(dash_dir):
+        values = choose_values(prom, variables, exprs)
+        chosen = {k: v for k, v in values.items() if v != ".*"}
+        if chosen:
+            print(f"  {dash}: variables {chosen}", flush=True)
+        for title, expr in exprs:
+            total += 1
+            q = substitute(expr, values)
+            body = prom_query(prom, q)
+            if body.get("status") != "success":
+                ok &= report(f"query runs: {dash} / {title}", False, f"{body.get('error')} :: {q}")
+                continue
+            n = len(body["data"]["result"])
+            if n == 0 and any(re.search(a, title) for a in allow_empty):
+                report(f"query runs: {dash} / {title}", True, "no data expected in this situation")
+                continue
+            ok &= report(f"query returns data: {dash} / {title}", n > 0, f"{n} series :: {q}")
+    report("dashboards have queries", total > 0, f"{total} queries in {dash_dir}")
+    return ok
+
+
+def check_alerts(prom, want_firing, want_silent):
+    alerts = json.loads(http_get(prom + "/api/v1/alerts"))["data"]["alerts"]
+    firing = {a["labels"]["alertname"] for a in alerts if a["state"] == "firing"}
+    ok = True
+    for name in want_firing:
+        ok &= report(f"alert firing: {name}", name in firing)
+    for name in want_silent:
+        ok &= report(f"alert silent: {name}", name not in firing)
+    print(f"  firing now: {sorted(firing)}", flush=True)
+    return ok
+
+
+def check_targets(prom, expect_down, timeout=60):
+    """Every target up, except those that stand for a dead exporter."""
+    deadline = time.time() + timeout
+    targets = []
+    while time.time() < deadline:
+        targets = json.loads(http_get(prom + "/api/v1/targets"))["data"]["activeTargets"]
+        health = {t["labels"]["instance"]: t["health"] for t in targets}
+        want = {i: ("down" if i in expect_down else "up") for i in health}
+        if targets and health == want:
+            return report("prometheus targets", True, f"{health}")
+        time.sleep(1)
+    return report("prometheus targets", False, json.dumps(targets)[:800])
+
+
+def alert_firing(prom, name):
+    alerts = json.loads(http_get(prom + "/api/v1/alerts"))["data"]["alerts"]
+    return any(a["labels"]["alertname"] == name and a["state"] == "firing" for a in alerts)
+
+
+def wait_alert(prom, name, firing, timeout=60):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if alert_firing(prom, name) == firing:
+            return True
+        time.sleep(1)
+    return False
+
+
+def metric_value(exporter, name):
+    for n, _, v in parse_metrics(http_get(exporter + "/metrics")):
+        if n == name:
+            return v
+    return None
+
+
+def wait_metric(exporter, name, want, timeout):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        t0 = time.time()
+        v = metric_value(exporter, name)
+        if time.time() - t0 > 1.0:
+            return False, "a scrape took over 1 s"
+        if v == want:
+            return True, f"{name}={v}"
+        time.sleep(0.5)
+    return False, f"{name} stayed {metric_value(exporter, name)} (want {want})"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("phase", choices=["equality", "usage", "prometheus", "restd-down", "restd-up"])
+    ap.add_argument("--exporter", default="http://127.0.0.1:19342")
+    ap.add_argument("--prometheus", default="http://127.0.0.1:19090")
+    ap.add_argument("--dashboards", default="dashboards")
+    ap.add_argument("--firing", default="")
+    ap.add_argument("--silent", default="")
+    ap.add_argument("--dead-targets", default="127.0.0.1:19345")
+    ap.add_argument("--allow-empty", default="", help="regexes of panel titles that may be empty here")
+    args = ap.parse_args()
+    split = lambda s: [x for x in s.split(",") if x]
+    if args.phase == "equality":
+        check_equality(args.exporter)
+    elif args.phase == "usage":
+        check_usage(args.exporter, args.prometheus)
+    elif args.phase == "prometheus":
+        check_targets(args.prometheus, split(args.dead_targets))
+        check_dashboards(args.prometheus, args.dashboards, split(args.allow_empty))
+        check_alerts(args.prometheus, split(args.firing), split(args.silent))
+    elif args.phase == "restd-down":
+        ok, detail = wait_metric(args.exporter, "slurm_exporter_slurmrestd_up", 0.0, 60)
+        report("slurmrestd stopped: exporter reports it down and keeps answering", ok, detail)
+        jobs = metric_value(args.exporter, "slurm_jobs")
+        report("slurmrestd stopped: last good data still served", jobs is not None, f"slurm_jobs present={jobs is not None}")
+        report("slurmrestd stopped: alert SlurmrestdDown fires", wait_alert(args.prometheus, "SlurmrestdDown", True))
+    elif args.phase == "restd-up":
+        ok, detail = wait_metric(args.exporter, "slurm_exporter_slurmrestd_up", 1.0, 90)
+        report("slurmrestd restarted: exporter recovers", ok, detail)
+        report("slurmrestd restarted: alert SlurmrestdDown resolves", wait_alert(args.prometheus, "SlurmrestdDown", False))
+    failed = [n for n, ok in RESULTS if not ok]
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,203 @@
+#!/usr/bin/env bash
+# Live end-to-end test: a real Slurm 22.05 (slurmctld, slurmd, slurmdbd,
+# slurmrestd, MariaDB, munge) from Debian's packages, the exporter's cluster
+# scraper against it, the node agent against a fixture tree, and a real
+# Prometheus scraping both with the project's alert and recording rules.
+# Checks values against squeue/sinfo/sacct, dashboard queries, alerts, and the
+# slurmrestd stop/restart behaviour. Stops everything it started, by pid.
+#
+# Usage: tests/e2e/run.sh            (as root; state under a fresh /tmp dir)
+# Env:   E2E_STATE_DIR  keep state/logs there instead of a temp dir
+#        E2E_EXPORTER_BIN  exporter binary (default target/debug/slurm-gpu-exporter, built if missing)
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$ROOT"
+E2E_TAG=e2e
+# shellcheck source=tests/e2e/lib.sh
+. tests/e2e/lib.sh
+
+TOP=${E2E_STATE_DIR:-$(mktemp -d /tmp/sge-e2e.XXXXXX)}
+mkdir -p "$TOP"
+chmod 755 "$TOP" # the Slurm daemons run as their own users
+STATE=$TOP/slurm
+OWN=$TOP/exporter-side
+rm -rf "$OWN"
+mkdir -p "$OWN/pids" "$OWN/log" "$OWN/rules" "$OWN/prometheus-data"
+BIN=${E2E_EXPORTER_BIN:-$ROOT/target/debug/slurm-gpu-exporter}
+EXPORTER=http://127.0.0.1:19342
+NODE_AGENT=http://127.0.0.1:19343
+PROM=http://127.0.0.1:19090
+FAILED=0
+
+own_start() { # own_start NAME LOG CMD...
+	local name=$1 out=$2
+	shift 2
+	setsid "$@" </dev/null >>"$out" 2>&1 &
+	echo $! >"$OWN/pids/$name.pid"
+	pid_starttime $! >"$OWN/pids/$name.start" 2>/dev/null || true
+	log "started $name pid $!"
+}
+
+own_stop() { # own_stop NAME: by recorded pid, only if it is still the same process
+	local f=$OWN/pids/$1.pid pid
+	[[ -f $f ]] || return 0
+	pid=$(<"$f")
+	if pid_alive "$pid" && [[ $(pid_starttime "$pid") == "$(cat "$OWN/pids/$1.start" 2>/dev/null)" ]]; then
+		kill -TERM "$pid" 2>/dev/null || true
+		for _ in $(seq 1 50); do pid_alive "$pid" || break; sleep 0.1; done
+		pid_alive "$pid" && kill -KILL "$pid" 2>/dev/null || true
+	fi
+	rm -f "$f"
+}
+
+cleanup() {
+	local rc=$?
+	set +e
+	for n in prometheus node-agent node-agent-cpu efa-traffic exporter-cluster slurmrestd-restarted; do own_stop "$n"; done
+	bash tests/e2e/slurm-down.sh "$STATE" >"$OWN/log/slurm-down.log" 2>&1
+	if [[ $rc -ne 0 || $FAILED -ne 0 ]]; then
+		echo "=== e2e failed; logs in $TOP (tails follow)"
+		tail_logs "$OWN"/log/*.log "$STATE"/log/slurmctld.log "$STATE"/log/slurmrestd.log
+	fi
+	exit $((rc != 0 ? rc : FAILED != 0))
+}
+trap cleanup EXIT
+
+phase() { # phase DESC CMD...: runs a check phase, remembers failure, goes on
+	local desc=$1
+	shift
+	step "$desc"
+	if ! "$@"; then
+		FAILED=1
+		warn "phase failed: $desc"
+	fi
+}
+
+[[ -x $BIN ]] || cargo build --locked --bin slurm-gpu-exporter
+command -v prometheus >/dev/null || die "prometheus not installed (slurm-up.sh installs it)"
+
+step "1/6 Slurm up and job mix"
+bash tests/e2e/slurm-up.sh "$STATE"
+bash tests/e2e/jobmix.sh "$STATE"
+# shellcheck disable=SC1091
+. "$STATE/env"
+
+step "2/6 exporter: cluster scraper against slurmrestd, node agent against a fixture tree"
+# ai_project's GPU budget is spent within seconds; hpc_project's is far away.
+cat >"$OWN/budgets.yaml" <<EOF
+accounts:
+  ai_project:
+    gpu_hours: 0.001
+  hpc_project:
+    gpu_hours: 100000
+    cpu_hours: 100000
+EOF
+own_start exporter-cluster "$OWN/log/exporter-cluster.log" "$BIN" cluster \
+	--slurmrestd-url "$SLURMRESTD_URL" --slurmrestd-token-file "$SLURMRESTD_TOKEN_FILE" \
+	--usage-state-file "$OWN/usage-state.json" --budgets "$OWN/budgets.yaml" \
+	--slurmrestd-user-name "$SLURMRESTD_TOKEN_USER" --poll-interval 2s --slurmrestd-timeout 10s \
+	--web.listen-address 127.0.0.1:19342
+# GPU -> job mapping files as Slinky's prolog writes them (one file per GPU
+# index holding the job id), from the live jobs' GPU indices (scontrol -d).
+mkdir -p "$OWN/job-mapping"
+scontrol -d show job | awk '/^JobId=/{split($1,a,"="); id=a[2]} /GRES=gpu/{ if (match($0,/IDX:[0-9,-]+/)) { s=substr($0,RSTART+4,RLENGTH-4); n=split(s,parts,","); for(i=1;i<=n;i++){ if (split(parts[i],r,"-")==2) {for(g=r[1];g<=r[2];g++) print g, id} else print parts[i], id } } }' |
+	while read -r gpu job; do echo "$job" >"$OWN/job-mapping/$gpu"; done
+log "job mapping: $(cd "$OWN/job-mapping" && grep -H . ./* | tr '\n' ' ')"
+# The node agent reads a copy of the p4dn fixture tree whose EFA counters a
+# background loop advances (traffic, drops, retransmit timeouts, unresponsive
+# and impaired remotes on one device), with eight fake H100s carrying faults
+# (a lost GPU, XIDs, ECC, row remap, thermal slowdown).
+cp -r tests/fixtures/node/p4dn-cgroupv1 "$OWN/node-tree"
+# The live jobs' processes as the node agent would see them under cgroup v1
+# (this Slurm runs without cgroup plugins): one rank per running GPU job,
+# the lowest-numbered job without `ulimit -l unlimited`.
+first=1
+squeue -h -t R -o '%i %u %a %b %N' | while read -r id user account _ nodes; do
+	scontrol -d show job "$id" | grep -q 'GRES=gpu' || continue
+	d=$OWN/node-tree/proc/$((50000 + id))
+	mkdir -p "$d"
+	uid=$(id -u "$user")
+	sed "s|job_101|job_$id|; s|uid_1001|uid_$uid|" tests/fixtures/node/p4dn-cgroupv1/proc/3001/cgroup >"$d/cgroup"
+	echo python >"$d/comm"
+	printf 'SLURM_JOB_ID=%s\0SLURM_JOB_USER=%s\0SLURM_JOB_ACCOUNT=%s\0' "$id" "$user" "$account" >"$d/environ"
+	if [[ $first == 1 ]]; then
+		sed -E 's/^(Max locked memory +)unlimited +unlimited/\165536                65536/' \
+			tests/fixtures/node/p4dn-cgroupv1/proc/3001/limits >"$d/limits"
+		first=0
+	else
+		cp tests/fixtures/node/p4dn-cgroupv1/proc/3001/limits "$d/limits"
+	fi
+done
+log "job processes in the node tree: $(ls "$OWN/node-tree/proc" | grep -c '^5[0-9]*$')"
+EFA_PORT=$(ls -d "$OWN"/node-tree/sys/class/infiniband/*/ports/1/hw_counters | head -n1)
+own_start efa-traffic "$OWN/log/efa-traffic.log" bash -c '
+	while sleep 1; do
+		for c in rdma_read_bytes rdma_write_bytes tx_bytes rx_bytes rx_drops retrans_timeout_events unresponsive_remote_events impaired_remote_conn_events; do
+			f="$0/$c"; [ -f "$f" ] || continue
+			v=$(cat "$f"); echo $((v + 4096)) >"$f.tmp" && mv "$f.tmp" "$f"
+		done
+	done' "$EFA_PORT"
+own_start node-agent "$OWN/log/node-agent.log" "$BIN" node \
+	--path.procfs "$OWN/node-tree/proc" --path.sysfs "$OWN/node-tree/sys" \
+	--slurm-node-name "$E2E_NODE" --collect-interval 2s --gpu.backend fake-faulty \
+	--collector.jobs.mapping-dir "$OWN/job-mapping" \
+	--web.listen-address 127.0.0.1:19343
+# A CPU node whose agent finds no NVML library: its GPU collector reports down.
+own_start node-agent-cpu "$OWN/log/node-agent-cpu.log" "$BIN" node \
+	--path.procfs tests/fixtures/node/sluid-cgroupv2/proc --path.sysfs tests/fixtures/node/sluid-cgroupv2/sys \
+	--slurm-node-name cpu-node01 --collect-interval 2s --gpu.backend nvml \
+	--nvml.library "$OWN/no-such-libnvidia-ml.so.1" --web.listen-address 127.0.0.1:19344
+wait_until "cluster scraper /readyz" 60 "" "$OWN/log/exporter-cluster.log" -- curl -sf "$EXPORTER/readyz"
+wait_until "node agent /readyz" 60 "" "$OWN/log/node-agent.log" -- curl -sf "$NODE_AGENT/readyz"
+
+step "3/6 Prometheus with the project's rules ('for:' shortened to 5s, group intervals to 2s)"
+for f in alerts/*.yaml; do
+	# Same expressions; only the pending period is shortened so the test does not wait 30 minutes.
+	sed -E -e 's/^([[:space:]]*)for:[[:space:]]*[0-9]+[smhd]/\1for: 5s/' \
+		-e 's/^([[:space:]]*)interval:[[:space:]]*[0-9]+[smhd]/\1interval: 2s/' "$f" >"$OWN/rules/$(basename "$f")"
+done
+cat >"$OWN/prometheus.yml" <<EOF
+global:
+  scrape_interval: 2s
+  evaluation_interval: 2s
+rule_files:
+  - $OWN/rules/*.yaml
+scrape_configs:
+  - job_name: slurm-gpu-exporter-cluster
+    static_configs: [{targets: ["127.0.0.1:19342"], labels: {cluster: "$E2E_CLUSTER"}}]
+  - job_name: slurm-gpu-exporter-node
+    # 19345: a node whose agent died (nothing listens there).
+    static_configs: [{targets: ["127.0.0.1:19343", "127.0.0.1:19344", "127.0.0.1:19345"], labels: {cluster: "$E2E_CLUSTER"}}]
+EOF
+promtool check config "$OWN/prometheus.yml" >"$OWN/log/promtool-config.log" 2>&1 || { cat "$OWN/log/promtool-config.log"; die "bad prometheus config"; }
+own_start prometheus "$OWN/log/prometheus.log" prometheus --config.file="$OWN/prometheus.yml" \
+	--storage.tsdb.path="$OWN/prometheus-data" --web.listen-address=127.0.0.1:19090
+wait_until "prometheus ready" 60 "" "$OWN/log/prometheus.log" -- curl -sf "$PROM/-/ready"
+
+phase "4/6 exporter values equal squeue/sinfo/sacct" python3 tests/e2e/check.py equality --exporter "$EXPORTER"
+phase "4b/6 GPU-hour counters equal sacct over a window" python3 tests/e2e/check.py usage --exporter "$EXPORTER" --prometheus "$PROM"
+
+step "5/6 slurmrestd stopped and restarted"
+kill -TERM "$E2E_PID_SLURMRESTD"
+phase "slurmrestd down" python3 tests/e2e/check.py restd-down --exporter "$EXPORTER" --prometheus "$PROM"
+own_start slurmrestd-restarted "$STATE/log/slurmrestd.log" \
+	env SLURM_JWT=daemon SLURM_CONF="$SLURM_CONF" \
+	/usr/sbin/slurmrestd -u slurmrestd -g slurmrestd -a rest_auth/jwt "127.0.0.1:$E2E_SLURMRESTD_PORT"
+phase "slurmrestd up again" python3 tests/e2e/check.py restd-up --exporter "$EXPORTER" --prometheus "$PROM"
+
+# An up GPU node drained by an admin (jobs keep running): the drain alert's case.
+scontrol update nodename="$E2E_NODE" state=drain reason="e2e: drained for maintenance"
+# Give rules a few evaluations and rate() windows some samples.
+sleep 25
+phase "6/6 Prometheus: targets, every dashboard query, alerts" python3 tests/e2e/check.py prometheus \
+	--prometheus "$PROM" --dashboards dashboards \
+	--firing "$(cat tests/e2e/expected-firing.txt | grep -v '^#' | paste -sd, -)" \
+	--silent "$(cat tests/e2e/expected-silent.txt | grep -v '^#' | paste -sd, -)" \
+	--allow-empty "$(cat tests/e2e/allow-empty-panels.txt 2>/dev/null | grep -v '^#' | paste -sd, -)"
+
+
+if [[ $FAILED -ne 0 ]]; then
+	log "e2e: FAILED"
+	exit 1
+fi
+log "e2e: all checks passed in $(($(date +%s) - E2E_T0))s"

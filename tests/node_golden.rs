@@ -1,0 +1,123 @@
+//! Golden `/metrics` tests of the node agent: one per fixture layout, each
+//! running the whole collection (fake GPUs, fixture `/proc` and `/sys`) and
+//! the text encoding, compared byte for byte with `tests/golden/node-*.prom`.
+//!
+//! `UPDATE_GOLDEN=1 cargo test --test node_golden` rewrites the golden files.
+//! Each golden file is also checked with `promtool check metrics` when
+//! promtool is installed; with `REQUIRE_PROMTOOL=1` a missing promtool fails.
+
+use std::path::{Path, PathBuf};
+
+#[path = "support/golden.rs"]
+mod golden;
+
+use slurm_gpu_exporter::node::sources::fake::FakeNvml;
+use slurm_gpu_exporter::node::sources::nvml::GpuProcess;
+use slurm_gpu_exporter::node::testkit;
+use slurm_gpu_exporter::node::{Agent, AgentConfig, Timing};
+
+const FIXED_NOW: f64 = 1_767_225_600.0; // 2026-01-01T00:00:00Z
+
+fn fixture(layout: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/node")
+        .join(layout)
+}
+
+fn agent(node: &str, root: &Path, fake: &FakeNvml, mapping: Vec<PathBuf>) -> Agent {
+    let cfg = AgentConfig {
+        mapping_dirs: mapping,
+        timing: Timing::Fixed {
+            unix_seconds: FIXED_NOW,
+        },
+        ..AgentConfig::new(node, root.join("proc"), root.join("sys"))
+    };
+    Agent::new(cfg, Some(fake.factory())).expect("agent starts")
+}
+
+fn proc_on(fake: &FakeNvml, gpu: usize, pid: u32, gib: u64) {
+    let mut procs = fake.lock().gpus[gpu].processes.clone();
+    procs.push(GpuProcess {
+        pid,
+        used_memory_bytes: Some(gib << 30),
+    });
+    fake.set_processes(gpu, procs);
+}
+
+fn check_golden(layout: &str, text: &str) {
+    golden::check(&format!("node-{layout}.prom"), text);
+}
+
+#[test]
+fn p4dn_cgroupv1() {
+    let root = fixture("p4dn-cgroupv1");
+    let fake = FakeNvml::node("NVIDIA A100-SXM4-40GB", 8, 42_949_672_960);
+    for (gpu, pid) in [
+        (0, 3001),
+        (1, 3002),
+        (2, 3003),
+        (3, 3004),
+        (4, 4001),
+        (5, 4002),
+    ] {
+        proc_on(&fake, gpu, pid, 20);
+    }
+    // A process outside Slurm, and one that exited after NVML listed it.
+    proc_on(&fake, 6, 5000, 1);
+    proc_on(&fake, 6, 99999, 1);
+    // An older GPU: no NVLink field values, no memory temperature.
+    {
+        let mut f = fake.lock();
+        f.gpus[7].nvlink = None;
+        f.gpus[7].memory_temperature_c = None;
+        f.gpus[7].ecc = [3, 17, 0, 1];
+        f.gpus[7].pcie_replays = 12;
+    }
+    let text = agent("p4dn-st-1", &root, &fake, vec![])
+        .collect()
+        .encode_text();
+    check_golden("p4dn-cgroupv1", &text);
+}
+
+#[test]
+fn p5_cgroupv2() {
+    let dir = tempfile::tempdir().unwrap();
+    let fx = testkit::write_p5(dir.path(), 2000).unwrap();
+    assert_eq!(fx.processes, 2000);
+    let text = agent("p5-st-7", dir.path(), &fx.gpus, vec![])
+        .collect()
+        .encode_text();
+    check_golden("p5-cgroupv2", &text);
+}
+
+#[test]
+fn slinky_cgroupv2_pod() {
+    let root = fixture("slinky-cgroupv2-pod");
+    let fake = FakeNvml::node("NVIDIA H100 80GB HBM3", 4, 85_520_809_984);
+    proc_on(&fake, 0, 901, 30);
+    proc_on(&fake, 1, 902, 31);
+    let mut agent = agent("slinky-gpu-0", &root, &fake, vec![root.join("job-mapping")]);
+    let first = agent.collect();
+    assert_eq!(first.sum("slurm_gpu_up", &[]), 4.0);
+    // GPU 3 falls off the bus between collections, after an XID 79; GPU 1
+    // reports XID 31 twice.
+    fake.push_xid(3, 79);
+    fake.push_xid(1, 31);
+    fake.push_xid(1, 31);
+    fake.set_lost(3, true);
+    let text = agent.collect().encode_text();
+    check_golden("slinky-cgroupv2-pod", &text);
+}
+
+#[test]
+fn sluid_cgroupv2() {
+    let root = fixture("sluid-cgroupv2");
+    let fake = FakeNvml::node("NVIDIA H200", 2, 150_754_820_096);
+    proc_on(&fake, 0, 1200, 50);
+    proc_on(&fake, 0, 1201, 2);
+    proc_on(&fake, 1, 1300, 70);
+    let text = agent("gpu-st-26", &root, &fake, vec![])
+        .collect()
+        .encode_text();
+    check_golden("sluid-cgroupv2", &text);
+}

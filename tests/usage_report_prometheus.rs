@@ -1,0 +1,319 @@
+//! `report` against a real Prometheus: a month of
+//! `slurm_account_tres_usage_seconds_total` (with a counter reset, a scrape
+//! gap, a series born mid-month and one from the month before) is written as
+//! OpenMetrics, turned into TSDB blocks by `promtool tsdb
+//! create-blocks-from openmetrics`, and served by `prometheus` on loopback.
+//! Skipped (with a message) when the Debian `prometheus` package is absent.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use slurm_gpu_exporter::cluster::usage::{month_bounds, month_start};
+use slurm_gpu_exporter::report::{self, prom::Prometheus, Month};
+use slurm_gpu_exporter::slurmrestd::client::{Client, ClientOptions, TokenSource};
+
+/// One scrape a day keeps the block count (one per 2 h window with data)
+/// and so promtool and Prometheus start-up fast; the arithmetic is the same.
+const STEP: i64 = 86_400;
+
+struct Kill(Child);
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn have(bin: &str) -> bool {
+    Command::new(bin)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok()
+}
+
+/// One series: labels, and its value as a function of time (None: no sample).
+struct Gen {
+    labels: &'static str,
+    from: i64,
+    to: i64,
+    value: Box<dyn Fn(i64) -> Option<f64>>,
+}
+
+fn openmetrics(series: &[Gen]) -> String {
+    let mut s = String::new();
+    s.push_str("# HELP slurm_account_tres_usage_seconds Allocated TRES-seconds.\n");
+    s.push_str("# TYPE slurm_account_tres_usage_seconds counter\n");
+    for g in series {
+        let mut t = g.from;
+        while t <= g.to {
+            if let Some(v) = (g.value)(t) {
+                let _ = writeln!(
+                    s,
+                    "slurm_account_tres_usage_seconds_total{{{}}} {v} {t}",
+                    g.labels
+                );
+            }
+            t += STEP;
+        }
+    }
+    s.push_str("# EOF\n");
+    s
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start_prometheus(dir: &Path, om: &str) -> (Kill, String) {
+    let om_path = dir.join("data.om");
+    std::fs::write(&om_path, om).unwrap();
+    let tsdb = dir.join("tsdb");
+    let out = Command::new("promtool")
+        .args(["tsdb", "create-blocks-from", "openmetrics", "-q"])
+        .arg(&om_path)
+        .arg(&tsdb)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cfg = dir.join("prometheus.yml");
+    std::fs::write(&cfg, "global: {}\n").unwrap();
+    let port = free_port();
+    let child = Command::new("prometheus")
+        .arg(format!("--config.file={}", cfg.display()))
+        .arg(format!("--storage.tsdb.path={}", tsdb.display()))
+        .arg("--storage.tsdb.retention.time=100y")
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("prometheus.log")).unwrap())
+        .spawn()
+        .unwrap();
+    (Kill(child), format!("http://127.0.0.1:{port}"))
+}
+
+async fn wait_ready(url: &str, log: &Path) {
+    // Answers 503 text until the TSDB is loaded; JSON once ready.
+    let c = client(url);
+    let mut last = None;
+    for _ in 0..150 {
+        match c
+            .get(
+                "/api/v1/query?query=vector(1)",
+                report::prom::parse_response,
+            )
+            .await
+        {
+            Ok(_) => return,
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!(
+        "prometheus at {url} did not become ready: {last:?}\n{}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
+}
+
+fn client(url: &str) -> Client {
+    Client::new(ClientOptions {
+        url: url.to_string(),
+        token: TokenSource::None,
+        user_name: None,
+        timeout: Duration::from_secs(30),
+        max_body_bytes: 1 << 30,
+        ca_file: None,
+    })
+    .unwrap()
+}
+
+#[tokio::test]
+async fn month_report_from_real_prometheus() {
+    if !have("prometheus") || !have("promtool") {
+        eprintln!("skipped: prometheus/promtool not installed (apt-get install prometheus)");
+        return;
+    }
+    // The last complete calendar month before now.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let m1 = month_start(now);
+    let m0 = month_start(m1 - 1);
+    assert_eq!(month_bounds_of(m0), (m0, m1));
+    let month_len = m1 - m0;
+    let before = m0 - 10 * 86_400;
+    let reset_at = m0 + 9 * 86_400;
+    let (gap_from, gap_to) = (m0 + 14 * 86_400, m0 + 19 * 86_400);
+    let born = m0 + 4 * 86_400;
+    let series = vec![
+        // 2 GPUs all month, counter from before the month.
+        Gen {
+            labels: r#"account="ai_project",user="alice",partition="gpu",tres="gres/gpu""#,
+            from: before,
+            to: m1 + 86_400,
+            value: Box::new(move |t| Some(1.0e6 + 2.0 * (t - before) as f64)),
+        },
+        // 8 CPUs alongside.
+        Gen {
+            labels: r#"account="ai_project",user="alice",partition="gpu",tres="cpu""#,
+            from: before,
+            to: m1 + 86_400,
+            value: Box::new(move |t| Some(8.0 * (t - before) as f64)),
+        },
+        // 1 GPU; the scraper lost its state file on day 10: the counter
+        // restarts from 0 and the usage since the scrape before is lost.
+        Gen {
+            labels: r#"account="ai_project",user="gildong",partition="gpu",tres="gres/gpu""#,
+            from: before,
+            to: m1 + 86_400,
+            value: Box::new(move |t| {
+                Some(if t < reset_at {
+                    5.0e5 + (t - before) as f64
+                } else {
+                    (t - reset_at) as f64
+                })
+            }),
+        },
+        // 0.5 GPU average; no scrapes for five days mid-month (the counter
+        // kept counting in the scraper's persisted state).
+        Gen {
+            labels: r#"account="hpc_project",user="alice",partition="cpu",tres="gres/gpu""#,
+            from: before,
+            to: m1 + 86_400,
+            value: Box::new(move |t| {
+                (t <= gap_from || t >= gap_to).then(|| 0.5 * (t - before) as f64)
+            }),
+        },
+        // A user whose first job starts on day 5.
+        Gen {
+            labels: r#"account="hpc_project",user="gildong",partition="gpu",tres="gres/gpu""#,
+            from: born,
+            to: m1 + 86_400,
+            value: Box::new(move |t| Some((t - born) as f64)),
+        },
+        // Only the month before: not in this report.
+        Gen {
+            labels: r#"account="old_project",user="bob",partition="gpu",tres="gres/gpu""#,
+            from: before,
+            to: m0 - 86_400,
+            value: Box::new(move |t| Some((t - before) as f64)),
+        },
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let (_prom, url) = start_prometheus(dir.path(), &openmetrics(&series));
+    wait_ready(&url, &dir.path().join("prometheus.log")).await;
+
+    let prom = Prometheus {
+        client: client(&url),
+        url: url.clone(),
+    };
+    let month = Month {
+        year: month_of(m0).0,
+        month: month_of(m0).1,
+    };
+    let tres = vec!["gres/gpu".to_string(), "cpu".to_string()];
+    let (window, usage) = report::fetch(&prom, month, &tres, "", "rig25", now)
+        .await
+        .unwrap();
+    assert_eq!((window.start, window.end), (m0, m1));
+    let get = |acc: &str, user: &str, t: &str| {
+        usage
+            .usage
+            .get(&("rig25".into(), acc.into(), user.into(), t.into()))
+            .copied()
+    };
+    let len = month_len as f64;
+    assert_eq!(get("ai_project", "alice", "gres/gpu"), Some(2.0 * len));
+    assert_eq!(get("ai_project", "alice", "cpu"), Some(8.0 * len));
+    assert_eq!(
+        get("ai_project", "gildong", "gres/gpu"),
+        Some(len - STEP as f64)
+    );
+    assert_eq!(get("hpc_project", "alice", "gres/gpu"), Some(0.5 * len));
+    assert_eq!(
+        get("hpc_project", "gildong", "gres/gpu"),
+        Some((m1 - born) as f64)
+    );
+    assert_eq!(get("old_project", "bob", "gres/gpu"), None);
+    assert!(
+        usage.notes.iter().any(|n| n.contains("counter resets")),
+        "{:?}",
+        usage.notes
+    );
+
+    // The binary, end to end: sreport -P layout in hours.
+    let out = Command::new(env!("CARGO_BIN_EXE_slurm-gpu-exporter"))
+        .args([
+            "report",
+            "--prometheus",
+            &url,
+            "--month",
+            &month.to_string(),
+        ])
+        .args(["-T", "gres/gpu", "-t", "Hours", "-P", "--cluster", "rig25"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    eprintln!("{stdout}{stderr}");
+    let hours = |s: f64| (s / 3600.0).round_ties_even() as i64;
+    let lost = STEP as f64;
+    let total = 2.0 * len + (len - lost) + 0.5 * len + (m1 - born) as f64;
+    for line in [
+        "Cluster|Account|Login|Proper Name|TRES Name|Used".to_string(),
+        format!("rig25|root|||gres/gpu|{}", hours(total)),
+        format!("rig25|ai_project|||gres/gpu|{}", hours(3.0 * len - lost)),
+        format!("rig25|ai_project|alice||gres/gpu|{}", hours(2.0 * len)),
+        format!(
+            "rig25|hpc_project|gildong||gres/gpu|{}",
+            hours((m1 - born) as f64)
+        ),
+    ] {
+        assert!(
+            stdout.lines().any(|l| l == line),
+            "missing {line:?} in\n{stdout}"
+        );
+    }
+    assert!(
+        stderr.contains("note: 1 series had counter resets"),
+        "{stderr}"
+    );
+
+    // A month the store does not hold: a clear error, non-zero exit.
+    let (y, m) = month_of(m0 - 86_400 * 60);
+    let out = Command::new(env!("CARGO_BIN_EXE_slurm-gpu-exporter"))
+        .args([
+            "report",
+            "--prometheus",
+            &url,
+            "--month",
+            &format!("{y:04}-{m:02}"),
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("does not hold month"), "{stderr}");
+}
+
+fn month_of(t: i64) -> (i64, u32) {
+    let s = slurm_gpu_exporter::cluster::usage::iso_utc(t);
+    (s[0..4].parse().unwrap(), s[5..7].parse().unwrap())
+}
+
+fn month_bounds_of(t: i64) -> (i64, i64) {
+    let (y, m) = month_of(t);
+    month_bounds(y, m)
+}
