@@ -393,11 +393,17 @@ impl Conn {
     }
 
     async fn get(&mut self, path: &str) -> Result<(u16, bytes::Bytes), String> {
+        self.get_with(path, false).await
+    }
+
+    /// `gzip`: ask for a compressed body, as Prometheus does.
+    async fn get_with(&mut self, path: &str, gzip: bool) -> Result<(u16, bytes::Bytes), String> {
         use http_body_util::BodyExt as _;
-        let req = http::Request::get(path)
-            .header(http::header::HOST, &self.addr)
-            .body(http_body_util::Empty::new())
-            .unwrap();
+        let mut req = http::Request::get(path).header(http::header::HOST, &self.addr);
+        if gzip {
+            req = req.header(http::header::ACCEPT_ENCODING, "gzip");
+        }
+        let req = req.body(http_body_util::Empty::new()).unwrap();
         let resp = self
             .sender
             .send_request(req)
@@ -513,7 +519,7 @@ async fn load(addr: &str, scrapers: usize, secs: u64) -> LoadResult {
             let mut conn = Conn::open(&addr).await.expect("connect");
             while Instant::now() < until {
                 let t = Instant::now();
-                match conn.get("/metrics").await {
+                match conn.get_with("/metrics", true).await {
                     Ok((200, b)) => {
                         lat.push(t.elapsed());
                         bytes = b.len();

@@ -202,8 +202,7 @@ fn main() {
     let latest = publisher.latest().unwrap();
     println!(
         "encoded sizes: text {} B, OpenMetrics {} B",
-        latest.text.len(),
-        latest.openmetrics.len()
+        latest.text_len, latest.openmetrics_len
     );
 
     // Scrapes from the cache, over HTTP on loopback.

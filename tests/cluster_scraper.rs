@@ -532,3 +532,70 @@ async fn https_transport_with_private_ca() {
         "an unknown CA is refused"
     );
 }
+
+/// Prometheus asks for gzip and gets the compressed snapshot; a client
+/// without gzip gets the same bytes uncompressed; OpenMetrics likewise.
+#[tokio::test]
+async fn metrics_gzip_negotiation() {
+    use std::io::Read as _;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let state = mock(vec![(V44, recording(V44))]);
+    let url = start_tcp(state).await;
+    let mut p = poller(client(
+        &url,
+        TokenSource::None,
+        Duration::from_secs(5),
+        64 << 20,
+    ));
+    let set = p.poll().await;
+    let publisher = Publisher::new();
+    publisher.publish(&set);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let srv = tokio::spawn(server::serve(
+        listener,
+        "/metrics",
+        "test",
+        vec![publisher],
+        std::future::pending(),
+    ));
+    async fn raw(addr: std::net::SocketAddr, headers: &str) -> (String, Vec<u8>) {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(
+            format!("GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{headers}\r\n")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).await.unwrap();
+        let split = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+        (
+            String::from_utf8_lossy(&out[..split]).to_lowercase(),
+            out[split + 4..].to_vec(),
+        )
+    }
+    let gunzip = |b: &[u8]| {
+        let mut s = String::new();
+        flate2::read::GzDecoder::new(b)
+            .read_to_string(&mut s)
+            .unwrap();
+        s
+    };
+    let (head, body) = raw(addr, "Accept-Encoding: gzip, deflate\r\n").await;
+    assert!(head.contains("content-encoding: gzip"), "{head}");
+    assert_eq!(gunzip(&body), set.encode_text());
+    let (head, body) = raw(addr, "").await;
+    assert!(!head.contains("content-encoding"), "{head}");
+    assert_eq!(String::from_utf8(body).unwrap(), set.encode_text());
+    let (head, _) = raw(addr, "Accept-Encoding: gzip;q=0, identity\r\n").await;
+    assert!(!head.contains("content-encoding"), "{head}");
+    let (head, body) = raw(
+        addr,
+        "Accept: application/openmetrics-text;version=1.0.0\r\nAccept-Encoding: gzip\r\n",
+    )
+    .await;
+    assert!(head.contains("application/openmetrics-text"), "{head}");
+    assert_eq!(gunzip(&body), set.encode_openmetrics());
+    srv.abort();
+}

@@ -38,16 +38,54 @@ pub const OPENMETRICS_CONTENT_TYPE: &str =
 /// One collection, encoded in both formats.
 #[derive(Debug, Clone, Default)]
 pub struct Rendered {
-    pub text: Bytes,
-    pub openmetrics: Bytes,
+    /// Classic text, gzip-compressed.
+    pub text_gzip: Bytes,
+    /// OpenMetrics, gzip-compressed.
+    pub openmetrics_gzip: Bytes,
+    pub text_len: usize,
+    pub openmetrics_len: usize,
+}
+
+// Prometheus always asks for gzip, so snapshots are kept compressed only:
+// scrapes of a 20 MiB cluster snapshot move ~6x fewer bytes and the kept
+// snapshot costs a sixth of the memory. Clients without gzip get it inflated.
+fn gzip(data: &[u8]) -> Bytes {
+    use std::io::Write as _;
+    let mut enc = flate2::write::GzEncoder::new(
+        Vec::with_capacity(data.len() / 4 + 64),
+        flate2::Compression::fast(),
+    );
+    // Writing into a Vec cannot fail.
+    let _ = enc.write_all(data);
+    Bytes::from(enc.finish().unwrap_or_default())
+}
+
+fn gunzip(data: &[u8], len: usize) -> Bytes {
+    use std::io::Read as _;
+    let mut out = Vec::with_capacity(len);
+    // Our own compressed bytes: a failure would be a bug, and yields an empty body.
+    let _ = flate2::read::GzDecoder::new(data).read_to_end(&mut out);
+    Bytes::from(out)
 }
 
 impl Rendered {
     pub fn from_set(set: &MetricSet) -> Self {
+        let text = set.encode_text();
+        let openmetrics = set.encode_openmetrics();
         Rendered {
-            text: Bytes::from(set.encode_text()),
-            openmetrics: Bytes::from(set.encode_openmetrics()),
+            text_gzip: gzip(text.as_bytes()),
+            openmetrics_gzip: gzip(openmetrics.as_bytes()),
+            text_len: text.len(),
+            openmetrics_len: openmetrics.len(),
         }
+    }
+
+    pub fn text(&self) -> Bytes {
+        gunzip(&self.text_gzip, self.text_len)
+    }
+
+    pub fn openmetrics(&self) -> Bytes {
+        gunzip(&self.openmetrics_gzip, self.openmetrics_len)
     }
 }
 
@@ -341,22 +379,41 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response 
             .into_response();
     }
     let om = wants_openmetrics(&headers);
+    let ct = if om {
+        OPENMETRICS_CONTENT_TYPE
+    } else {
+        TEXT_CONTENT_TYPE
+    };
+    if snapshots.len() == 1 && accepts_gzip(&headers) {
+        let s = &snapshots[0];
+        let body = if om {
+            s.openmetrics_gzip.clone()
+        } else {
+            s.text_gzip.clone()
+        };
+        let mut resp = body.into_response();
+        let h = resp.headers_mut();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+        return resp;
+    }
     let body = if snapshots.len() == 1 {
         let s = &snapshots[0];
         if om {
-            s.openmetrics.clone()
+            s.openmetrics()
         } else {
-            s.text.clone()
+            s.text()
         }
     } else {
         let mut buf = Vec::new();
         for s in &snapshots {
             if om {
                 // Only the final `# EOF` may remain.
-                let b = &s.openmetrics[..];
-                buf.extend_from_slice(b.strip_suffix(b"# EOF\n").unwrap_or(b));
+                let b = s.openmetrics();
+                buf.extend_from_slice(b.strip_suffix(b"# EOF\n").unwrap_or(&b));
             } else {
-                buf.extend_from_slice(&s.text);
+                buf.extend_from_slice(&s.text());
             }
         }
         if om {
@@ -364,15 +421,30 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response 
         }
         Bytes::from(buf)
     };
-    let ct = if om {
-        OPENMETRICS_CONTENT_TYPE
-    } else {
-        TEXT_CONTENT_TYPE
-    };
     let mut resp = body.into_response();
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+    h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
     resp
+}
+
+/// Whether `Accept-Encoding` allows gzip (`gzip` or `*`, not with `q=0`).
+fn accepts_gzip(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|item| {
+            let mut parts = item.split(';').map(str::trim);
+            let name = parts.next().unwrap_or("").to_ascii_lowercase();
+            let refused = parts.any(|p| {
+                p.strip_prefix("q=")
+                    .and_then(|q| q.parse::<f32>().ok())
+                    .is_some_and(|q| q == 0.0)
+            });
+            (name == "gzip" || name == "*") && !refused
+        })
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
