@@ -2,7 +2,12 @@
 # Verifies the node agent against nvidia-smi on a real GPU box (H100, driver
 # 580), while a PyTorch matmul loads GPU 0. See docs/node-agent.md.
 #
-#   sudo scripts/verify-h100.sh [path/to/slurm-gpu-exporter]
+#   sudo scripts/verify-h100.sh [path/to/slurm-gpu-exporter [path/to/nvml_costs]]
+#
+# With the second argument (cargo build --release --example nvml_costs) it
+# also measures NVML's per-call costs against one collection and one
+# nvidia-smi run while the GPU is loaded. Set VERIFY_OUT=dir to keep the
+# outputs (metrics, nvidia-smi CSVs, costs table, RSS and scrape figures).
 #
 # Needs: the release binary, nvidia-smi, python3 with torch (CUDA). As root
 # on cgroup v2 the PyTorch process is placed in a Slurm-shaped cgroup
@@ -12,21 +17,34 @@
 set -euo pipefail
 
 BIN=${1:-target/release/slurm-gpu-exporter}
+COSTS=${2:-}
 JOB=990001
-WORK=$(mktemp -d)
-trap 'kill "${LOAD_PID:-}" 2>/dev/null || true; [ -n "${CG:-}" ] && rmdir -p "$CG" 2>/dev/null || true; rm -rf "$WORK"' EXIT
+MAPPED_JOB=990002
+WORK=${VERIFY_OUT:-$(mktemp -d)}
+mkdir -p "$WORK"
+cleanup() {
+    kill "${AGENT_PID:-}" "${LOAD_PID:-}" 2>/dev/null || true
+    wait 2>/dev/null || true  # (the load may be gone already)
+    if [ -n "${CG:-}" ]; then
+        # Move anything left back to the root cgroup so the tree can go.
+        while read -r p; do echo "$p" > /sys/fs/cgroup/cgroup.procs 2>/dev/null || true; done < "$CG/cgroup.procs" 2>/dev/null
+        d=$CG; while [ "$d" != /sys/fs/cgroup/system.slice ]; do rmdir "$d" 2>/dev/null || true; d=$(dirname "$d"); done
+    fi
+    [ -n "${VERIFY_OUT:-}" ] || rm -rf "$WORK"
+}
+trap cleanup EXIT
 
 [ -x "$BIN" ] || { echo "no binary at $BIN (cargo build --release)"; exit 2; }
 command -v nvidia-smi >/dev/null || { echo "nvidia-smi not found"; exit 2; }
 
-# 1. Load GPU 0 for 90 s; the environment mimics slurmstepd's.
-SLURM_JOB_ID=$JOB SLURM_JOB_USER=${SUDO_USER:-$USER} SLURM_JOB_ACCOUNT=verify \
+# 1. Load GPU 0 for 150 s; the environment mimics slurmstepd's.
+SLURM_JOB_ID=$JOB SLURM_JOB_USER=${SUDO_USER:-${USER:-$(id -un)}} SLURM_JOB_ACCOUNT=verify \
 CUDA_VISIBLE_DEVICES=0 python3 - <<'PY' &
 import time, torch
 a = torch.randn(8192, 8192, device="cuda", dtype=torch.float16)
 b = torch.randn(8192, 8192, device="cuda", dtype=torch.float16)
 keep = torch.empty(8 * 1024**3, dtype=torch.uint8, device="cuda")  # +8 GiB
-end = time.time() + 90
+end = time.time() + 150
 while time.time() < end:
     for _ in range(50):
         c = a @ b
@@ -35,10 +53,13 @@ PY
 LOAD_PID=$!
 
 MAPPING_ARGS=()
-if [ "$(id -u)" = 0 ] && [ -f /sys/fs/cgroup/cgroup.controllers ]; then
+ATTRIBUTION=mapping
+if [ "$(id -u)" = 0 ] && [ -f /sys/fs/cgroup/cgroup.controllers ] &&
+    mkdir -p /sys/fs/cgroup/system.slice/slurmstepd.scope/job_$JOB/step_0/user/task_0 2>/dev/null; then
     CG=/sys/fs/cgroup/system.slice/slurmstepd.scope/job_$JOB/step_0/user/task_0
-    mkdir -p "$CG" && echo "$LOAD_PID" > "$CG/cgroup.procs"
-    echo "attribution: cgroup $CG"
+    echo "$LOAD_PID" > "$CG/cgroup.procs"
+    ATTRIBUTION=cgroup
+    echo "attribution: cgroup $CG ($(cat /proc/$LOAD_PID/cgroup))"
 else
     mkdir -p "$WORK/job-mapping" && echo $JOB > "$WORK/job-mapping/0"
     MAPPING_ARGS=(--collector.jobs.mapping-dir "$WORK/job-mapping")
@@ -56,11 +77,74 @@ nvidia-smi --query-compute-apps=pid,used_memory --format=csv,noheader,nounits > 
 sleep 5
 "$BIN" node --once --slurm-node-name verify --collector.efa=false --collector.memlock=false \
     --collector.jobs=false > "$WORK/metrics2.prom" 2>/dev/null
+# A DCGM-style mapping file names a second job on GPU 0 (as Slinky's prolog would).
+mkdir -p "$WORK/mapping2" && echo $MAPPED_JOB > "$WORK/mapping2/0"
+"$BIN" node --once --slurm-node-name verify --collector.jobs.mapping-dir "$WORK/mapping2" \
+    > "$WORK/metrics3.prom" 2>/dev/null
+
+# NVML call costs, one collection and nvidia-smi, under the same load.
+if [ -n "$COSTS" ]; then
+    "$COSTS" 200 > "$WORK/costs.md"
+    cat "$WORK/costs.md"
+fi
+
+# The agent as deployed: 1 s collections, served from the cache; RSS and
+# scrape latency after 20 s. Then the same without NVML (gpu and jobs
+# collectors off), and what a bare nvmlInit costs any process, for the RSS
+# breakdown.
+serve() { # port log args...
+    local port=$1 log=$2; shift 2
+    "$BIN" --log.level=slurm_gpu_exporter=debug node --slurm-node-name verify --collect-interval 1s \
+        --web.listen-address 127.0.0.1:$port "$@" 2> "$log" &
+    AGENT_PID=$!
+    sleep 20
+    python3 - "$port" "$AGENT_PID" "$*" <<'PY'
+import sys, time, urllib.request
+port, pid, args = sys.argv[1], sys.argv[2], sys.argv[3]
+lat, durations = [], {}
+for i in range(200):
+    t = time.perf_counter()
+    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read()
+    lat.append(time.perf_counter() - t)
+    if i % 20 == 0:  # 10 collections apart from each other
+        for line in body.decode().splitlines():
+            if line.startswith("slurm_node_collector_duration_seconds"):
+                c = line.split('collector="')[1].split('"')[0]
+                durations.setdefault(c, []).append(float(line.split()[-1]))
+        time.sleep(1)
+lat.sort()
+st = dict(l.split(":", 1) for l in open(f"/proc/{pid}/status") if ":" in l)
+print(f"== agent {args or '(defaults)'}")
+print(f"scrapes: 200 sequential, body {len(body)} bytes, median {lat[100]*1e3:.2f} ms, p99 {lat[197]*1e3:.2f} ms (python urllib client)")
+print("VmRSS {} (RssAnon {}, RssFile {})  VmHWM {}".format(*(st[k].strip() for k in ("VmRSS", "RssAnon", "RssFile", "VmHWM"))))
+for c, v in sorted(durations.items()):
+    v.sort()
+    print(f"collector {c}: median {v[len(v) // 2] * 1e3:.2f} ms over {len(v)} collections")
+PY
+    kill "$AGENT_PID" 2>/dev/null || true
+    wait "$AGENT_PID" 2>/dev/null || true
+}
+{
+    serve 19343 "$WORK/agent-serve.log"
+    serve 19344 "$WORK/agent-serve-nonvml.log" --collector.gpu=false --collector.jobs=false
+    python3 - <<'PY'
+import ctypes
+def anon():
+    st = dict(l.split(":", 1) for l in open("/proc/self/status"))
+    return int(st["RssAnon"].split()[0]), int(st["RssFile"].split()[0])
+a0, f0 = anon()
+assert ctypes.CDLL("libnvidia-ml.so.1").nvmlInit_v2() == 0
+a1, f1 = anon()
+print(f"== a bare nvmlInit in python3 adds RssAnon {a1 - a0} kB, RssFile {f1 - f0} kB")
+PY
+} > "$WORK/serve.txt"
+cat "$WORK/serve.txt"
+grep -i "xid" "$WORK/agent-serve.log" || true
 
 # 3. Compare.
-python3 - "$WORK" "$JOB" "$LOAD_PID" <<'PY'
+python3 - "$WORK" "$JOB" "$LOAD_PID" "$MAPPED_JOB" "$ATTRIBUTION" <<'PY'
 import csv, re, sys
-work, job, load_pid = sys.argv[1], sys.argv[2], int(sys.argv[3])
+work, job, load_pid, mapped_job, attribution = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
 def parse(path):
     out = {}
     for line in open(path):
@@ -70,7 +154,7 @@ def parse(path):
         labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(2) or ""))
         out.setdefault(m.group(1), []).append((labels, float(m.group(3))))
     return out
-m, m2 = parse(f"{work}/metrics.prom"), parse(f"{work}/metrics2.prom")
+m, m2, m3 = (parse(f"{work}/metrics{s}.prom") for s in ("", "2", "3"))
 def get(mm, name, **want):
     for labels, v in mm.get(name, []):
         if all(labels.get(k) == str(x) for k, x in want.items()):
@@ -104,7 +188,10 @@ for row in csv.reader(open(f"{work}/smi.csv")):
     bus_ok = any(l.get("pci_bus_id", "").lower().endswith(bus.lower()[-12:]) for l, _ in m["slurm_gpu_up"] if l.get("gpu") == i)
     check(f"gpu {i} pci_bus_id", bus_ok, bus)
 info = [l for l, _ in m.get("slurm_gpu_job_info", []) if l.get("gpu") == "0"]
-check("gpu 0 attributed to the job", any(l["job_id"] == job for l in info), str(info))
+check(f"gpu 0 attributed to the job ({attribution})", any(l["job_id"] == job for l in info), str(info))
+info3 = {l["job_id"] for l, _ in m3.get("slurm_gpu_job_info", []) if l.get("gpu") == "0"}
+want3 = {mapped_job, job} if attribution == "cgroup" else {mapped_job}
+check("gpu 0 attributed through a mapping file", want3 <= info3, str(sorted(info3)))
 apps = {int(r[0]): float(r[1]) for r in csv.reader(open(f"{work}/apps.csv")) if r}
 jm = get(m, "slurm_job_gpu_memory_used_bytes", job_id=job)
 if load_pid in apps:
