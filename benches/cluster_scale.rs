@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use gen::{JobsBody, Shape, Version};
 use slurm_gpu_exporter::cluster::collectors::jobs::JobAggregates;
 use slurm_gpu_exporter::model::Job;
+use slurm_gpu_exporter::server;
 use slurm_gpu_exporter::slurmrestd::{self, ApiVersion, JobSink};
 
 fn api(v: Version) -> ApiVersion {
@@ -760,15 +761,31 @@ fn mem(jobs: usize) {
     let samples: usize = set.families().iter().map(|f| f.samples.len()).sum();
     println!("| ({samples} samples in the MetricSet) | | | |");
     step("MetricSet built");
-    let text = set.encode_text();
-    step(&format!("text encoded ({:.1} MiB)", mb(text.len() as u64)));
-    let om = set.encode_openmetrics();
+    let mut by_family: Vec<(usize, &str)> = set
+        .families()
+        .iter()
+        .map(|f| (f.samples.len(), f.name))
+        .collect();
+    by_family.sort_unstable_by(|a, b| b.cmp(a));
+    let top: Vec<String> = by_family
+        .iter()
+        .take(12)
+        .map(|(n, name)| format!("{name} {n}"))
+        .collect();
+    println!("| (largest families: {}) | | | |", top.join(", "));
+    let t = Instant::now();
+    let rendered = server::Rendered::from_set(&set);
+    let took = t.elapsed();
     step(&format!(
-        "OpenMetrics encoded ({:.1} MiB)",
-        mb(om.len() as u64)
+        "both formats encoded into gzip (text {:.1} MiB → {:.2} MiB, OpenMetrics {:.1} MiB → {:.2} MiB, {:.2} s)",
+        mb(rendered.text_len as u64),
+        mb(rendered.text_gzip.len() as u64),
+        mb(rendered.openmetrics_len as u64),
+        mb(rendered.openmetrics_gzip.len() as u64),
+        took.as_secs_f64()
     ));
     drop(set);
     step("MetricSet dropped (snapshot kept)");
-    std::hint::black_box((&text, &om, &agg, &nodes_v, &parts_v, &shares_v));
+    std::hint::black_box((&rendered, &agg, &nodes_v, &parts_v, &shares_v));
     println!();
 }

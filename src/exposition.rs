@@ -7,12 +7,22 @@
 //! OpenMetrics is encoded by `prometheus-client`. That crate speaks only
 //! OpenMetrics, so the classic Prometheus text format (0.0.4), which
 //! `promtool check metrics` and older scrapers read, is encoded here.
+//!
+//! Both encoders write to any `io::Write` (the server hands them a gzip
+//! stream), so no plain-text copy of a large snapshot is ever held.
+//! Each sample keeps its labels pre-rendered as one string: at 10k nodes /
+//! 100k jobs a set holds ~265k samples, and one allocation per sample
+//! instead of one per label value is most of the set's memory.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::io::{self, Write as _};
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::DescriptorEncoder;
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeLabel as _, EncodeLabelSet, LabelSetEncoder,
+};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
@@ -32,7 +42,115 @@ pub struct Family {
     pub name: &'static str,
     pub help: &'static str,
     pub kind: Kind,
-    pub samples: Vec<(Labels, f64)>,
+    pub samples: Vec<Sample>,
+}
+
+/// One sample: its labels rendered as in the text formats, without braces
+/// (`a="x",b="y\"z"`; the escaping of 0.0.4 and OpenMetrics is the same),
+/// and its value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    labels: Box<str>,
+    pub value: f64,
+}
+
+impl Sample {
+    pub fn new(labels: &Labels, value: f64) -> Self {
+        let mut out = String::with_capacity(
+            labels
+                .iter()
+                .map(|(k, v)| k.len() + v.len() + 4)
+                .sum::<usize>(),
+        );
+        for (i, (k, v)) in labels.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(k);
+            out.push_str("=\"");
+            for c in v.chars() {
+                match c {
+                    '\\' => out.push_str("\\\\"),
+                    '"' => out.push_str("\\\""),
+                    '\n' => out.push_str("\\n"),
+                    c => out.push(c),
+                }
+            }
+            out.push('"');
+        }
+        Sample {
+            labels: out.into_boxed_str(),
+            value,
+        }
+    }
+
+    /// The labels as the text formats write them between the braces.
+    pub fn rendered_labels(&self) -> &str {
+        &self.labels
+    }
+
+    /// (name, unescaped value) pairs, in order.
+    pub fn labels(&self) -> LabelPairs<'_> {
+        LabelPairs(&self.labels)
+    }
+
+    pub fn label(&self, name: &str) -> Option<Cow<'_, str>> {
+        self.labels().find(|(k, _)| *k == name).map(|(_, v)| v)
+    }
+
+    fn has_labels(&self, want: &[(&str, &str)]) -> bool {
+        want.iter()
+            .all(|(k, v)| self.labels().any(|(lk, lv)| lk == *k && lv == *v))
+    }
+}
+
+/// Iterator over a sample's rendered labels; see [`Sample::labels`].
+#[derive(Debug, Clone)]
+pub struct LabelPairs<'a>(&'a str);
+
+impl<'a> Iterator for LabelPairs<'a> {
+    type Item = (&'a str, Cow<'a, str>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let rest = self.0.strip_prefix(',').unwrap_or(self.0);
+        let (key, rest) = rest.split_once("=\"")?;
+        // The value ends at the first quote not preceded by an escape.
+        let bytes = rest.as_bytes();
+        let mut i = 0;
+        let mut escaped = false;
+        while i < bytes.len() {
+            match bytes[i] {
+                b'\\' => {
+                    escaped = true;
+                    i += 2;
+                }
+                b'"' => break,
+                _ => i += 1,
+            }
+        }
+        let i = i.min(rest.len());
+        let raw = &rest[..i];
+        self.0 = rest.get(i + 1..).unwrap_or("");
+        let value = if escaped {
+            let mut v = String::with_capacity(raw.len());
+            let mut chars = raw.chars();
+            while let Some(c) = chars.next() {
+                if c == '\\' {
+                    match chars.next() {
+                        Some('n') => v.push('\n'),
+                        Some(o) => v.push(o),
+                        None => {}
+                    }
+                } else {
+                    v.push(c);
+                }
+            }
+            Cow::Owned(v)
+        } else {
+            Cow::Borrowed(raw)
+        };
+        Some((key, value))
+    }
 }
 
 /// An ordered set of metric families. Adding to a family name twice appends
@@ -77,19 +195,19 @@ impl MetricSet {
     pub fn gauge(&mut self, name: &'static str, help: &'static str, labels: Labels, value: f64) {
         self.family(name, help, Kind::Gauge)
             .samples
-            .push((labels, value));
+            .push(Sample::new(&labels, value));
     }
 
     pub fn counter(&mut self, name: &'static str, help: &'static str, labels: Labels, value: f64) {
         self.family(name, help, Kind::Counter)
             .samples
-            .push((labels, value));
+            .push(Sample::new(&labels, value));
     }
 
     pub fn info(&mut self, name: &'static str, help: &'static str, labels: Labels) {
         self.family(name, help, Kind::Info)
             .samples
-            .push((labels, 1.0));
+            .push(Sample::new(&labels, 1.0));
     }
 
     /// Appends every family of `other`, merging families of the same name.
@@ -110,16 +228,12 @@ impl MetricSet {
     /// exactly one does. For tests and the CLI-equality checks.
     pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         let fam = self.families.iter().find(|f| f.name == name)?;
-        let mut found = fam.samples.iter().filter(|(ls, _)| {
-            labels
-                .iter()
-                .all(|(k, v)| ls.iter().any(|(lk, lv)| lk == k && lv == v))
-        });
+        let mut found = fam.samples.iter().filter(|s| s.has_labels(labels));
         let first = found.next()?;
         if found.next().is_some() {
             return None;
         }
-        Some(first.1)
+        Some(first.value)
     }
 
     /// Sum over all samples whose labels include all of `labels`.
@@ -128,54 +242,124 @@ impl MetricSet {
             .iter()
             .filter(|f| f.name == name)
             .flat_map(|f| f.samples.iter())
-            .filter(|(ls, _)| {
-                labels
-                    .iter()
-                    .all(|(k, v)| ls.iter().any(|(lk, lv)| lk == k && lv == v))
-            })
-            .map(|(_, v)| *v)
+            .filter(|s| s.has_labels(labels))
+            .map(|s| s.value)
             .sum()
     }
 
     /// Classic Prometheus text format, version 0.0.4.
     pub fn encode_text(&self) -> String {
-        let mut out = String::with_capacity(self.estimated_size());
+        let mut out = Vec::new();
+        // Writing into a Vec cannot fail.
+        let _ = self.write_text(&mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    /// Writes the classic text format (0.0.4) to `w`; returns the bytes written.
+    pub fn write_text(&self, w: &mut dyn io::Write) -> io::Result<u64> {
+        let mut w = Counted::new(w);
+        let mut line = String::with_capacity(256);
         for f in self.families.iter() {
             let type_name = match f.kind {
                 Kind::Gauge | Kind::Info => "gauge",
                 Kind::Counter => "counter",
             };
-            let _ = writeln!(out, "# HELP {} {}", f.name, escape_help(f.help));
-            let _ = writeln!(out, "# TYPE {} {}", f.name, type_name);
-            for (labels, value) in &f.samples {
-                out.push_str(f.name);
-                write_labels(&mut out, labels);
-                out.push(' ');
-                write_value(&mut out, *value);
-                out.push('\n');
+            line.clear();
+            let _ = writeln!(line, "# HELP {} {}", f.name, escape_help(f.help));
+            let _ = writeln!(line, "# TYPE {} {}", f.name, type_name);
+            w.write_all(line.as_bytes())?;
+            for sample in &f.samples {
+                line.clear();
+                line.push_str(f.name);
+                if !sample.labels.is_empty() {
+                    line.push('{');
+                    line.push_str(&sample.labels);
+                    line.push('}');
+                }
+                line.push(' ');
+                write_value(&mut line, sample.value);
+                line.push('\n');
+                w.write_all(line.as_bytes())?;
             }
         }
-        // The estimate is generous; the snapshot is kept until the next poll.
-        out.shrink_to_fit();
-        out
+        Ok(w.count)
     }
 
     /// OpenMetrics 1.0 text, through `prometheus-client`.
     pub fn encode_openmetrics(&self) -> String {
-        let mut registry = Registry::default();
-        registry.register_collector(Box::new(SetCollector(self.clone())));
-        let mut out = String::with_capacity(self.estimated_size());
-        // Writing into a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
-        out.shrink_to_fit();
-        out
+        let mut out = Vec::new();
+        let _ = self.write_openmetrics(&mut out);
+        String::from_utf8(out).unwrap_or_default()
     }
 
-    fn estimated_size(&self) -> usize {
-        self.families
-            .iter()
-            .map(|f| 128 + f.samples.len() * (f.name.len() + 96))
-            .sum()
+    /// Writes OpenMetrics 1.0 (through `prometheus-client`) to `w`; returns
+    /// the bytes written.
+    pub fn write_openmetrics(&self, w: &mut dyn io::Write) -> io::Result<u64> {
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(SetCollector(self.clone())));
+        let mut adapter = FmtToIo {
+            inner: Counted::new(w),
+            error: None,
+        };
+        if prometheus_client::encoding::text::encode(&mut adapter, &registry).is_err() {
+            return Err(adapter
+                .error
+                .unwrap_or_else(|| io::Error::other("OpenMetrics encoding failed")));
+        }
+        Ok(adapter.inner.count)
+    }
+}
+
+/// Counts the bytes passed through to the inner writer.
+struct Counted<'a> {
+    inner: &'a mut dyn io::Write,
+    count: u64,
+}
+
+impl<'a> Counted<'a> {
+    fn new(inner: &'a mut dyn io::Write) -> Self {
+        Counted { inner, count: 0 }
+    }
+}
+
+impl io::Write for Counted<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.count += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// `prometheus-client` writes to a `fmt::Write`; this forwards to an
+/// `io::Write` and keeps the I/O error that `fmt::Error` cannot carry.
+struct FmtToIo<'a> {
+    inner: Counted<'a>,
+    error: Option<io::Error>,
+}
+
+impl std::fmt::Write for FmtToIo<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        io::Write::write_all(&mut self.inner, s.as_bytes()).map_err(|e| {
+            self.error = Some(e);
+            std::fmt::Error
+        })
+    }
+}
+
+/// A sample's pre-rendered labels, handed to `prometheus-client` as a label
+/// set (it escapes values again, so they are unescaped here).
+struct RenderedLabels<'a>(&'a Sample);
+
+impl EncodeLabelSet for RenderedLabels<'_> {
+    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
+        for (k, v) in self.0.labels() {
+            (k, v.as_ref()).encode(encoder.encode_label())?;
+        }
+        Ok(())
     }
 }
 
@@ -198,11 +382,11 @@ impl Collector for SetCollector {
                 ),
             };
             let mut metric = encoder.encode_descriptor(base, f.help, None, metric_type)?;
-            for (labels, value) in &f.samples {
-                let labels: Vec<(&str, &str)> =
-                    labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            for sample in &f.samples {
+                let labels = RenderedLabels(sample);
+                let value = &sample.value;
                 // An empty label set is encoded without braces.
-                match (f.kind, labels.is_empty()) {
+                match (f.kind, sample.labels.is_empty()) {
                     (Kind::Gauge, true) => metric.encode_gauge(value)?,
                     (Kind::Gauge, false) => metric.encode_family(&labels)?.encode_gauge(value)?,
                     (Kind::Counter, true) => {
@@ -221,30 +405,6 @@ impl Collector for SetCollector {
 
 fn escape_help(help: &str) -> String {
     help.replace('\\', "\\\\").replace('\n', "\\n")
-}
-
-fn write_labels(out: &mut String, labels: &Labels) {
-    if labels.is_empty() {
-        return;
-    }
-    out.push('{');
-    for (i, (k, v)) in labels.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str(k);
-        out.push_str("=\"");
-        for c in v.chars() {
-            match c {
-                '\\' => out.push_str("\\\\"),
-                '"' => out.push_str("\\\""),
-                '\n' => out.push_str("\\n"),
-                c => out.push(c),
-            }
-        }
-        out.push('"');
-    }
-    out.push('}');
 }
 
 fn write_value(out: &mut String, v: f64) {
@@ -287,6 +447,39 @@ mod tests {
         assert!(t.contains("# TYPE b counter\nb_total 3.0\n"), "{t}");
         assert!(t.contains("# TYPE c info\nc_info{v=\"1\"} 1"), "{t}");
         assert!(t.ends_with("# EOF\n"), "{t}");
+    }
+
+    #[test]
+    fn rendered_labels_round_trip() {
+        let labels: Labels = vec![
+            ("plain", "gpu[001-004]".into()),
+            ("tricky", "a\"b\\c\nd,e=\"f".into()),
+            ("empty", String::new()),
+            ("utf8", "überjob ✓".into()),
+        ];
+        let s = Sample::new(&labels, 1.0);
+        let back: Vec<(&str, String)> = s.labels().map(|(k, v)| (k, v.into_owned())).collect();
+        let want: Vec<(&str, String)> = labels.iter().map(|(k, v)| (*k, v.clone())).collect();
+        assert_eq!(back, want);
+        assert_eq!(s.label("tricky").unwrap(), "a\"b\\c\nd,e=\"f");
+        assert_eq!(s.label("missing"), None);
+        assert_eq!(Sample::new(&vec![], 2.0).labels().count(), 0);
+    }
+
+    #[test]
+    fn openmetrics_escapes_label_values_once() {
+        let t = sample().encode_openmetrics();
+        assert!(t.contains("a_ratio{x=\"q\\\"\\\\\\n\"} 0.5\n"), "{t}");
+    }
+
+    #[test]
+    fn writers_report_the_bytes_they_wrote() {
+        let set = sample();
+        let mut text = Vec::new();
+        assert_eq!(set.write_text(&mut text).unwrap(), text.len() as u64);
+        assert_eq!(String::from_utf8(text).unwrap(), set.encode_text());
+        let mut om = Vec::new();
+        assert_eq!(set.write_openmetrics(&mut om).unwrap(), om.len() as u64);
     }
 
     #[test]

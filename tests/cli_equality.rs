@@ -170,20 +170,15 @@ async fn scrape(v: ApiVersion) -> MetricSet {
     set
 }
 
-fn label<'a>(labels: &'a [(&'static str, String)], name: &str) -> &'a str {
-    labels
-        .iter()
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.as_str())
-        .unwrap_or("")
-}
-
 fn group(set: &MetricSet, family: &str, by: &[&str]) -> BTreeMap<Vec<String>, f64> {
     let mut out = BTreeMap::new();
     for f in set.families().iter().filter(|f| f.name == family) {
-        for (labels, value) in &f.samples {
-            let key = by.iter().map(|b| label(labels, b).to_string()).collect();
-            *out.entry(key).or_default() += value;
+        for sample in &f.samples {
+            let key = by
+                .iter()
+                .map(|b| sample.label(b).unwrap_or_default().into_owned())
+                .collect();
+            *out.entry(key).or_default() += sample.value;
         }
     }
     out.retain(|_, v| *v != 0.0);
@@ -238,11 +233,11 @@ async fn check(v: ApiVersion) {
 
     let mut gpu_jobs: BTreeMap<String, BTreeSet<u64>> = BTreeMap::new();
     for f in set.families().iter().filter(|f| f.name == "slurm_job_gpus") {
-        for (labels, _) in &f.samples {
+        for sample in &f.samples {
             gpu_jobs
-                .entry(label(labels, "account").to_string())
+                .entry(sample.label("account").unwrap_or_default().into_owned())
                 .or_default()
-                .insert(label(labels, "job_id").parse().unwrap());
+                .insert(sample.label("job_id").unwrap().parse().unwrap());
         }
     }
     assert_eq!(
