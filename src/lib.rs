@@ -8,6 +8,7 @@ pub mod cli;
 pub mod cluster;
 pub mod demo;
 pub mod exposition;
+pub mod memory;
 pub mod model;
 pub mod node;
 pub mod replay;

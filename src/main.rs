@@ -4,6 +4,9 @@ use slurm_gpu_exporter::cli::{init_logging, Cli, Command};
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_logging(&cli.log_level, cli.log_format);
+    if matches!(cli.command, Command::Cluster(_)) {
+        slurm_gpu_exporter::memory::use_single_arena();
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

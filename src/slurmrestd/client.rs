@@ -294,7 +294,7 @@ impl Client {
         let parsed = tokio::task::spawn_blocking(move || {
             let mut reader = BufReader::with_capacity(64 * 1024, reader);
             let parsed = parse(&mut reader);
-            release_freed_memory();
+            crate::memory::release_freed_memory();
             parsed
         })
         .await;
@@ -427,20 +427,6 @@ impl Client {
             s = s.replace(token.expose(), "<redacted>");
         }
         s
-    }
-}
-
-/// Returns memory freed since the last poll to the OS. glibc keeps freed
-/// memory in per-thread arenas, and each poll parses on whichever blocking
-/// thread is free, so without this the exporter's RSS ratchets up poll after
-/// poll (at 10k nodes / 100k jobs: 148 MiB after one poll, 317 MiB after
-/// four). Called after each response is parsed and after each snapshot is
-/// published; one `malloc_trim` costs about a millisecond.
-pub fn release_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only releases free heap pages; it has no preconditions.
-    unsafe {
-        libc::malloc_trim(0);
     }
 }
 
