@@ -397,6 +397,33 @@ impl Conn {
         self.get_with(path, false).await
     }
 
+    /// Like [`Conn::get_with`] asking for gzip, but only counts the body's
+    /// bytes as they arrive: the load generator shares the 2 cores with the
+    /// exporter, and copying each body into one buffer would be its cost, not
+    /// the server's.
+    async fn get_discard(&mut self, path: &str) -> Result<(u16, usize), String> {
+        use http_body_util::BodyExt as _;
+        let req = http::Request::get(path)
+            .header(http::header::HOST, &self.addr)
+            .header(http::header::ACCEPT_ENCODING, "gzip")
+            .body(http_body_util::Empty::new())
+            .unwrap();
+        let resp = self
+            .sender
+            .send_request(req)
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = resp.status().as_u16();
+        let mut body = resp.into_body();
+        let mut n = 0;
+        while let Some(frame) = body.frame().await {
+            if let Ok(data) = frame.map_err(|e| e.to_string())?.into_data() {
+                n += data.len();
+            }
+        }
+        Ok((status, n))
+    }
+
     /// `gzip`: ask for a compressed body, as Prometheus does.
     async fn get_with(&mut self, path: &str, gzip: bool) -> Result<(u16, bytes::Bytes), String> {
         use http_body_util::BodyExt as _;
@@ -520,16 +547,83 @@ async fn load(addr: &str, scrapers: usize, secs: u64) -> LoadResult {
             let mut conn = Conn::open(&addr).await.expect("connect");
             while Instant::now() < until {
                 let t = Instant::now();
-                match conn.get_with("/metrics", true).await {
-                    Ok((200, b)) => {
+                match conn.get_discard("/metrics").await {
+                    Ok((200, n)) => {
                         lat.push(t.elapsed());
-                        bytes = b.len();
+                        bytes = n;
                     }
                     _ => {
                         errors += 1;
                         conn = Conn::open(&addr).await.expect("reconnect");
                     }
                 }
+            }
+            (lat, errors, bytes)
+        }));
+    }
+    let mut all = Vec::new();
+    let mut errors = 0;
+    let mut bytes = 0;
+    for t in tasks {
+        let (l, e, b) = t.await.unwrap();
+        all.extend(l);
+        errors += e;
+        bytes = bytes.max(b);
+    }
+    all.sort();
+    let q = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)];
+    LoadResult {
+        requests: all.len(),
+        errors,
+        p50: q(0.50),
+        p90: q(0.90),
+        p99: q(0.99),
+        max: *all.last().unwrap(),
+        bytes,
+    }
+}
+
+/// `scrapers` connections each GETting `/metrics` once per `period`, as
+/// Prometheus servers do: with `aligned`, all at the same instant (the worst
+/// case); otherwise spread evenly over the period (Prometheus offsets each
+/// server's scrapes of a target by a hash of the target and its own labels).
+async fn load_paced(
+    addr: &str,
+    scrapers: usize,
+    secs: u64,
+    period: Duration,
+    aligned: bool,
+) -> LoadResult {
+    let start = Instant::now() + Duration::from_millis(200);
+    let until = start + Duration::from_secs(secs);
+    let mut tasks = Vec::new();
+    for i in 0..scrapers {
+        let addr = addr.to_string();
+        let offset = if aligned {
+            Duration::ZERO
+        } else {
+            period * i as u32 / scrapers as u32
+        };
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut errors = 0;
+            let mut bytes = 0;
+            let mut conn = Conn::open(&addr).await.expect("connect");
+            let mut next = start + offset;
+            while next < until {
+                tokio::time::sleep_until(next.into()).await;
+                let t = Instant::now();
+                match conn.get_discard("/metrics").await {
+                    Ok((200, n)) => {
+                        lat.push(t.elapsed());
+                        bytes = n;
+                    }
+                    _ => {
+                        errors += 1;
+                        conn = Conn::open(&addr).await.expect("reconnect");
+                    }
+                }
+                next += period;
             }
             (lat, errors, bytes)
         }));
@@ -616,6 +710,27 @@ fn scrape(args: &Args) {
                 counts.jobs.load(Ordering::Relaxed) - 1,
             );
         }
+        // The brief's reference size: 1,000 nodes.
+        {
+            let mid = Shape {
+                jobs: jobs / 10,
+                nodes: shape.nodes / 10,
+                accounts: shape.accounts / 10,
+                users_per_account: shape.users_per_account,
+                seed: shape.seed,
+            };
+            let counts = Arc::new(Counts::default());
+            let url = start_mock(mid, counts.clone()).await;
+            let exp = Exporter::start(&url, "1h");
+            exp.ready(Duration::from_secs(900)).await;
+            let r = load(&exp.addr, scrapers, secs).await;
+            row(
+                &format!("{} nodes / {} jobs, none (1h)", mid.nodes, mid.jobs),
+                scrapers,
+                Some(&r),
+                counts.jobs.load(Ordering::Relaxed) - 1,
+            );
+        }
         // Snapshot loaded, no poll in progress.
         let counts = Arc::new(Counts::default());
         let url = start_mock(shape, counts.clone()).await;
@@ -630,6 +745,20 @@ fn scrape(args: &Args) {
                 Some(&r),
                 counts.jobs.load(Ordering::Relaxed) - before,
             );
+            std::io::stdout().flush().ok();
+            for aligned in [false, true] {
+                let r = load_paced(&exp.addr, scrapers, secs, Duration::from_secs(1), aligned).await;
+                row(
+                    if aligned {
+                        "none (1h); each scraper once a second, all in the same instant"
+                    } else {
+                        "none (1h); each scraper once a second, spread over the second"
+                    },
+                    scrapers,
+                    Some(&r),
+                    0,
+                );
+            }
             std::io::stdout().flush().ok();
         }
         // Re-polling every `interval`: scrapers against an idle window of the same length.
@@ -769,7 +898,7 @@ fn mem(jobs: usize) {
     by_family.sort_unstable_by(|a, b| b.cmp(a));
     let top: Vec<String> = by_family
         .iter()
-        .take(12)
+        .take(40)
         .map(|(n, name)| format!("{name} {n}"))
         .collect();
     println!("| (largest families: {}) | | | |", top.join(", "));
