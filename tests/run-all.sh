@@ -2,8 +2,10 @@
 # The whole test suite: the README's second command, and what .ci/run runs.
 # Installs what it needs from Debian's packages (as root), then runs format and
 # lint gates, the Rust tests (unit, integration, golden + promtool), the
-# dashboard/rule/manifest checks, and the live end-to-end test against a real
-# Slurm and a real Prometheus (tests/e2e/run.sh installs Slurm, MariaDB, munge).
+# dashboard/rule/manifest checks, a short fuzz run of every parser (cargo-fuzz,
+# installed from crates.io if missing), and the live end-to-end test against a
+# real Slurm and a real Prometheus (tests/e2e/run.sh installs Slurm, MariaDB,
+# munge).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,6 +26,8 @@ step() {
 
 need_apt=()
 command -v promtool >/dev/null || need_apt+=(prometheus)
+# libfuzzer-sys compiles libFuzzer (C++).
+command -v c++ >/dev/null || need_apt+=(g++)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing ${need_apt[*]} from Debian"
   export DEBIAN_FRONTEND=noninteractive
@@ -35,6 +39,8 @@ step "cargo fmt --check" cargo fmt --all -- --check
 step "cargo clippy -D warnings" cargo clippy --all-targets --locked -- -D warnings
 step "cargo test" cargo test --all-targets --locked
 step "dashboards, rules, manifests (tests/ops/check.sh)" bash tests/ops/check.sh
+step "fuzz smoke: every cargo-fuzz target ${SMOKE_SECONDS:=10}s from its corpus (fuzz/smoke.sh)" \
+  env SMOKE_SECONDS="$SMOKE_SECONDS" bash fuzz/smoke.sh
 step "live end-to-end: real Slurm 22.05 + real Prometheus (tests/e2e/run.sh)" bash tests/e2e/run.sh
 
 echo
