@@ -3,6 +3,7 @@
 
 pub mod budgets;
 pub mod collectors;
+pub mod jobtable;
 pub mod poller;
 pub mod usage;
 

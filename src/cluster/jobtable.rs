@@ -1,0 +1,394 @@
+//! The compact per-job table behind incremental `/jobs` polling.
+//!
+//! A full `/jobs` poll parses into a [`JobTable`]: per job only what
+//! [`JobAggregates`] and the usage accountant need, with partition, account,
+//! user, reasons, node names and GPU types interned (`Arc<str>`, and one
+//! shared `Arc<Assoc>` per (partition, account, user)), so 100k jobs cost
+//! about a hundred bytes each. The published aggregates are rebuilt from
+//! the table every poll ([`JobTable::aggregates`]) through the same
+//! [`JobAggregates::add`] a streamed parse uses, so a table built from a
+//! full poll gives exactly the metrics the streamed parse gives.
+//!
+//! Between full polls the table is patched from `/slurm/vX/jobs/state/`
+//! (see [`JobTable::diff`]): jobs gone from the list are removed, new jobs
+//! and jobs whose state changed are re-fetched one by one.
+
+use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use super::collectors::jobs::{primary_partition, JobAggregates};
+use super::usage::{Alloc, UsageRow};
+use crate::model::{Job, JobState};
+use crate::slurmrestd::JobSink;
+
+/// (partition, account, user) of a job, shared by every job that has it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Assoc {
+    /// First partition of a multi-partition job, as squeue shows it.
+    pub partition: Arc<str>,
+    pub account: Arc<str>,
+    pub user: Arc<str>,
+}
+
+/// Interns strings and associations. A full poll starts a fresh table with a
+/// fresh interner, so strings no job uses any more are dropped then.
+#[derive(Debug, Clone, Default)]
+pub struct Interner {
+    strs: HashSet<Arc<str>>,
+    assocs: HashSet<Arc<Assoc>>,
+}
+
+impl Interner {
+    pub fn str(&mut self, s: &str) -> Arc<str> {
+        if let Some(a) = self.strs.get(s) {
+            return a.clone();
+        }
+        let a: Arc<str> = Arc::from(s);
+        self.strs.insert(a.clone());
+        a
+    }
+
+    pub fn assoc(&mut self, partition: &str, account: &str, user: &str) -> Arc<Assoc> {
+        let a = Assoc {
+            partition: self.str(partition),
+            account: self.str(account),
+            user: self.str(user),
+        };
+        if let Some(x) = self.assocs.get(&a) {
+            return x.clone();
+        }
+        let x = Arc::new(a);
+        self.assocs.insert(x.clone());
+        x
+    }
+
+    fn heap_bytes(&self) -> usize {
+        let strs: usize = self.strs.iter().map(|s| s.len() + 16).sum();
+        strs + self.strs.capacity() * 17
+            + self.assocs.len() * (48 + 16)
+            + self.assocs.capacity() * 9
+    }
+}
+
+/// One running job's GPUs on one node (a `slurm_job_gpus` series).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GpuRow {
+    pub node: Arc<str>,
+    /// Device index; `None` when slurmrestd gives no indices (`gpu=""`).
+    pub gpu: Option<u32>,
+    pub count: u64,
+}
+
+/// Usage-relevant times of a job that holds or held resources.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct UsageTimes {
+    pub start: i64,
+    pub end: Option<i64>,
+    pub suspended: bool,
+}
+
+/// Resources of a job that holds resources or produces a usage row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Held {
+    pub cpus: u64,
+    pub memory_bytes: u64,
+    pub gpus: u64,
+    pub billing: f64,
+    pub gpus_by_type: Box<[(Arc<str>, u64)]>,
+    /// Filled only while the job holds resources.
+    pub gpu_rows: Box<[GpuRow]>,
+    /// `Some` when [`UsageRow::from_job`] gives a row.
+    pub usage: Option<UsageTimes>,
+}
+
+/// One job, as the aggregates see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompactJob {
+    pub assoc: Arc<Assoc>,
+    /// Pending reason (`"None"` when Slurm gives none); `None` unless pending.
+    pub reason: Option<Arc<str>>,
+    pub held: Option<Box<Held>>,
+    /// Hash of the base state and flags, compared with `/jobs/state`.
+    pub state_hash: u64,
+    /// Jobs this record stands for (a pending array meta record: its tasks).
+    pub task_count: u32,
+    /// State as counted: `COMPLETING`-flagged jobs count as completing.
+    pub state: JobState,
+}
+
+/// Hash of a job's (base state, flags) as [`crate::slurmrestd::job_state_words`] gives them.
+pub fn state_hash(state: Option<JobState>, flags: &[String]) -> u64 {
+    let mut flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    flags.sort_unstable();
+    flags.dedup();
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    state.hash(&mut h);
+    flags.hash(&mut h);
+    h.finish()
+}
+
+impl CompactJob {
+    pub fn from_job(job: &Job, int: &mut Interner) -> CompactJob {
+        // squeue shows a finished job whose nodes are still being released as
+        // COMPLETING (CG); it still holds its resources.
+        let state = if job.state_flags.iter().any(|f| f == "COMPLETING") {
+            JobState::Completing
+        } else {
+            job.state_or_other()
+        };
+        let partition = primary_partition(&job.partition);
+        let assoc = int.assoc(partition, &job.account, &job.user);
+        let reason = (state == JobState::Pending)
+            .then(|| int.str(job.state_reason.as_deref().unwrap_or("None")));
+        let usage = UsageRow::from_job(job).map(|r| UsageTimes {
+            start: r.start,
+            end: r.end,
+            suspended: r.suspended,
+        });
+        let holds = state.holds_resources();
+        let held = (holds || usage.is_some()).then(|| {
+            let t = &job.allocated;
+            let gpu_rows = if holds && (t.gpus > 0 || !job.gpu_allocations.is_empty()) {
+                gpu_rows(job, int)
+            } else {
+                Vec::new()
+            };
+            Box::new(Held {
+                cpus: t.cpus,
+                memory_bytes: t.memory_bytes,
+                gpus: t.gpus,
+                billing: t.billing,
+                gpus_by_type: t
+                    .gpus_by_type
+                    .iter()
+                    .map(|(k, v)| (int.str(k), *v))
+                    .collect(),
+                gpu_rows: gpu_rows.into_boxed_slice(),
+                usage,
+            })
+        });
+        CompactJob {
+            assoc,
+            reason,
+            held,
+            state_hash: state_hash(job.state, &job.state_flags),
+            task_count: u32::try_from(job.task_count.max(1)).unwrap_or(u32::MAX),
+            state,
+        }
+    }
+
+    /// The usage row [`UsageRow::from_job`] gave for this job, if any.
+    pub fn usage_row(&self, job_id: u64) -> Option<UsageRow> {
+        let h = self.held.as_ref()?;
+        let u = h.usage?;
+        Some(UsageRow {
+            job_id,
+            start: u.start,
+            end: u.end,
+            suspended: u.suspended,
+            account: self.assoc.account.to_string(),
+            user: self.assoc.user.to_string(),
+            partition: self.assoc.partition.to_string(),
+            alloc: Alloc {
+                cpus: h.cpus as f64,
+                mem_mb: h.memory_bytes as f64 / (1024.0 * 1024.0),
+                billing: h.billing,
+                gpus: h.gpus as f64,
+                gpus_by_type: h
+                    .gpus_by_type
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), *v as f64))
+                    .collect(),
+            },
+        })
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.held.as_ref().map_or(0, |h| {
+            std::mem::size_of::<Held>()
+                + h.gpus_by_type.len() * std::mem::size_of::<(Arc<str>, u64)>()
+                + h.gpu_rows.len() * std::mem::size_of::<GpuRow>()
+        })
+    }
+}
+
+/// GPU rows of a job holding resources: one per device index, or one per
+/// node with the count when there are no indices, plus the TRES GPUs the
+/// per-node detail does not show.
+fn gpu_rows(job: &Job, int: &mut Interner) -> Vec<GpuRow> {
+    let mut rows = Vec::new();
+    let mut listed = 0;
+    for alloc in &job.gpu_allocations {
+        let node = int.str(&alloc.node);
+        if alloc.indices.is_empty() {
+            rows.push(GpuRow {
+                node,
+                gpu: None,
+                count: alloc.count,
+            });
+        } else {
+            for idx in &alloc.indices {
+                rows.push(GpuRow {
+                    node: node.clone(),
+                    gpu: Some(*idx),
+                    count: 1,
+                });
+            }
+        }
+        listed += alloc.count.max(alloc.indices.len() as u64);
+    }
+    // TRES says more GPUs than the per-node detail shows (detail missing in
+    // this API version): keep the total so per-account sums stay right.
+    if job.allocated.gpus > listed {
+        rows.push(GpuRow {
+            node: int.str(&job.nodes),
+            gpu: None,
+            count: job.allocated.gpus - listed,
+        });
+    }
+    rows
+}
+
+/// What a `/jobs/state` list says must change in the table.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StateDiff {
+    /// Jobs in the table but no longer listed.
+    pub removed: Vec<u64>,
+    /// Jobs listed but not in the table, or whose state or task count changed.
+    pub refetch: Vec<u64>,
+}
+
+/// Why a `/jobs/state` list cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownId(pub String);
+
+/// Parses a `/jobs/state` id: `"12"` or `"<job_id>_<task>"` → job id.
+/// Other forms (heterogeneous `"12+0"`) are refused: the caller polls in full.
+pub fn state_job_id(id: &str) -> Option<u64> {
+    let head = match id.split_once('_') {
+        Some((h, task)) if !task.is_empty() && task.bytes().all(|b| b.is_ascii_digit()) => h,
+        Some(_) => return None,
+        None => id,
+    };
+    if head.is_empty() || !head.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    head.parse().ok()
+}
+
+/// All jobs from the last full `/jobs` poll, patched since.
+#[derive(Debug, Clone, Default)]
+pub struct JobTable {
+    pub jobs: HashMap<u64, CompactJob>,
+    interner: Interner,
+}
+
+impl JobSink for JobTable {
+    fn job(&mut self, job: Job) {
+        self.upsert(&job);
+    }
+}
+
+impl JobTable {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.jobs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.jobs.is_empty()
+    }
+
+    pub fn upsert(&mut self, job: &Job) {
+        let c = CompactJob::from_job(job, &mut self.interner);
+        self.jobs.insert(job.job_id, c);
+    }
+
+    pub fn remove(&mut self, job_id: u64) {
+        self.jobs.remove(&job_id);
+    }
+
+    /// The aggregates a streamed parse of the same jobs gives. Jobs are
+    /// added in id order so the usage rows come out in a stable order.
+    pub fn aggregates(&self, per_user: bool, usage_since: Option<i64>) -> JobAggregates {
+        let mut agg = JobAggregates::new(per_user);
+        agg.usage_since = usage_since;
+        let mut ids: Vec<u64> = self.jobs.keys().copied().collect();
+        ids.sort_unstable();
+        for id in ids {
+            if let Some(c) = self.jobs.get(&id) {
+                agg.add(id, c);
+            }
+        }
+        agg
+    }
+
+    /// Compares the table with a `/jobs/state` list (`(id, state words)`).
+    /// A pending array meta record is listed once per task (`34_3` … `34_9`),
+    /// so the task count is compared too.
+    pub fn diff(&self, listed: &[(String, Vec<String>)]) -> Result<StateDiff, UnknownId> {
+        let mut seen: HashMap<u64, (u64, u32)> = HashMap::with_capacity(self.jobs.len());
+        for (id, words) in listed {
+            let job_id = state_job_id(id).ok_or_else(|| UnknownId(id.clone()))?;
+            let (state, flags) = crate::slurmrestd::job_state_words(words);
+            let h = state_hash(state, &flags);
+            let e = seen.entry(job_id).or_insert((h, 0));
+            if e.0 != h {
+                // Tasks of one record in different states: the record changed.
+                e.0 = 0;
+            }
+            e.1 = e.1.saturating_add(1);
+        }
+        let mut d = StateDiff::default();
+        for (id, (h, n)) in &seen {
+            match self.jobs.get(id) {
+                Some(c) if c.state_hash == *h && c.task_count == *n => {}
+                _ => d.refetch.push(*id),
+            }
+        }
+        for id in self.jobs.keys() {
+            if !seen.contains_key(id) {
+                d.removed.push(*id);
+            }
+        }
+        d.refetch.sort_unstable();
+        d.removed.sort_unstable();
+        Ok(d)
+    }
+
+    /// Approximate heap bytes held by the table (entries, boxes, interned strings).
+    pub fn heap_bytes(&self) -> usize {
+        let slot = std::mem::size_of::<(u64, CompactJob)>() + 1;
+        self.jobs.capacity() * slot
+            + self
+                .jobs
+                .values()
+                .map(CompactJob::heap_bytes)
+                .sum::<usize>()
+            + self.interner.heap_bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_ids() {
+        assert_eq!(state_job_id("12"), Some(12));
+        assert_eq!(state_job_id("36_0"), Some(36));
+        assert_eq!(state_job_id("12+0"), None);
+        assert_eq!(state_job_id("12_"), None);
+        assert_eq!(state_job_id(""), None);
+        assert_eq!(state_job_id("_1"), None);
+    }
+
+    #[test]
+    fn compact_job_is_small() {
+        assert!(std::mem::size_of::<CompactJob>() <= 48);
+    }
+}
