@@ -263,24 +263,36 @@ pub struct StateDiff {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnknownId(pub String);
 
-/// Parses a `/jobs/state` id: `"12"` or `"<job_id>_<task>"` → job id.
-/// Other forms (heterogeneous `"12+0"`) are refused: the caller polls in full.
-pub fn state_job_id(id: &str) -> Option<u64> {
-    let head = match id.split_once('_') {
-        Some((h, task)) if !task.is_empty() && task.bytes().all(|b| b.is_ascii_digit()) => h,
-        Some(_) => return None,
-        None => id,
-    };
-    if head.is_empty() || !head.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
+/// A `/jobs/state` id: `"12"`, or `"<A>_<task>"` where A is the task's own
+/// job id (Slurm 25.11, 26.05) or its array's job id (25.05; and always for
+/// the tasks of a pending meta record). Other forms (heterogeneous `"12+0"`)
+/// are refused: the caller polls in full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StateId {
+    Job(u64),
+    Task(u64, u32),
+}
+
+pub fn parse_state_id(id: &str) -> Option<StateId> {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    match id.split_once('_') {
+        Some((a, t)) if digits(a) && digits(t) => {
+            Some(StateId::Task(a.parse().ok()?, t.parse().ok()?))
+        }
+        None if digits(id) => Some(StateId::Job(id.parse().ok()?)),
+        _ => None,
     }
-    head.parse().ok()
 }
 
 /// All jobs from the last full `/jobs` poll, patched since.
 #[derive(Debug, Clone, Default)]
 pub struct JobTable {
     pub jobs: HashMap<u64, CompactJob>,
+    /// Array records only: job id -> (array job id, task id; `None` for a
+    /// pending meta record).
+    arrays: HashMap<u64, (u64, Option<u32>)>,
+    /// (array job id or own job id, task id) -> job id of an array task record.
+    tasks: HashMap<(u64, u32), u64>,
     interner: Interner,
 }
 
@@ -304,12 +316,40 @@ impl JobTable {
     }
 
     pub fn upsert(&mut self, job: &Job) {
+        self.remove(job.job_id);
         let c = CompactJob::from_job(job, &mut self.interner);
         self.jobs.insert(job.job_id, c);
+        if let Some(array) = job.array_job_id.filter(|&a| a > 0) {
+            self.arrays.insert(job.job_id, (array, job.array_task_id));
+            if let Some(t) = job.array_task_id {
+                self.tasks.insert((array, t), job.job_id);
+                self.tasks.insert((job.job_id, t), job.job_id);
+            }
+        }
     }
 
     pub fn remove(&mut self, job_id: u64) {
         self.jobs.remove(&job_id);
+        if let Some((array, task)) = self.arrays.remove(&job_id) {
+            if let Some(t) = task {
+                for k in [(array, t), (job_id, t)] {
+                    if self.tasks.get(&k) == Some(&job_id) {
+                        self.tasks.remove(&k);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The job record a `/jobs/state` id stands for, if the table has it.
+    fn resolve(&self, id: StateId) -> Option<u64> {
+        match id {
+            StateId::Job(j) => self.jobs.contains_key(&j).then_some(j),
+            StateId::Task(a, t) => self.tasks.get(&(a, t)).copied().or_else(|| {
+                // A pending task of meta record `a`.
+                matches!(self.arrays.get(&a), Some((_, None))).then_some(a)
+            }),
+        }
     }
 
     /// The aggregates a streamed parse of the same jobs gives. Jobs are
@@ -329,11 +369,19 @@ impl JobTable {
 
     /// Compares the table with a `/jobs/state` list (`(id, state words)`).
     /// A pending array meta record is listed once per task (`34_3` … `34_9`),
-    /// so the task count is compared too.
+    /// so the task count is compared too. An id the table cannot place (a
+    /// new job, or a new array task) is re-fetched by its leading number.
     pub fn diff(&self, listed: &[(String, Vec<String>)]) -> Result<StateDiff, UnknownId> {
         let mut seen: HashMap<u64, (u64, u32)> = HashMap::with_capacity(self.jobs.len());
-        for (id, words) in listed {
-            let job_id = state_job_id(id).ok_or_else(|| UnknownId(id.clone()))?;
+        let mut refetch: HashSet<u64> = HashSet::new();
+        for (raw, words) in listed {
+            let id = parse_state_id(raw).ok_or_else(|| UnknownId(raw.clone()))?;
+            let Some(job_id) = self.resolve(id) else {
+                refetch.insert(match id {
+                    StateId::Job(j) | StateId::Task(j, _) => j,
+                });
+                continue;
+            };
             let (state, flags) = crate::slurmrestd::job_state_words(words);
             let h = state_hash(state, &flags);
             let e = seen.entry(job_id).or_insert((h, 0));
@@ -343,21 +391,37 @@ impl JobTable {
             }
             e.1 = e.1.saturating_add(1);
         }
-        let mut d = StateDiff::default();
         for (id, (h, n)) in &seen {
             match self.jobs.get(id) {
-                Some(c) if c.state_hash == *h && c.task_count == *n => {}
-                _ => d.refetch.push(*id),
+                // The task count matters (and is known) only while pending:
+                // a finished meta record counts once whatever it lists.
+                Some(c)
+                    if c.state_hash == *h
+                        && (c.state != JobState::Pending || c.task_count == *n) => {}
+                _ => {
+                    refetch.insert(*id);
+                }
             }
         }
-        for id in self.jobs.keys() {
-            if !seen.contains_key(id) {
-                d.removed.push(*id);
-            }
-        }
+        let mut d = StateDiff {
+            removed: self
+                .jobs
+                .keys()
+                .filter(|id| !seen.contains_key(id) && !refetch.contains(id))
+                .copied()
+                .collect(),
+            refetch: refetch.into_iter().collect(),
+        };
         d.refetch.sort_unstable();
         d.removed.sort_unstable();
         Ok(d)
+    }
+
+    /// Whether every id of a `/jobs/state` list now has its record here.
+    pub fn places_all(&self, listed: &[(String, Vec<String>)]) -> bool {
+        listed
+            .iter()
+            .all(|(raw, _)| parse_state_id(raw).is_some_and(|id| self.resolve(id).is_some()))
     }
 
     /// Approximate heap bytes held by the table (entries, boxes, interned strings).
@@ -379,12 +443,12 @@ mod tests {
 
     #[test]
     fn state_ids() {
-        assert_eq!(state_job_id("12"), Some(12));
-        assert_eq!(state_job_id("36_0"), Some(36));
-        assert_eq!(state_job_id("12+0"), None);
-        assert_eq!(state_job_id("12_"), None);
-        assert_eq!(state_job_id(""), None);
-        assert_eq!(state_job_id("_1"), None);
+        assert_eq!(parse_state_id("12"), Some(StateId::Job(12)));
+        assert_eq!(parse_state_id("36_0"), Some(StateId::Task(36, 0)));
+        assert_eq!(parse_state_id("12+0"), None);
+        assert_eq!(parse_state_id("12_"), None);
+        assert_eq!(parse_state_id(""), None);
+        assert_eq!(parse_state_id("_1"), None);
     }
 
     #[test]

@@ -760,6 +760,15 @@ async fn incremental_poll(
         table.upsert(job);
     }
     out.refetched += diff.refetch.len() as u64;
+    // Every listed job must now have its record (a new array task is
+    // re-fetched by the id it is listed under, which in some releases is its
+    // array's id); if not, the full poll that follows replaces the table.
+    if !table.places_all(&listed) {
+        tracing::info!(
+            "jobs listed by /jobs/state still missing after re-fetch; polling /jobs in full"
+        );
+        return false;
+    }
     true
 }
 
