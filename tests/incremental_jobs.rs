@@ -456,3 +456,48 @@ async fn many_polls_with_changes_match_full_polls() {
         );
     }
 }
+
+/// The self-metrics of incremental polling pass `promtool check metrics`.
+#[tokio::test]
+async fn self_metrics_lint_clean() {
+    let (_state, _url, mut p) = setup(V44, opts(V44, 10)).await;
+    p.poll().await;
+    let set = p.poll().await;
+    assert_eq!(set.value("slurm_exporter_jobs_table_jobs", &[]), Some(45.0));
+    let text = set.encode_text();
+    for name in [
+        "slurm_exporter_jobs_polls_total",
+        "slurm_exporter_jobs_refetched_total",
+        "slurm_exporter_jobs_table_jobs",
+    ] {
+        assert!(text.contains(&format!("# TYPE {name} ")), "{name}");
+    }
+    let Some(promtool) = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join("promtool"))
+            .find(|p| p.is_file())
+    }) else {
+        return;
+    };
+    use std::io::Write as _;
+    let mut child = std::process::Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success() && report.trim().is_empty(), "{report}");
+}
