@@ -14,7 +14,6 @@
 //! and jobs whose state changed are re-fetched one by one.
 
 use std::collections::{HashMap, HashSet};
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use super::collectors::jobs::{primary_partition, JobAggregates};
@@ -37,6 +36,22 @@ pub struct Assoc {
 pub struct Interner {
     strs: HashSet<Arc<str>>,
     assocs: HashSet<Arc<Assoc>>,
+    /// Pending reasons, behind a thin pointer (8 bytes in each job).
+    reasons: HashMap<String, Arc<String>>,
+    /// (base state, sorted flags) -> small id; compared with `/jobs/state`.
+    states: HashMap<(Option<JobState>, Vec<String>), u16>,
+}
+
+/// Id of a (state, flags) combination that is never equal to another: used
+/// when more than 65,534 combinations were seen (never in practice), so the
+/// job is simply re-fetched.
+const STATE_OVERFLOW: u16 = u16::MAX;
+
+fn state_key(state: Option<JobState>, flags: &[String]) -> (Option<JobState>, Vec<String>) {
+    let mut flags = flags.to_vec();
+    flags.sort_unstable();
+    flags.dedup();
+    (state, flags)
 }
 
 impl Interner {
@@ -63,21 +78,64 @@ impl Interner {
         x
     }
 
+    pub fn reason(&mut self, s: &str) -> Arc<String> {
+        if let Some(a) = self.reasons.get(s) {
+            return a.clone();
+        }
+        let a = Arc::new(s.to_string());
+        self.reasons.insert(s.to_string(), a.clone());
+        a
+    }
+
+    /// The id of a job's (base state, flags), as the adapters normalize them.
+    pub fn state_id(&mut self, state: Option<JobState>, flags: &[String]) -> u16 {
+        let key = state_key(state, flags);
+        if let Some(id) = self.states.get(&key) {
+            return *id;
+        }
+        let id = self.states.len();
+        if id >= usize::from(STATE_OVERFLOW) {
+            return STATE_OVERFLOW;
+        }
+        self.states.insert(key, id as u16);
+        id as u16
+    }
+
+    /// Like [`Interner::state_id`] without adding: `None` for a combination
+    /// no job in the table has.
+    pub fn find_state_id(&self, state: Option<JobState>, flags: &[String]) -> Option<u16> {
+        self.states.get(&state_key(state, flags)).copied()
+    }
+
     fn heap_bytes(&self) -> usize {
         let strs: usize = self.strs.iter().map(|s| s.len() + 16).sum();
         strs + self.strs.capacity() * 17
             + self.assocs.len() * (48 + 16)
             + self.assocs.capacity() * 9
+            + self
+                .reasons
+                .iter()
+                .map(|(k, _)| 2 * k.len() + 24 + 40)
+                .sum::<usize>()
+            + self.states.len() * 64
     }
 }
 
-/// One running job's GPUs on one node (a `slurm_job_gpus` series).
+/// One running job's GPUs on one node (`slurm_job_gpus` series).
 #[derive(Debug, Clone, PartialEq)]
 pub struct GpuRow {
     pub node: Arc<str>,
-    /// Device index; `None` when slurmrestd gives no indices (`gpu=""`).
-    pub gpu: Option<u32>,
-    pub count: u64,
+    pub gpus: GpuSel,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum GpuSel {
+    /// Device indices 0-63 (bit i = index i): one series each, value 1.
+    Mask(u64),
+    /// One device index (64 and up, or listed twice): one series, value 1.
+    Index(u32),
+    /// No indices (`gpu=""`): one series with this count.
+    Count(u64),
 }
 
 /// Usage-relevant times of a job that holds or held resources.
@@ -107,25 +165,14 @@ pub struct Held {
 pub struct CompactJob {
     pub assoc: Arc<Assoc>,
     /// Pending reason (`"None"` when Slurm gives none); `None` unless pending.
-    pub reason: Option<Arc<str>>,
+    pub reason: Option<Arc<String>>,
     pub held: Option<Box<Held>>,
-    /// Hash of the base state and flags, compared with `/jobs/state`.
-    pub state_hash: u64,
     /// Jobs this record stands for (a pending array meta record: its tasks).
     pub task_count: u32,
+    /// Interned (base state, flags) as listed, compared with `/jobs/state`.
+    pub state_id: u16,
     /// State as counted: `COMPLETING`-flagged jobs count as completing.
     pub state: JobState,
-}
-
-/// Hash of a job's (base state, flags) as [`crate::slurmrestd::job_state_words`] gives them.
-pub fn state_hash(state: Option<JobState>, flags: &[String]) -> u64 {
-    let mut flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    flags.sort_unstable();
-    flags.dedup();
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    state.hash(&mut h);
-    flags.hash(&mut h);
-    h.finish()
 }
 
 impl CompactJob {
@@ -140,7 +187,7 @@ impl CompactJob {
         let partition = primary_partition(&job.partition);
         let assoc = int.assoc(partition, &job.account, &job.user);
         let reason = (state == JobState::Pending)
-            .then(|| int.str(job.state_reason.as_deref().unwrap_or("None")));
+            .then(|| int.reason(job.state_reason.as_deref().unwrap_or("None")));
         let usage = UsageRow::from_job(job).map(|r| UsageTimes {
             start: r.start,
             end: r.end,
@@ -172,7 +219,7 @@ impl CompactJob {
             assoc,
             reason,
             held,
-            state_hash: state_hash(job.state, &job.state_flags),
+            state_id: int.state_id(job.state, &job.state_flags),
             task_count: u32::try_from(job.task_count.max(1)).unwrap_or(u32::MAX),
             state,
         }
@@ -224,15 +271,24 @@ fn gpu_rows(job: &Job, int: &mut Interner) -> Vec<GpuRow> {
         if alloc.indices.is_empty() {
             rows.push(GpuRow {
                 node,
-                gpu: None,
-                count: alloc.count,
+                gpus: GpuSel::Count(alloc.count),
             });
         } else {
-            for idx in &alloc.indices {
+            let mut mask = 0u64;
+            for &idx in &alloc.indices {
+                if idx < 64 && mask & (1 << idx) == 0 {
+                    mask |= 1 << idx;
+                } else {
+                    rows.push(GpuRow {
+                        node: node.clone(),
+                        gpus: GpuSel::Index(idx),
+                    });
+                }
+            }
+            if mask != 0 {
                 rows.push(GpuRow {
-                    node: node.clone(),
-                    gpu: Some(*idx),
-                    count: 1,
+                    node,
+                    gpus: GpuSel::Mask(mask),
                 });
             }
         }
@@ -243,8 +299,7 @@ fn gpu_rows(job: &Job, int: &mut Interner) -> Vec<GpuRow> {
     if job.allocated.gpus > listed {
         rows.push(GpuRow {
             node: int.str(&job.nodes),
-            gpu: None,
-            count: job.allocated.gpus - listed,
+            gpus: GpuSel::Count(job.allocated.gpus - listed),
         });
     }
     rows
@@ -291,7 +346,7 @@ pub struct JobTable {
     /// Array records only: job id -> (array job id, task id; `None` for a
     /// pending meta record).
     arrays: HashMap<u64, (u64, Option<u32>)>,
-    /// (array job id or own job id, task id) -> job id of an array task record.
+    /// (array job id, task id) -> job id of an array task record.
     tasks: HashMap<(u64, u32), u64>,
     interner: Interner,
 }
@@ -323,7 +378,6 @@ impl JobTable {
             self.arrays.insert(job.job_id, (array, job.array_task_id));
             if let Some(t) = job.array_task_id {
                 self.tasks.insert((array, t), job.job_id);
-                self.tasks.insert((job.job_id, t), job.job_id);
             }
         }
     }
@@ -332,10 +386,8 @@ impl JobTable {
         self.jobs.remove(&job_id);
         if let Some((array, task)) = self.arrays.remove(&job_id) {
             if let Some(t) = task {
-                for k in [(array, t), (job_id, t)] {
-                    if self.tasks.get(&k) == Some(&job_id) {
-                        self.tasks.remove(&k);
-                    }
+                if self.tasks.get(&(array, t)) == Some(&job_id) {
+                    self.tasks.remove(&(array, t));
                 }
             }
         }
@@ -346,8 +398,13 @@ impl JobTable {
         match id {
             StateId::Job(j) => self.jobs.contains_key(&j).then_some(j),
             StateId::Task(a, t) => self.tasks.get(&(a, t)).copied().or_else(|| {
-                // A pending task of meta record `a`.
-                matches!(self.arrays.get(&a), Some((_, None))).then_some(a)
+                // Task t listed under its own job id a, or a pending task of
+                // meta record a.
+                match self.arrays.get(&a) {
+                    Some((_, Some(task))) if *task == t => Some(a),
+                    Some((_, None)) => Some(a),
+                    _ => None,
+                }
             }),
         }
     }
@@ -372,7 +429,8 @@ impl JobTable {
     /// so the task count is compared too. An id the table cannot place (a
     /// new job, or a new array task) is re-fetched by its leading number.
     pub fn diff(&self, listed: &[(String, Vec<String>)]) -> Result<StateDiff, UnknownId> {
-        let mut seen: HashMap<u64, (u64, u32)> = HashMap::with_capacity(self.jobs.len());
+        // (state id, entries); `None`: a state no job in the table has.
+        let mut seen: HashMap<u64, (Option<u16>, u32)> = HashMap::with_capacity(self.jobs.len());
         let mut refetch: HashSet<u64> = HashSet::new();
         for (raw, words) in listed {
             let id = parse_state_id(raw).ok_or_else(|| UnknownId(raw.clone()))?;
@@ -383,11 +441,14 @@ impl JobTable {
                 continue;
             };
             let (state, flags) = crate::slurmrestd::job_state_words(words);
-            let h = state_hash(state, &flags);
-            let e = seen.entry(job_id).or_insert((h, 0));
-            if e.0 != h {
+            let id = self
+                .interner
+                .find_state_id(state, &flags)
+                .filter(|&i| i != STATE_OVERFLOW);
+            let e = seen.entry(job_id).or_insert((id, 0));
+            if e.0 != id {
                 // Tasks of one record in different states: the record changed.
-                e.0 = 0;
+                e.0 = None;
             }
             e.1 = e.1.saturating_add(1);
         }
@@ -396,7 +457,7 @@ impl JobTable {
                 // The task count matters (and is known) only while pending:
                 // a finished meta record counts once whatever it lists.
                 Some(c)
-                    if c.state_hash == *h
+                    if *h == Some(c.state_id)
                         && (c.state != JobState::Pending || c.task_count == *n) => {}
                 _ => {
                     refetch.insert(*id);
@@ -453,6 +514,7 @@ mod tests {
 
     #[test]
     fn compact_job_is_small() {
-        assert!(std::mem::size_of::<CompactJob>() <= 48);
+        assert_eq!(std::mem::size_of::<CompactJob>(), 32);
+        assert_eq!(std::mem::size_of::<GpuRow>(), 32);
     }
 }

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::cluster::jobtable::{CompactJob, Interner};
+use crate::cluster::jobtable::{CompactJob, GpuSel, Interner};
 use crate::cluster::usage::UsageRow;
 use crate::exposition::MetricSet;
 use crate::model::{Job, JobState};
@@ -129,7 +129,7 @@ impl JobAggregates {
         match state {
             JobState::Pending => {
                 part.0 += n;
-                let reason = c.reason.as_deref().unwrap_or("None").to_string();
+                let reason = c.reason.as_ref().map_or("None", |r| r.as_str()).to_string();
                 *self
                     .pending_by_reason
                     .entry((partition.clone(), account.clone(), reason))
@@ -148,15 +148,26 @@ impl JobAggregates {
                 a.memory_bytes += h.memory_bytes;
                 a.gpus += h.gpus;
                 for r in h.gpu_rows.iter() {
-                    self.gpu_jobs.push(GpuJobRow {
-                        job_id,
-                        account: account.clone(),
-                        user: c.assoc.user.to_string(),
-                        partition: partition.clone(),
-                        node: r.node.to_string(),
-                        gpu: r.gpu.map(|g| g.to_string()).unwrap_or_default(),
-                        count: r.count,
-                    });
+                    let mut push = |gpu: String, count: u64| {
+                        self.gpu_jobs.push(GpuJobRow {
+                            job_id,
+                            account: account.clone(),
+                            user: c.assoc.user.to_string(),
+                            partition: partition.clone(),
+                            node: r.node.to_string(),
+                            gpu,
+                            count,
+                        })
+                    };
+                    match r.gpus {
+                        GpuSel::Mask(mask) => {
+                            for i in (0..64).filter(|i| mask & (1u64 << i) != 0) {
+                                push(i.to_string(), 1);
+                            }
+                        }
+                        GpuSel::Index(i) => push(i.to_string(), 1),
+                        GpuSel::Count(n) => push(String::new(), n),
+                    }
                 }
             }
         }
@@ -362,5 +373,28 @@ mod tests {
             Some(1.0)
         );
         assert_eq!(set.sum("slurm_job_gpus", &[("account", "ai")]), 3.0);
+    }
+
+    #[test]
+    fn gpu_join_rows_keep_high_and_repeated_indices() {
+        let mut agg = JobAggregates::new(false);
+        let mut j = job(12, JobState::Running, "ai", 3);
+        j.gpu_allocations = vec![NodeGpuAllocation {
+            node: "vm".into(),
+            gpu_type: "h100".into(),
+            count: 3,
+            indices: vec![1, 1, 70],
+        }];
+        agg.job(j);
+        let mut rows: Vec<(String, u64)> = agg
+            .gpu_jobs
+            .iter()
+            .map(|r| (r.gpu.clone(), r.count))
+            .collect();
+        rows.sort();
+        assert_eq!(
+            rows,
+            vec![("1".into(), 1), ("1".into(), 1), ("70".into(), 1)]
+        );
     }
 }
