@@ -114,8 +114,8 @@ impl Interner {
             + self.assocs.capacity() * 9
             + self
                 .reasons
-                .iter()
-                .map(|(k, _)| 2 * k.len() + 24 + 40)
+                .keys()
+                .map(|k| 2 * k.len() + 24 + 40)
                 .sum::<usize>()
             + self.states.len() * 64
     }
@@ -384,11 +384,9 @@ impl JobTable {
 
     pub fn remove(&mut self, job_id: u64) {
         self.jobs.remove(&job_id);
-        if let Some((array, task)) = self.arrays.remove(&job_id) {
-            if let Some(t) = task {
-                if self.tasks.get(&(array, t)) == Some(&job_id) {
-                    self.tasks.remove(&(array, t));
-                }
+        if let Some((array, Some(t))) = self.arrays.remove(&job_id) {
+            if self.tasks.get(&(array, t)) == Some(&job_id) {
+                self.tasks.remove(&(array, t));
             }
         }
     }
