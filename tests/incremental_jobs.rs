@@ -501,3 +501,17 @@ async fn self_metrics_lint_clean() {
     );
     assert!(out.status.success() && report.trim().is_empty(), "{report}");
 }
+
+/// `/job/{id}` of a running array task (recorded, Slurm 25.11.7) parses into
+/// the one record the table re-fetches.
+#[test]
+fn recorded_single_job_parses() {
+    let body = std::fs::read(fixtures().join("slurmrestd/v0.0.44/slurm_job_36.json")).unwrap();
+    let mut jobs: Vec<slurm_gpu_exporter::model::Job> = Vec::new();
+    slurmrestd::parse_jobs(V44, &mut &body[..], &mut jobs).unwrap();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(
+        (jobs[0].job_id, jobs[0].array_job_id, jobs[0].array_task_id),
+        (36, Some(34), Some(0))
+    );
+}
