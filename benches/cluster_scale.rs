@@ -6,6 +6,7 @@
 //! cargo bench --bench cluster_scale -- rss [--jobs N,N...]
 //! cargo bench --bench cluster_scale -- scrape [--jobs N] [--scrapers N] [--secs N]
 //! cargo bench --bench cluster_scale -- gen --out DIR [--version v0.0.44] [--jobs N]
+//! cargo bench --bench cluster_scale -- incremental [--jobs N]
 //! ```
 //!
 //! This machine is shared and noisy: every figure is printed next to a
@@ -77,6 +78,7 @@ fn main() {
         Some("rss") => rss(&args.list("--jobs", &[1_000, 10_000, 100_000])),
         Some("scrape") => scrape(&args),
         Some("mem") => mem(args.usize("--jobs", 100_000)),
+        Some("incremental") => incremental(args.usize("--jobs", 100_000)),
         Some("all") => {
             ingest(args.usize("--jobs", 10_000), args.usize("--reps", 3));
             rss(&[1_000, 10_000, 100_000]);
@@ -917,4 +919,408 @@ fn mem(jobs: usize) {
     step("MetricSet dropped (snapshot kept)");
     std::hint::black_box((&rendered, &agg, &nodes_v, &parts_v, &shares_v));
     println!();
+}
+
+// Incremental polling: a full /jobs poll vs an unchanged and an incremental
+// poll of the same generated queue, in one process (mock on loopback).
+
+/// The generated queue the incremental mock serves, changed by the bench.
+struct LiveQueue {
+    jobs: Vec<gen::GenJob>,
+    /// Changed since the last full /jobs was served.
+    changed: bool,
+}
+
+#[derive(Default)]
+struct Served {
+    /// (requests, bytes) of: full /jobs, "no change" /jobs, /jobs/state, /job/{id}.
+    full: (AtomicU64, AtomicU64),
+    unchanged: (AtomicU64, AtomicU64),
+    state: (AtomicU64, AtomicU64),
+    job: (AtomicU64, AtomicU64),
+}
+
+impl Served {
+    fn add(c: &(AtomicU64, AtomicU64), bytes: usize) {
+        c.0.fetch_add(1, Ordering::Relaxed);
+        c.1.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+    fn snapshot(&self) -> [(u64, u64); 4] {
+        let g =
+            |c: &(AtomicU64, AtomicU64)| (c.0.load(Ordering::Relaxed), c.1.load(Ordering::Relaxed));
+        [
+            g(&self.full),
+            g(&self.unchanged),
+            g(&self.state),
+            g(&self.job),
+        ]
+    }
+}
+
+/// `/jobs/state` ids of a generated record, as Slurm 25.11 lists them
+/// (`<job id>_<task>`; the generator gives a meta record its own id).
+fn state_ids(j: &gen::GenJob) -> Vec<String> {
+    match (j.array_job_id, j.array_task_id) {
+        (a, Some(t)) if a > 0 => vec![format!("{}_{t}", j.id)],
+        (a, None) if a > 0 && !j.array_task_string.is_empty() => {
+            let a = j.id;
+            let spec = j.array_task_string.split('%').next().unwrap_or("");
+            let mut out = Vec::new();
+            for part in spec.split(',').filter(|p| !p.is_empty()) {
+                let (lo, hi) = part.split_once('-').unwrap_or((part, part));
+                if let (Ok(lo), Ok(hi)) = (lo.parse::<u64>(), hi.parse::<u64>()) {
+                    for t in lo..=hi {
+                        out.push(format!("{a}_{t}"));
+                    }
+                }
+            }
+            out
+        }
+        _ => vec![j.id.to_string()],
+    }
+}
+
+async fn start_incremental_mock(
+    shape: Shape,
+    queue: Arc<std::sync::Mutex<LiveQueue>>,
+    served: Arc<Served>,
+) -> String {
+    use http_body_util::BodyExt as _;
+    use slurm_gpu_exporter::replay::{self, full, Handler};
+    let renderer = Arc::new(gen::JobsRenderer::new(Version::V0044));
+    let handler: Handler = Arc::new(move |req: http::Request<hyper::body::Incoming>| {
+        let queue = queue.clone();
+        let served = served.clone();
+        let renderer = renderer.clone();
+        Box::pin(async move {
+            let path = req.uri().path().trim_end_matches('/').to_string();
+            let query = req.uri().query().unwrap_or("").to_string();
+            let json = |b: Vec<u8>| full(http::StatusCode::OK, "application/json", b);
+            if path == "/slurm/v0.0.44/jobs" {
+                let since = query
+                    .split('&')
+                    .find_map(|kv| kv.strip_prefix("update_time="));
+                let jobs = {
+                    let mut q = queue.lock().unwrap();
+                    if since.is_some() && !q.changed {
+                        None
+                    } else {
+                        q.changed = false;
+                        Some(q.jobs.clone())
+                    }
+                };
+                let Some(jobs) = jobs else {
+                    let t =
+                        |n: i64| serde_json::json!({"set": true, "infinite": false, "number": n});
+                    let out = serde_json::to_vec_pretty(&serde_json::json!({
+                        "jobs": [],
+                        "last_backfill": t(1_795_374_626),
+                        "last_update": t(1_795_374_636),
+                        "meta": {},
+                        "errors": [],
+                        "warnings": [{
+                            "description": format!("No job changes since update_time={}", since.unwrap_or("")),
+                            "source": "_op_handler_jobs",
+                        }],
+                    }))
+                    .unwrap();
+                    Served::add(&served.unchanged, out.len());
+                    return json(out);
+                };
+                let (tx, rx) = tokio::sync::mpsc::channel(4);
+                let served2 = served.clone();
+                tokio::task::spawn_blocking(move || {
+                    let mut out = renderer.head().to_vec();
+                    let mut total = 0;
+                    for (i, j) in jobs.iter().enumerate() {
+                        if i > 0 {
+                            out.extend_from_slice(b",\n");
+                        }
+                        renderer.job(j, &shape, &mut out);
+                        if out.len() >= 1 << 20 {
+                            total += out.len();
+                            if tx
+                                .blocking_send(bytes::Bytes::from(std::mem::take(&mut out)))
+                                .is_err()
+                            {
+                                return;
+                            }
+                        }
+                    }
+                    out.extend_from_slice(renderer.tail());
+                    total += out.len();
+                    let _ = tx.blocking_send(bytes::Bytes::from(out));
+                    Served::add(&served2.full, total);
+                });
+                let body = http_body_util::StreamBody::new(ChunkStream(rx)).boxed();
+                let mut r = http::Response::new(body);
+                r.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("application/json"),
+                );
+                return r;
+            }
+            if path == "/slurm/v0.0.44/jobs/state" {
+                let mut out = b"{\n  \"jobs\": [".to_vec();
+                {
+                    let q = queue.lock().unwrap();
+                    let mut first = true;
+                    for j in &q.jobs {
+                        for id in state_ids(j) {
+                            if !first {
+                                out.push(b',');
+                            }
+                            first = false;
+                            let _ = write!(out, "\n    {{\n      \"job_id\": \"{id}\",\n      \"state\": [\n        \"{}\"", j.state);
+                            if let Some(f) = j.flag {
+                                let _ = write!(out, ",\n        \"{f}\"");
+                            }
+                            out.extend_from_slice(b"\n      ]\n    }");
+                        }
+                    }
+                }
+                out.extend_from_slice(
+                    b"\n  ],\n  \"meta\": {},\n  \"errors\": [],\n  \"warnings\": []\n}",
+                );
+                Served::add(&served.state, out.len());
+                return json(out);
+            }
+            if let Some(id) = path.strip_prefix("/slurm/v0.0.44/job/") {
+                let id: u64 = id.parse().unwrap_or(0);
+                let jobs: Vec<gen::GenJob> = {
+                    let q = queue.lock().unwrap();
+                    q.jobs
+                        .iter()
+                        .filter(|j| j.id == id || (j.array_job_id == id && id > 0))
+                        .cloned()
+                        .collect()
+                };
+                if jobs.is_empty() {
+                    return full(
+                        http::StatusCode::NOT_FOUND,
+                        "application/json",
+                        r#"{"errors":[{"error":"Invalid job id specified"}],"jobs":[]}"#,
+                    );
+                }
+                let mut out = renderer.head().to_vec();
+                for (i, j) in jobs.iter().enumerate() {
+                    if i > 0 {
+                        out.extend_from_slice(b",\n");
+                    }
+                    renderer.job(j, &shape, &mut out);
+                }
+                out.extend_from_slice(renderer.tail());
+                Served::add(&served.job, out.len());
+                return json(out);
+            }
+            if path == "/slurm/v0.0.44/ping" {
+                return json(gen::ping_body(Version::V0044));
+            }
+            full(
+                http::StatusCode::NOT_FOUND,
+                "text/plain",
+                "Unable to find path",
+            )
+        })
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(replay::serve_tcp(listener, handler));
+    url
+}
+
+/// Job metrics of a metric set (what incremental polling must keep exact).
+fn job_text(set: &slurm_gpu_exporter::exposition::MetricSet) -> String {
+    set.encode_text()
+        .lines()
+        .filter(|l| {
+            let n = l
+                .trim_start_matches("# HELP ")
+                .trim_start_matches("# TYPE ");
+            n.starts_with("slurm_job")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Changes `n` jobs spread over the queue: half leave it, half change state
+/// (pending → cancelled, running → completed, others → cancelled).
+fn change_jobs(q: &mut LiveQueue, n: usize, round: u64) {
+    let len = q.jobs.len();
+    let step = (len / n.max(1)).max(1);
+    let mut remove = std::collections::HashSet::new();
+    for k in 0..n {
+        let i = (k * step + round as usize * 7) % len;
+        if k % 2 == 0 {
+            remove.insert(q.jobs[i].id);
+        } else {
+            let j = &mut q.jobs[i];
+            j.state = match j.state {
+                "RUNNING" => "COMPLETED",
+                _ => "CANCELLED",
+            };
+            j.flag = None;
+            j.end = Some(1_795_374_636);
+        }
+    }
+    q.jobs.retain(|j| !remove.contains(&j.id));
+    q.changed = true;
+}
+
+fn incremental(jobs: usize) {
+    use slurm_gpu_exporter::cluster::jobtable::JobTable;
+    use slurm_gpu_exporter::cluster::poller::{PollOptions, Poller};
+    use slurm_gpu_exporter::slurmrestd::client::{Client, ClientOptions, TokenSource};
+    let shape = Shape::reference(jobs);
+    let generated: Vec<gen::GenJob> = gen::JobStream::new(shape).collect();
+    let records = generated.len();
+    let queue = Arc::new(std::sync::Mutex::new(LiveQueue {
+        jobs: generated,
+        changed: false,
+    }));
+    let served = Arc::new(Served::default());
+    let rt = runtime();
+    rt.block_on(async {
+        let url = start_incremental_mock(shape, queue.clone(), served.clone()).await;
+        let client = Arc::new(
+            Client::new(ClientOptions {
+                url,
+                token: TokenSource::None,
+                user_name: None,
+                timeout: Duration::from_secs(600),
+                max_body_bytes: 8 << 30,
+                ca_file: None,
+            })
+            .unwrap(),
+        );
+        let base = PollOptions {
+            pinned_version: Some(ApiVersion::V0044),
+            nodes: false,
+            partitions: false,
+            fairshare: false,
+            scheduler: false,
+            ..PollOptions::default()
+        };
+        let mut full_p = Poller::new(client.clone(), base.clone());
+        let mut incr_p = Poller::new(
+            client.clone(),
+            PollOptions {
+                jobs_update_time: true,
+                jobs_full_poll_every: 1_000,
+                ..base.clone()
+            },
+        );
+        let mut cond_p = Poller::new(
+            client.clone(),
+            PollOptions {
+                jobs_update_time: true,
+                jobs_full_poll_every: 1,
+                ..base.clone()
+            },
+        );
+        // One measured poll: time, and what the mock served during it.
+        async fn measure(p: &mut Poller, served: &Served) -> (Duration, [(u64, u64); 4], String) {
+            let before = served.snapshot();
+            let t = Instant::now();
+            let set = p.poll().await;
+            let d = t.elapsed();
+            let after = served.snapshot();
+            let mut delta = [(0, 0); 4];
+            for i in 0..4 {
+                delta[i] = (after[i].0 - before[i].0, after[i].1 - before[i].1);
+            }
+            (d, delta, job_text(&set))
+        }
+        println!("## incremental polling: {jobs} generated v0.0.44 jobs ({records} records), one process, mock on loopback");
+        println!();
+        let (t_full, b_full, _) = measure(&mut full_p, &served).await;
+        let full_bytes = b_full[0].1;
+        let _ = measure(&mut incr_p, &served).await; // builds the table
+        let _ = measure(&mut cond_p, &served).await;
+        println!("| poll | requests | MB fetched | × full bytes | seconds | × full time | re-fetched jobs | exact |");
+        println!("|---|---:|---:|---:|---:|---:|---:|---|");
+        let row = |what: &str, d: Duration, b: [(u64, u64); 4], refetched: u64, exact: &str| {
+            let reqs: u64 = b.iter().map(|x| x.0).sum();
+            let bytes: u64 = b.iter().map(|x| x.1).sum();
+            println!(
+                "| {what} | {reqs} | {:.3} | {:.5} | {:.3} | {:.4} | {refetched} | {exact} |",
+                bytes as f64 / 1e6,
+                bytes as f64 / full_bytes as f64,
+                d.as_secs_f64(),
+                d.as_secs_f64() / t_full.as_secs_f64()
+            );
+        };
+        row("full `/jobs` (baseline)", t_full, b_full, 0, "");
+        let (d, b, _) = measure(&mut cond_p, &served).await;
+        row("unchanged: `?update_time=` → empty list + warning", d, b, 0, "");
+        let (d, b, _) = measure(&mut incr_p, &served).await;
+        row("incremental, nothing changed (`/jobs/state` only)", d, b, b[3].0, "");
+        for (round, pct) in [(1u64, 0.1f64), (2, 1.0)] {
+            let n = (records as f64 * pct / 100.0).round() as usize;
+            change_jobs(&mut queue.lock().unwrap(), n, round);
+            let (d, b, text) = measure(&mut incr_p, &served).await;
+            let (df, bf, full_text) = measure(&mut full_p, &served).await;
+            let exact = if text == full_text { "= full" } else { "DIFFERS" };
+            row(
+                &format!("incremental, {pct}% of jobs changed/removed ({n})"),
+                d,
+                b,
+                b[3].0,
+                exact,
+            );
+            row(&format!("full `/jobs` of the same queue ({pct}%)"), df, bf, 0, "");
+        }
+        println!();
+        if let Some((len, heap)) = incr_p.job_table_size() {
+            println!(
+                "job table: {len} jobs, ~{:.1} MiB by its own estimate ({:.0} bytes/job)",
+                mb(heap as u64),
+                heap as f64 / len as f64
+            );
+        }
+    });
+    drop(rt);
+    // The table's real heap, by the counting allocator: parse one full body
+    // (generated in chunks, never whole) into a JobTable.
+    let live_before = LIVE.load(Ordering::Relaxed);
+    let mut table = JobTable::new();
+    {
+        let mut body: Vec<u8> = Vec::new();
+        let mut reader_chunks = JobsBody::new(Version::V0044, shape, 1 << 20);
+        struct R<'a>(&'a mut JobsBody, &'a mut Vec<u8>, usize);
+        impl std::io::Read for R<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                if self.2 >= self.1.len() {
+                    match self.0.next() {
+                        Some(c) => {
+                            *self.1 = c;
+                            self.2 = 0;
+                        }
+                        None => return Ok(0),
+                    }
+                }
+                let n = buf.len().min(self.1.len() - self.2);
+                buf[..n].copy_from_slice(&self.1[self.2..self.2 + n]);
+                self.2 += n;
+                Ok(n)
+            }
+        }
+        let mut r = R(&mut reader_chunks, &mut body, 0);
+        slurmrestd::parse_jobs(ApiVersion::V0044, &mut r, &mut table).unwrap();
+    }
+    let heap = LIVE.load(Ordering::Relaxed).saturating_sub(live_before);
+    println!(
+        "job table heap (counting allocator): {:.1} MiB for {} jobs = {:.0} bytes/job (own estimate {:.0})",
+        mb(heap),
+        table.len(),
+        heap as f64 / table.len() as f64,
+        table.heap_bytes() as f64 / table.len() as f64
+    );
+    let t = best(3, || {
+        std::hint::black_box(table.aggregates(false, Some(0)));
+    });
+    println!(
+        "rebuilding JobAggregates from the table (per poll): {:.1} ms, best of 3",
+        t.as_secs_f64() * 1e3
+    );
 }

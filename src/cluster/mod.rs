@@ -3,6 +3,7 @@
 
 pub mod budgets;
 pub mod collectors;
+pub mod jobtable;
 pub mod poller;
 pub mod usage;
 
@@ -72,6 +73,25 @@ pub struct ClusterArgs {
     #[arg(long = "collector.jobs.per-user", env = "SLURM_GPU_EXPORTER_COLLECTOR_JOBS_PER_USER", default_value_t = false, action = ArgAction::Set)]
     pub collector_jobs_per_user: bool,
 
+    /// Send `?update_time=` on full /jobs polls; when slurmrestd says nothing
+    /// changed (304, or an empty list with a warning) the previous jobs are kept.
+    #[arg(long = "jobs.update-time", env = "SLURM_GPU_EXPORTER_JOBS_UPDATE_TIME", default_value_t = true, action = ArgAction::Set)]
+    pub jobs_update_time: bool,
+
+    /// With /jobs/state (API v0.0.40+): one poll in N fetches the whole /jobs;
+    /// the others diff /jobs/state and re-fetch only changed jobs. 1 = always full.
+    #[arg(long = "jobs.full-poll-every", env = "SLURM_GPU_EXPORTER_JOBS_FULL_POLL_EVERY", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub jobs_full_poll_every: u32,
+
+    /// An incremental poll that would re-fetch more than this percentage of
+    /// the jobs polls /jobs in full instead.
+    #[arg(
+        long = "jobs.refetch-max-percent",
+        env = "SLURM_GPU_EXPORTER_JOBS_REFETCH_MAX_PERCENT",
+        default_value_t = 2.0
+    )]
+    pub jobs_refetch_max_percent: f64,
+
     /// Node metrics (/nodes).
     #[arg(long = "collector.nodes", env = "SLURM_GPU_EXPORTER_COLLECTOR_NODES", default_value_t = true, action = ArgAction::Set)]
     pub collector_nodes: bool,
@@ -129,6 +149,9 @@ impl ClusterArgs {
             fairshare: self.collector_fairshare,
             scheduler: self.collector_scheduler,
             max_data_age: self.max_data_age,
+            jobs_update_time: self.jobs_update_time,
+            jobs_full_poll_every: self.jobs_full_poll_every,
+            jobs_refetch_max_percent: self.jobs_refetch_max_percent,
         })
     }
 

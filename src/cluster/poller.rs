@@ -8,9 +8,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use super::collectors::exporter::{self, EndpointStatus, ExporterStatus};
 use super::collectors::jobs::JobAggregates;
 use super::collectors::{fairshare, nodes, partitions, scheduler};
+use super::jobtable::{JobTable, UnknownId};
 use super::usage::tracker::{CheckError, UsageTracker};
+use crate::exposition::Kind;
 use crate::exposition::MetricSet;
-use crate::model::{Diag, Node, Partition, Share};
+use crate::model::{Diag, Job, Node, Partition, Share};
 use crate::slurmrestd::client::{Client, FetchError, Fetched};
 use crate::slurmrestd::{self, ApiVersion};
 
@@ -26,6 +28,22 @@ pub struct PollOptions {
     pub scheduler: bool,
     /// Last good data older than this is dropped rather than served as stale.
     pub max_data_age: Duration,
+    /// Send `?update_time=` on full `/jobs` polls and keep the job table when
+    /// slurmrestd says nothing changed (304, or an empty list with a warning).
+    pub jobs_update_time: bool,
+    /// With `/jobs/state` (v0.0.40+): one poll in N is a full `/jobs`; the
+    /// others diff `/jobs/state` and re-fetch changed jobs. 1 = always full.
+    pub jobs_full_poll_every: u32,
+    /// An incremental poll that would re-fetch more than this percentage of
+    /// the table's jobs polls `/jobs` in full instead.
+    pub jobs_refetch_max_percent: f64,
+}
+
+impl PollOptions {
+    /// Whether `/jobs` is polled other than in full every time.
+    pub fn jobs_incremental(&self) -> bool {
+        self.jobs_update_time || self.jobs_full_poll_every > 1
+    }
 }
 
 impl Default for PollOptions {
@@ -39,6 +57,11 @@ impl Default for PollOptions {
             fairshare: true,
             scheduler: true,
             max_data_age: Duration::from_secs(600),
+            // The library default polls /jobs in full (as before incremental
+            // polling existed); the CLI turns incremental polling on.
+            jobs_update_time: false,
+            jobs_full_poll_every: 1,
+            jobs_refetch_max_percent: 2.0,
         }
     }
 }
@@ -64,6 +87,46 @@ pub struct Poller {
     token_errors: u64,
     usage: Option<UsageTracker>,
     budget_check_failures: u64,
+    jobs_sync: JobsSync,
+    /// Polls of `/jobs` by kind (full, unchanged, incremental).
+    jobs_polls: BTreeMap<&'static str, u64>,
+    jobs_refetched: u64,
+}
+
+/// State of incremental `/jobs` polling, kept between polls.
+#[derive(Debug, Default)]
+struct JobsSync {
+    /// Jobs as of the last full poll, patched by incremental polls since.
+    table: Option<JobTable>,
+    /// `update_time` to send on the next full poll: slurmctld's `last_update`
+    /// of the last full response minus 1 s (v0.0.39+), or our clock at its
+    /// request minus [`OWN_CLOCK_MARGIN_S`] (v0.0.38 gives no time).
+    since: Option<i64>,
+    /// Incremental polls since the last full one.
+    polls_since_full: u32,
+    /// `/jobs/state` answered 404: not offered here, poll in full.
+    state_missing: bool,
+}
+
+/// Margin for an `update_time` taken from our own clock (v0.0.38): a 304 is
+/// trusted only while slurmctld's clock is less than this behind ours.
+pub const OWN_CLOCK_MARGIN_S: i64 = 60;
+
+/// One request of a `/jobs` poll, for the endpoint status and error counters.
+struct Step {
+    endpoint: &'static str,
+    started: Instant,
+    result: Result<u64, FetchError>,
+}
+
+/// What a `/jobs` poll did.
+#[derive(Default)]
+struct JobsOutcome {
+    steps: Vec<Step>,
+    /// `full`, `unchanged` or `incremental` when the table is current.
+    kind: Option<&'static str>,
+    refetched: u64,
+    bytes: u64,
 }
 
 fn unix_now() -> f64 {
@@ -89,7 +152,18 @@ impl Poller {
             token_errors: 0,
             usage: None,
             budget_check_failures: 0,
+            jobs_sync: JobsSync::default(),
+            jobs_polls: BTreeMap::new(),
+            jobs_refetched: 0,
         }
+    }
+
+    /// Jobs in the incremental-polling table and its approximate heap size.
+    pub fn job_table_size(&self) -> Option<(usize, usize)> {
+        self.jobs_sync
+            .table
+            .as_ref()
+            .map(|t| (t.len(), t.heap_bytes()))
     }
 
     /// Enables usage accounting (needs the jobs collector).
@@ -204,26 +278,16 @@ impl Poller {
 
     async fn fetch_all(&mut self, v: ApiVersion) {
         let client = &self.client;
-        let per_user = self.opts.jobs_per_user;
         let enabled = self.enabled_endpoints(Some(v));
         let on = |name: &str| enabled.contains(&name);
         // Usage is credited up to the moment the request is sent: a job
         // listed as running was certainly running then.
         let now_unix = unix_now() as i64;
         let usage_since = self.usage.as_ref().map(|u| u.rows_since());
+        let jobs_opts = self.opts.clone();
+        let jobs_sync = std::mem::take(&mut self.jobs_sync);
         let (jobs, nodes, parts, shares, diag) = tokio::join!(
-            timed(maybe(on("jobs"), async move {
-                client
-                    .get(&v.slurm_path("jobs/"), move |r| {
-                        let mut agg = JobAggregates::new(per_user);
-                        if let Some(since) = usage_since {
-                            agg = agg.with_usage_since(since);
-                        }
-                        slurmrestd::parse_jobs(v, r, &mut agg)?;
-                        Ok(agg)
-                    })
-                    .await
-            })),
+            maybe(on("jobs"), sync_jobs(client, v, &jobs_opts, jobs_sync)),
             timed(maybe(on("nodes"), async move {
                 client
                     .get(&v.slurm_path("nodes/"), move |r| {
@@ -271,10 +335,42 @@ impl Poller {
                 }
             };
         }
-        let (started, mut jobs) = jobs;
-        if let (Some(u), Some(Ok(f))) = (self.usage.as_mut(), jobs.as_mut()) {
-            let rows = std::mem::take(&mut f.value.usage);
-            u.account(&self.client, v, now_unix, rows).await;
+        let mut jobs_fresh = None;
+        if let Some((sync, outcome)) = jobs {
+            self.jobs_sync = sync;
+            let poll_started = outcome.steps.first().map(|s| s.started);
+            for step in outcome.steps {
+                match step.result {
+                    Ok(bytes) if step.endpoint != "jobs" => {
+                        self.record_ok(step.endpoint, step.started, bytes)
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        // Only a 404 of /jobs itself means the version is gone.
+                        not_found |= step.endpoint == "jobs" && e.is_not_found();
+                        self.record_err(step.endpoint, step.started, &e);
+                    }
+                }
+            }
+            let per_user = self.opts.jobs_per_user;
+            let built = outcome.kind.zip(
+                self.jobs_sync
+                    .table
+                    .as_ref()
+                    .map(|t| t.aggregates(per_user, usage_since)),
+            );
+            if let Some((kind, mut agg)) = built {
+                *self.jobs_polls.entry(kind).or_default() += 1;
+                self.jobs_refetched += outcome.refetched;
+                if let Some(started) = poll_started {
+                    self.record_ok("jobs", started, outcome.bytes);
+                }
+                let rows = std::mem::take(&mut agg.usage);
+                jobs_fresh = Some(agg);
+                if let Some(u) = self.usage.as_mut() {
+                    u.account(&self.client, v, now_unix, rows).await;
+                }
+            }
         }
         if let Some(u) = self.usage.as_mut().filter(|u| !u.budgets_checked) {
             match u.check_budget_accounts(&self.client, v).await {
@@ -290,8 +386,9 @@ impl Poller {
                 }
             }
         }
-        let jobs = (started, jobs);
-        keep!("jobs", jobs, jobs);
+        if let Some(value) = jobs_fresh {
+            self.jobs = Some(Kept { value, at: now });
+        }
         keep!("nodes", nodes, nodes);
         keep!("partitions", parts, partitions);
         keep!("shares", shares, shares);
@@ -342,6 +439,9 @@ impl Poller {
             };
         }
         expire!("jobs", jobs);
+        if self.jobs.is_none() {
+            self.jobs_sync = JobsSync::default();
+        }
         expire!("nodes", nodes);
         expire!("partitions", partitions);
         expire!("shares", shares);
@@ -387,6 +487,9 @@ impl Poller {
                 scheduler::collect(&d.value, &mut set);
             }
         }
+        if self.opts.jobs && self.opts.jobs_incremental() {
+            self.collect_jobs_polling(&mut set);
+        }
         let enabled = self.enabled_endpoints(self.version);
         let slurmrestd_up = self.version.is_some()
             && enabled
@@ -404,6 +507,269 @@ impl Poller {
         );
         set
     }
+}
+
+impl Poller {
+    fn collect_jobs_polling(&self, set: &mut MetricSet) {
+        const POLLS: &str = "Polls of /jobs by kind: full (the whole job list), unchanged (slurmrestd said nothing changed since update_time), incremental (/jobs/state diffed, changed jobs re-fetched).";
+        const REFETCHED: &str =
+            "Jobs re-fetched one by one (/slurm/vX/job/{id}) by incremental polls.";
+        const TABLE: &str =
+            "Jobs in the exporter's job table (kept between polls for incremental polling).";
+        set.family("slurm_exporter_jobs_polls_total", POLLS, Kind::Counter);
+        for kind in ["full", "unchanged", "incremental"] {
+            set.counter(
+                "slurm_exporter_jobs_polls_total",
+                POLLS,
+                vec![("kind", kind.to_string())],
+                self.jobs_polls.get(kind).copied().unwrap_or(0) as f64,
+            );
+        }
+        set.family(
+            "slurm_exporter_jobs_refetched_total",
+            REFETCHED,
+            Kind::Counter,
+        );
+        set.counter(
+            "slurm_exporter_jobs_refetched_total",
+            REFETCHED,
+            vec![],
+            self.jobs_refetched as f64,
+        );
+        set.family("slurm_exporter_jobs_table_jobs", TABLE, Kind::Gauge);
+        set.gauge(
+            "slurm_exporter_jobs_table_jobs",
+            TABLE,
+            vec![],
+            self.jobs_sync.table.as_ref().map_or(0, JobTable::len) as f64,
+        );
+    }
+}
+
+/// Polls `/jobs` (see docs/performance.md, "Incremental polling"):
+///
+/// * incremental (v0.0.40+, a table exists, not the N-th poll): `/jobs/state`
+///   is diffed with the table; jobs gone are removed, new and changed jobs
+///   re-fetched with `/job/{id}`. Any error, an id it cannot map, or more
+///   changes than the threshold fall through to a full poll;
+/// * full: `/jobs` (`?update_time=` when a table exists); "no change" keeps
+///   the table, anything else replaces it. On error the table is kept as it was.
+async fn sync_jobs(
+    client: &Arc<Client>,
+    v: ApiVersion,
+    opts: &PollOptions,
+    mut sync: JobsSync,
+) -> (JobsSync, JobsOutcome) {
+    let mut out = JobsOutcome::default();
+    let incremental = opts.jobs_full_poll_every > 1
+        && v.has_jobs_state()
+        && !sync.state_missing
+        && sync.table.is_some()
+        && sync.polls_since_full + 1 < opts.jobs_full_poll_every;
+    if incremental {
+        if let Some(table) = sync.table.as_mut() {
+            if incremental_poll(client, v, opts, table, &mut sync.state_missing, &mut out).await {
+                sync.polls_since_full += 1;
+                out.kind = Some("incremental");
+                return (sync, out);
+            }
+        }
+    }
+
+    // Full poll.
+    let started = Instant::now();
+    let own_clock = unix_now() as i64;
+    let since = if opts.jobs_update_time && sync.table.is_some() {
+        sync.since
+    } else {
+        None
+    };
+    let path = match since {
+        Some(t) => v.slurm_path(&format!("jobs/?update_time={t}")),
+        None => v.slurm_path("jobs/"),
+    };
+    let res = client
+        .get_conditional(&path, move |r| {
+            let mut table = JobTable::new();
+            let meta = slurmrestd::parse_jobs_meta(v, r, &mut table)?;
+            Ok((table, meta))
+        })
+        .await;
+    match res {
+        Ok(None) => {
+            out.kind = Some("unchanged");
+            out.steps.push(Step {
+                endpoint: "jobs",
+                started,
+                result: Ok(0),
+            });
+        }
+        Ok(Some(f)) => {
+            let (table, meta) = f.value;
+            out.bytes += f.bytes;
+            out.steps.push(Step {
+                endpoint: "jobs",
+                started,
+                result: Ok(f.bytes),
+            });
+            if since.is_some() && slurmrestd::is_no_change(&meta) {
+                out.kind = Some("unchanged");
+            } else {
+                out.kind = Some("full");
+                sync.table = Some(table);
+                sync.since = Some(match meta.last_update {
+                    Some(t) => t - 1,
+                    None => own_clock - OWN_CLOCK_MARGIN_S,
+                });
+            }
+            sync.polls_since_full = 0;
+        }
+        Err(e) => out.steps.push(Step {
+            endpoint: "jobs",
+            started,
+            result: Err(e),
+        }),
+    }
+    if out.kind == Some("unchanged") {
+        sync.polls_since_full = 0;
+    }
+    (sync, out)
+}
+
+/// Most `/job/{id}` requests in flight at once.
+const REFETCH_CONCURRENCY: usize = 4;
+
+/// Patches `table` from `/jobs/state` and `/job/{id}`; false (table
+/// untouched) when a full poll is needed instead.
+async fn incremental_poll(
+    client: &Arc<Client>,
+    v: ApiVersion,
+    opts: &PollOptions,
+    table: &mut JobTable,
+    state_missing: &mut bool,
+    out: &mut JobsOutcome,
+) -> bool {
+    let started = Instant::now();
+    let listed = match client
+        .get(&v.slurm_path("jobs/state/"), move |r| {
+            slurmrestd::parse_jobs_state(v, r)
+        })
+        .await
+    {
+        Ok(f) => {
+            out.bytes += f.bytes;
+            out.steps.push(Step {
+                endpoint: "jobs_state",
+                started,
+                result: Ok(f.bytes),
+            });
+            f.value
+        }
+        Err(e) => {
+            if e.is_not_found() {
+                *state_missing = true;
+            }
+            out.steps.push(Step {
+                endpoint: "jobs_state",
+                started,
+                result: Err(e),
+            });
+            return false;
+        }
+    };
+    let diff = match table.diff(&listed) {
+        Ok(d) => d,
+        Err(UnknownId(id)) => {
+            tracing::info!(
+                id,
+                "job id in /jobs/state not understood; polling /jobs in full"
+            );
+            return false;
+        }
+    };
+    let limit = (table.len() as f64 * opts.jobs_refetch_max_percent / 100.0).floor() as usize;
+    if diff.refetch.len() > limit {
+        tracing::debug!(
+            changed = diff.refetch.len(),
+            limit,
+            "many jobs changed; polling /jobs in full"
+        );
+        return false;
+    }
+    // Fetch everything first: the table changes only if every request worked.
+    let started = Instant::now();
+    let mut fetched: Vec<Job> = Vec::new();
+    let mut bytes = 0;
+    let mut set = tokio::task::JoinSet::new();
+    let mut ids = diff.refetch.iter().copied();
+    let mut failed = None;
+    loop {
+        while set.len() < REFETCH_CONCURRENCY {
+            let Some(id) = ids.next() else { break };
+            let client = client.clone();
+            set.spawn(async move {
+                client
+                    .get(&v.slurm_path(&format!("job/{id}")), move |r| {
+                        let mut jobs: Vec<Job> = Vec::new();
+                        slurmrestd::parse_jobs(v, r, &mut jobs)?;
+                        Ok(jobs)
+                    })
+                    .await
+            });
+        }
+        let Some(done) = set.join_next().await else {
+            break;
+        };
+        match done {
+            Ok(Ok(f)) => {
+                bytes += f.bytes;
+                fetched.extend(f.value);
+            }
+            Ok(Err(e)) => {
+                failed = Some(e);
+                break;
+            }
+            Err(join) => {
+                failed = Some(FetchError::Parse {
+                    path: v.slurm_path("job/"),
+                    source: slurmrestd::ParseError::Slurm(format!("request task failed: {join}")),
+                });
+                break;
+            }
+        }
+    }
+    set.abort_all();
+    if !diff.refetch.is_empty() || failed.is_some() {
+        out.steps.push(Step {
+            endpoint: "job",
+            started,
+            result: match failed {
+                Some(e) => Err(e),
+                None => Ok(bytes),
+            },
+        });
+    }
+    if out.steps.last().is_some_and(|s| s.result.is_err()) {
+        return false;
+    }
+    out.bytes += bytes;
+    for id in diff.removed.iter().chain(&diff.refetch) {
+        table.remove(*id);
+    }
+    for job in &fetched {
+        table.upsert(job);
+    }
+    out.refetched += diff.refetch.len() as u64;
+    // Every listed job must now have its record (a new array task is
+    // re-fetched by the id it is listed under, which in some releases is its
+    // array's id); if not, the full poll that follows replaces the table.
+    if !table.places_all(&listed) {
+        tracing::info!(
+            "jobs listed by /jobs/state still missing after re-fetch; polling /jobs in full"
+        );
+        return false;
+    }
+    true
 }
 
 async fn timed<T>(fut: impl std::future::Future<Output = T>) -> (Instant, T) {

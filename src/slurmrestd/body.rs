@@ -77,16 +77,54 @@ where
     data.ok_or(ParseError::Missing(field))
 }
 
+/// What [`read_elements_meta`] found besides the elements.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ListMeta {
+    /// Elements handed out.
+    pub count: usize,
+    /// slurmctld's `last_update` (v0.0.39+; absent in v0.0.38), Unix seconds.
+    pub last_update: Option<i64>,
+    /// `warnings[]` descriptions (e.g. "No job changes since update_time=...").
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct SlurmWarning {
+    #[serde(deserialize_with = "string_or_null")]
+    description: String,
+    #[serde(deserialize_with = "string_or_null")]
+    source: String,
+}
+
 /// Like [`read`] for an array member: each element of `field` is
 /// deserialized as a `T` and handed to `each` as soon as it is read (see
 /// [`super::scan`]), so the array is never held in memory. Returns the
-/// element count.
-pub(crate) fn read_elements<T: DeserializeOwned>(
+/// element count, `last_update` and `warnings[]`.
+pub(crate) fn read_elements_meta<T: DeserializeOwned>(
     body: &mut dyn Read,
     field: &'static str,
     each: impl FnMut(T),
-) -> Result<usize, ParseError> {
+) -> Result<ListMeta, ParseError> {
     let top = super::scan::read_array(body, field, each)?;
+    let last_update = match &top.last_update {
+        Some(raw) => serde_json::from_slice::<super::number::Number>(raw)?.as_time(),
+        None => None,
+    };
+    let warnings = match &top.warnings {
+        Some(raw) => serde_json::from_slice::<Option<Vec<SlurmWarning>>>(raw)?
+            .unwrap_or_default()
+            .into_iter()
+            .map(|w| {
+                if w.source.is_empty() {
+                    w.description
+                } else {
+                    format!("{} [{}]", w.description, w.source)
+                }
+            })
+            .collect(),
+        None => Vec::new(),
+    };
     let errors = match &top.errors {
         Some(raw) => serde_json::from_slice::<Option<Vec<SlurmError>>>(raw)?.unwrap_or_default(),
         None => Vec::new(),
@@ -99,7 +137,12 @@ pub(crate) fn read_elements<T: DeserializeOwned>(
             .join("; ");
         return Err(ParseError::Slurm(msg));
     }
-    top.count.ok_or(ParseError::Missing(field))
+    let count = top.count.ok_or(ParseError::Missing(field))?;
+    Ok(ListMeta {
+        count,
+        last_update,
+        warnings,
+    })
 }
 
 /// Reads member `field` of the top-level object as a `T`.

@@ -231,6 +231,41 @@ impl Client {
         T: Send + 'static,
         F: FnOnce(&mut dyn Read) -> Result<T, ParseError> + Send + 'static,
     {
+        match self.get_inner(path, parse, false).await? {
+            Some(f) => Ok(f),
+            // Unreachable: a 304 is an error unless asked for.
+            None => Err(FetchError::Status {
+                path: path.to_string(),
+                status: StatusCode::NOT_MODIFIED,
+                snippet: String::new(),
+            }),
+        }
+    }
+
+    /// Like [`Client::get`] for a conditional request (`?update_time=`):
+    /// `Ok(None)` when slurmrestd answers 304 Not Modified (Slurm 22.05).
+    pub async fn get_conditional<T, F>(
+        &self,
+        path: &str,
+        parse: F,
+    ) -> Result<Option<Fetched<T>>, FetchError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut dyn Read) -> Result<T, ParseError> + Send + 'static,
+    {
+        self.get_inner(path, parse, true).await
+    }
+
+    async fn get_inner<T, F>(
+        &self,
+        path: &str,
+        parse: F,
+        not_modified_ok: bool,
+    ) -> Result<Option<Fetched<T>>, FetchError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut dyn Read) -> Result<T, ParseError> + Send + 'static,
+    {
         let deadline = Instant::now() + self.timeout;
         let timeout_err = || FetchError::Timeout {
             path: path.to_string(),
@@ -266,6 +301,10 @@ impl Client {
             .unwrap_or("")
             .to_string();
         let body = resp.into_body();
+        if status == StatusCode::NOT_MODIFIED && not_modified_ok {
+            let _ = self.snippet(body, deadline).await;
+            return Ok(None);
+        }
         if status != StatusCode::OK {
             let snippet = self.snippet(body, deadline).await;
             return Err(FetchError::Status {
@@ -309,7 +348,7 @@ impl Client {
             return Err(timeout_err());
         }
         match parsed {
-            Ok(Ok(value)) => Ok(Fetched { value, bytes }),
+            Ok(Ok(value)) => Ok(Some(Fetched { value, bytes })),
             Ok(Err(source)) => Err(FetchError::Parse {
                 path: path.to_string(),
                 source,

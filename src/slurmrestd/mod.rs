@@ -2,6 +2,7 @@
 //! per API version that parses responses into the normalized [`crate::model`].
 
 mod body;
+pub use body::ListMeta;
 pub mod client;
 mod diag;
 pub mod error;
@@ -66,6 +67,11 @@ impl ApiVersion {
         format!("/slurm/{}/{}", self.as_str(), endpoint)
     }
 
+    /// Whether `/slurm/vX/jobs/state/` exists (v0.0.40 and later).
+    pub fn has_jobs_state(self) -> bool {
+        self != ApiVersion::V0038
+    }
+
     /// Whether `/slurm/vX/shares` exists (v0.0.39 and later).
     pub fn has_shares(self) -> bool {
         self != ApiVersion::V0038
@@ -97,9 +103,50 @@ pub fn parse_jobs(
     body: &mut dyn Read,
     sink: &mut dyn JobSink,
 ) -> Result<(), ParseError> {
+    parse_jobs_meta(version, body, sink).map(drop)
+}
+
+/// [`parse_jobs`], also returning `last_update` and `warnings[]`: an empty
+/// list with a "No job changes since update_time" warning is v0.0.39+'s
+/// answer to an unchanged `?update_time=` (v0.0.38 answers HTTP 304).
+pub fn parse_jobs_meta(
+    version: ApiVersion,
+    body: &mut dyn Read,
+    sink: &mut dyn JobSink,
+) -> Result<ListMeta, ParseError> {
     match version {
         ApiVersion::V0038 => v0038::parse_jobs(body, sink),
         v => v0040::parse_jobs(v, body, sink),
+    }
+}
+
+/// Base state and flags of Slurm state words, as the `/jobs` adapters
+/// normalize them (`["COMPLETED","COMPLETING"]` → completed + `COMPLETING`).
+pub fn job_state_words(words: &[String]) -> (Option<crate::model::JobState>, Vec<String>) {
+    normalize::job_state(words)
+}
+
+/// Whether a list response says "nothing changed since update_time".
+pub fn is_no_change(meta: &ListMeta) -> bool {
+    meta.count == 0
+        && meta
+            .warnings
+            .iter()
+            .any(|w| w.to_ascii_lowercase().contains("no ") && w.contains("changes since"))
+}
+
+/// `/slurm/vX/jobs/state/` (v0.0.40+): every job slurmctld holds as
+/// `(id as listed: "12" or "<job_id>_<task>", state words)`.
+pub fn parse_jobs_state(
+    version: ApiVersion,
+    body: &mut dyn Read,
+) -> Result<Vec<(String, Vec<String>)>, ParseError> {
+    match version {
+        ApiVersion::V0038 => Err(ParseError::Unsupported {
+            what: "jobs/state",
+            version,
+        }),
+        _ => v0040::parse_jobs_state(body),
     }
 }
 

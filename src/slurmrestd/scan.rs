@@ -318,6 +318,9 @@ fn skip_string(s: &[u8]) -> Option<usize> {
 pub(crate) struct TopLevel {
     pub count: Option<usize>,
     pub errors: Option<Vec<u8>>,
+    /// Raw `warnings[]` and `last_update` values, when present (small).
+    pub warnings: Option<Vec<u8>>,
+    pub last_update: Option<Vec<u8>>,
 }
 
 /// Reads the top-level object of `body`, handing each element of array
@@ -343,6 +346,8 @@ fn read_array_capped<T: DeserializeOwned>(
     let mut top = TopLevel {
         count: None,
         errors: None,
+        warnings: None,
+        last_update: None,
     };
     if sc.peek()? == Some(b'}') {
         sc.start += 1;
@@ -366,6 +371,10 @@ fn read_array_capped<T: DeserializeOwned>(
                 top.count = Some(elements(&mut sc, &mut each)?);
             } else if key == "errors" {
                 top.errors = Some(sc.value()?.to_vec());
+            } else if key == "warnings" {
+                top.warnings = Some(sc.value()?.to_vec());
+            } else if key == "last_update" {
+                top.last_update = Some(sc.value()?.to_vec());
             } else {
                 serde_json::from_slice::<IgnoredAny>(sc.value()?)?;
             }

@@ -146,11 +146,13 @@ impl From<WireJob> for JobFields {
     }
 }
 
-pub fn parse_jobs(body: &mut dyn Read, sink: &mut dyn JobSink) -> Result<(), ParseError> {
-    body::read_elements(body, "jobs", |j: WireJob| {
+pub fn parse_jobs(
+    body: &mut dyn Read,
+    sink: &mut dyn JobSink,
+) -> Result<body::ListMeta, ParseError> {
+    body::read_elements_meta(body, "jobs", |j: WireJob| {
         sink.job(normalize::job(j.into()))
     })
-    .map(drop)
 }
 
 #[derive(Debug, Default, Deserialize)]

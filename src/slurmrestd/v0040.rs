@@ -150,21 +150,38 @@ pub fn parse_jobs(
     version: ApiVersion,
     body: &mut dyn Read,
     sink: &mut dyn JobSink,
-) -> Result<(), ParseError> {
+) -> Result<body::ListMeta, ParseError> {
     match version {
         ApiVersion::V0038 | ApiVersion::V0040 => stream_jobs::<JobResources40>(body, sink),
         _ => stream_jobs::<JobResources41>(body, sink),
     }
 }
 
-fn stream_jobs<R>(body: &mut dyn Read, sink: &mut dyn JobSink) -> Result<(), ParseError>
+fn stream_jobs<R>(body: &mut dyn Read, sink: &mut dyn JobSink) -> Result<body::ListMeta, ParseError>
 where
     R: DeserializeOwned + Default + Into<JobResources>,
 {
-    body::read_elements(body, "jobs", |j: WireJob<R>| {
+    body::read_elements_meta(body, "jobs", |j: WireJob<R>| {
         sink.job(normalize::job(j.into()))
     })
-    .map(drop)
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct WireJobState {
+    #[serde(deserialize_with = "string_or_null")]
+    job_id: String,
+    #[serde(deserialize_with = "state_words")]
+    state: Vec<String>,
+}
+
+/// `/slurm/vX/jobs/state/` (v0.0.40+): `(job id as listed, state words)`.
+pub fn parse_jobs_state(body: &mut dyn Read) -> Result<Vec<(String, Vec<String>)>, ParseError> {
+    let mut out = Vec::new();
+    body::read_elements_meta(body, "jobs", |j: WireJobState| {
+        out.push((j.job_id, j.state))
+    })?;
+    Ok(out)
 }
 
 #[derive(Debug, Default, Deserialize)]

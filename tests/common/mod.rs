@@ -46,7 +46,238 @@ pub struct MockState {
     pub token: Option<String>,
     pub user_name: Option<String>,
     pub jobs_fault: JobsFault,
+    /// Path and query of every request, with its token and user headers.
     pub requests: Vec<(String, Option<String>, Option<String>)>,
+    /// When set, `/jobs`, `/jobs/state` and `/job/{id}` of its version are
+    /// answered from this job list instead of the recording.
+    pub live: Option<LiveJobs>,
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// A job list tests change between polls, served like slurmctld does:
+/// `/jobs/?update_time=T` answers "no change" (v0.0.38: 304 and no body;
+/// later: 200, `"jobs": []` and a warning) when the list has not changed
+/// since T, the whole list otherwise; `/jobs/state/` lists every job (array
+/// tasks as `<job_id>_<task>`, a pending meta record once per task);
+/// `/job/{id}` returns the records with that job id (all tasks for an array id).
+#[derive(Debug, Clone)]
+pub struct LiveJobs {
+    pub version: ApiVersion,
+    /// Job records as slurmrestd prints them (from the recording).
+    pub jobs: Vec<serde_json::Value>,
+    /// slurmctld's clock: starts at our clock, +1 per request.
+    pub clock: i64,
+    /// slurmctld's `last_job_update`.
+    pub last_change: i64,
+    /// `/jobs/state/` answers with this HTTP status.
+    pub state_fault: Option<u16>,
+    /// `/job/{id}` answers with this HTTP status.
+    pub job_fault: Option<u16>,
+    /// `/jobs/` answers with this HTTP status.
+    pub jobs_fault: Option<u16>,
+}
+
+fn num(v: &serde_json::Value) -> Option<u64> {
+    match v {
+        serde_json::Value::Number(n) => n.as_u64(),
+        serde_json::Value::Object(o) if o.get("set") != Some(&serde_json::Value::Bool(false)) => {
+            o.get("number").and_then(|n| n.as_u64())
+        }
+        _ => None,
+    }
+}
+
+impl LiveJobs {
+    pub fn from_recording(version: ApiVersion) -> LiveJobs {
+        let path = fixtures()
+            .join("slurmrestd")
+            .join(version.as_str())
+            .join("slurm_jobs.json");
+        let body: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        let now = unix_now();
+        LiveJobs {
+            version,
+            jobs: body["jobs"].as_array().unwrap().clone(),
+            clock: now,
+            last_change: now - 3600,
+            state_fault: None,
+            job_fault: None,
+            jobs_fault: None,
+        }
+    }
+
+    pub fn job_id(j: &serde_json::Value) -> u64 {
+        num(&j["job_id"]).unwrap()
+    }
+
+    /// Marks the list changed now (as slurmctld bumps `last_job_update`).
+    pub fn touch(&mut self) {
+        self.last_change = self.clock.max(unix_now());
+        self.clock = self.last_change + 1;
+    }
+
+    pub fn remove(&mut self, id: u64) {
+        let before = self.jobs.len();
+        self.jobs.retain(|j| Self::job_id(j) != id);
+        assert_eq!(self.jobs.len() + 1, before, "job {id} was listed once");
+        self.touch();
+    }
+
+    pub fn edit(&mut self, id: u64, f: impl FnOnce(&mut serde_json::Value)) {
+        let j = self
+            .jobs
+            .iter_mut()
+            .find(|j| Self::job_id(j) == id)
+            .unwrap();
+        f(j);
+        self.touch();
+    }
+
+    /// Adds a copy of job `template` as job `new_id`.
+    pub fn add_copy(&mut self, template: u64, new_id: u64) {
+        let mut j = self
+            .jobs
+            .iter()
+            .find(|j| Self::job_id(j) == template)
+            .unwrap()
+            .clone();
+        j["job_id"] = serde_json::json!(new_id);
+        self.jobs.push(j);
+        self.touch();
+    }
+
+    fn state_ids(j: &serde_json::Value) -> Vec<String> {
+        let id = Self::job_id(j);
+        let array = num(&j["array_job_id"]).filter(|&a| a > 0);
+        let task = num(&j["array_task_id"]);
+        match (array, task) {
+            (Some(_), Some(t)) => vec![format!("{id}_{t}")],
+            (Some(a), None) => {
+                let spec = j["array_task_string"].as_str().unwrap_or("");
+                let spec = spec.split('%').next().unwrap_or("");
+                let mut out = Vec::new();
+                for part in spec.split(',').filter(|p| !p.is_empty()) {
+                    let (lo, hi) = part.split_once('-').unwrap_or((part, part));
+                    for t in lo.parse::<u64>().unwrap()..=hi.parse::<u64>().unwrap() {
+                        out.push(format!("{a}_{t}"));
+                    }
+                }
+                out
+            }
+            _ => vec![id.to_string()],
+        }
+    }
+
+    fn body(&self, jobs: Vec<serde_json::Value>, warnings: serde_json::Value) -> String {
+        if self.version == ApiVersion::V0038 {
+            return serde_json::json!({"meta": {}, "errors": [], "jobs": jobs}).to_string();
+        }
+        let t = |n: i64| serde_json::json!({"set": true, "infinite": false, "number": n});
+        serde_json::json!({
+            "jobs": jobs,
+            "last_backfill": t(self.clock - 5),
+            "last_update": t(self.clock),
+            "meta": {},
+            "errors": [],
+            "warnings": warnings,
+        })
+        .to_string()
+    }
+
+    /// Answers a request for `path` (with query), or `None` when not a jobs path.
+    fn answer(&mut self, path_and_query: &str) -> Option<Response<Body>> {
+        let (path, query) = path_and_query
+            .split_once('?')
+            .unwrap_or((path_and_query, ""));
+        let rest = path.strip_prefix(&format!("/slurm/{}/", self.version.as_str()))?;
+        let rest = rest.trim_end_matches('/');
+        self.clock += 1;
+        if rest == "jobs" {
+            if let Some(code) = self.jobs_fault {
+                return Some(full(
+                    StatusCode::from_u16(code).unwrap(),
+                    "application/json",
+                    r#"{"errors":[{"error":"Unspecified error"}]}"#,
+                ));
+            }
+            let since = query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("update_time="))
+                .map(|t| t.parse::<i64>().unwrap());
+            if let Some(t) = since {
+                // slurmctld: no change when last_job_update < update_time.
+                if self.last_change < t {
+                    if self.version == ApiVersion::V0038 {
+                        return Some(full(StatusCode::NOT_MODIFIED, "application/json", ""));
+                    }
+                    let w = serde_json::json!([{
+                        "description": format!("No job changes since update_time={t}"),
+                        "source": "_op_handler_jobs"
+                    }]);
+                    return Some(full(
+                        StatusCode::OK,
+                        "application/json",
+                        self.body(vec![], w),
+                    ));
+                }
+            }
+            let body = self.body(self.jobs.clone(), serde_json::json!([]));
+            return Some(full(StatusCode::OK, "application/json", body));
+        }
+        if rest == "jobs/state" {
+            if let Some(code) = self.state_fault {
+                return Some(full(
+                    StatusCode::from_u16(code).unwrap(),
+                    "application/json",
+                    r#"{"errors":[{"error":"Unspecified error"}]}"#,
+                ));
+            }
+            let mut list = Vec::new();
+            for j in &self.jobs {
+                for id in Self::state_ids(j) {
+                    list.push(serde_json::json!({"job_id": id, "state": j["job_state"].clone()}));
+                }
+            }
+            let body = serde_json::json!({"jobs": list, "meta": {}, "errors": [], "warnings": []});
+            return Some(full(StatusCode::OK, "application/json", body.to_string()));
+        }
+        if let Some(id) = rest.strip_prefix("job/") {
+            if let Some(code) = self.job_fault {
+                return Some(full(
+                    StatusCode::from_u16(code).unwrap(),
+                    "application/json",
+                    r#"{"errors":[{"error":"Unspecified error"}]}"#,
+                ));
+            }
+            let id: u64 = id.parse().ok()?;
+            let jobs: Vec<_> = self
+                .jobs
+                .iter()
+                .filter(|j| Self::job_id(j) == id || num(&j["array_job_id"]) == Some(id))
+                .cloned()
+                .collect();
+            if jobs.is_empty() {
+                return Some(full(
+                    StatusCode::NOT_FOUND,
+                    "application/json",
+                    r#"{"errors":[{"error_number":2017,"error":"Invalid job id specified"}],"jobs":[]}"#,
+                ));
+            }
+            return Some(full(
+                StatusCode::OK,
+                "application/json",
+                self.body(jobs, serde_json::json!([])),
+            ));
+        }
+        None
+    }
 }
 
 pub type Mock = Arc<Mutex<MockState>>;
@@ -58,6 +289,7 @@ pub fn mock(recordings: Vec<(ApiVersion, Recording)>) -> Mock {
         user_name: None,
         jobs_fault: JobsFault::None,
         requests: Vec::new(),
+        live: None,
     }))
 }
 
@@ -95,6 +327,11 @@ pub fn handler(state: Mock) -> Handler {
         let state = state.clone();
         Box::pin(async move {
             let path = req.uri().path().to_string();
+            let path_and_query = req
+                .uri()
+                .path_and_query()
+                .map(|p| p.as_str().to_string())
+                .unwrap_or_else(|| path.clone());
             let token = req
                 .headers()
                 .get("X-SLURM-USER-TOKEN")
@@ -107,7 +344,11 @@ pub fn handler(state: Mock) -> Handler {
                 .map(str::to_string);
             let (expected, fault, body) = {
                 let mut s = state.lock().unwrap();
-                s.requests.push((path.clone(), token.clone(), user.clone()));
+                s.requests
+                    .push((path_and_query.clone(), token.clone(), user.clone()));
+                if let Some(r) = s.live.as_mut().and_then(|l| l.answer(&path_and_query)) {
+                    return r;
+                }
                 let body = s.recordings.iter().find_map(|(_, r)| r.get(&path).cloned());
                 (s.token.clone(), s.jobs_fault.clone(), body)
             };

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::cluster::jobtable::{CompactJob, GpuSel, Interner};
 use crate::cluster::usage::UsageRow;
 use crate::exposition::MetricSet;
 use crate::model::{Job, JobState};
@@ -51,6 +52,8 @@ pub struct JobAggregates {
     /// are kept as usage rows for the accountant.
     pub usage_since: Option<i64>,
     pub usage: Vec<UsageRow>,
+    /// Strings of the jobs streamed in (see [`CompactJob`]).
+    interner: Interner,
 }
 
 impl JobAggregates {
@@ -80,32 +83,36 @@ impl JobAggregates {
 
 /// Multi-partition pending jobs list partitions comma-separated; count them under the first,
 /// as squeue's default format shows it.
-fn primary_partition(p: &str) -> &str {
+pub(crate) fn primary_partition(p: &str) -> &str {
     p.split(',').next().unwrap_or(p)
 }
 
 impl JobSink for JobAggregates {
     fn job(&mut self, job: Job) {
+        let c = CompactJob::from_job(&job, &mut self.interner);
+        self.add(job.job_id, &c);
+    }
+}
+
+impl JobAggregates {
+    /// Counts one job. A streamed parse and a [`crate::cluster::jobtable::JobTable`]
+    /// both come through here, so both give the same aggregates.
+    pub fn add(&mut self, job_id: u64, c: &CompactJob) {
         self.records += 1;
         if let Some(since) = self.usage_since {
-            if let Some(row) = UsageRow::from_job(&job) {
+            if let Some(row) = c.usage_row(job_id) {
                 if row.end.is_none_or(|e| e > since) {
                     self.usage.push(row);
                 }
             }
         }
-        // squeue shows a finished job whose nodes are still being released as
-        // COMPLETING (CG); it still holds its resources.
-        let state = if job.state_flags.iter().any(|f| f == "COMPLETING") {
-            JobState::Completing
-        } else {
-            job.state_or_other()
-        };
-        let n = job.task_count.max(1);
-        let partition = primary_partition(&job.partition).to_string();
+        let state = c.state;
+        let n = u64::from(c.task_count);
+        let partition = c.assoc.partition.to_string();
+        let account = c.assoc.account.to_string();
         *self
             .by_state
-            .entry((state, partition.clone(), job.account.clone()))
+            .entry((state, partition.clone(), account.clone()))
             .or_default() += n;
         if self.per_user {
             *self
@@ -113,8 +120,8 @@ impl JobSink for JobAggregates {
                 .entry((
                     state,
                     partition.clone(),
-                    job.account.clone(),
-                    job.user.clone(),
+                    account.clone(),
+                    c.assoc.user.to_string(),
                 ))
                 .or_default() += n;
         }
@@ -122,13 +129,10 @@ impl JobSink for JobAggregates {
         match state {
             JobState::Pending => {
                 part.0 += n;
-                let reason = job
-                    .state_reason
-                    .clone()
-                    .unwrap_or_else(|| "None".to_string());
+                let reason = c.reason.as_ref().map_or("None", |r| r.as_str()).to_string();
                 *self
                     .pending_by_reason
-                    .entry((partition.clone(), job.account.clone(), reason))
+                    .entry((partition.clone(), account.clone(), reason))
                     .or_default() += n;
             }
             JobState::Running => part.1 += n,
@@ -137,46 +141,35 @@ impl JobSink for JobAggregates {
         if state.holds_resources() {
             let a = self
                 .allocated
-                .entry((partition.clone(), job.account.clone(), job.user.clone()))
+                .entry((partition.clone(), account.clone(), c.assoc.user.to_string()))
                 .or_default();
-            a.cpus += job.allocated.cpus;
-            a.memory_bytes += job.allocated.memory_bytes;
-            a.gpus += job.allocated.gpus;
-            if job.allocated.gpus > 0 || !job.gpu_allocations.is_empty() {
-                self.push_gpu_rows(&job, &partition);
-            }
-        }
-    }
-}
-
-impl JobAggregates {
-    fn push_gpu_rows(&mut self, job: &Job, partition: &str) {
-        let row = |node: &str, gpu: String, count: u64| GpuJobRow {
-            job_id: job.job_id,
-            account: job.account.clone(),
-            user: job.user.clone(),
-            partition: partition.to_string(),
-            node: node.to_string(),
-            gpu,
-            count,
-        };
-        let mut listed = 0;
-        for alloc in &job.gpu_allocations {
-            if alloc.indices.is_empty() {
-                self.gpu_jobs
-                    .push(row(&alloc.node, String::new(), alloc.count));
-            } else {
-                for idx in &alloc.indices {
-                    self.gpu_jobs.push(row(&alloc.node, idx.to_string(), 1));
+            if let Some(h) = &c.held {
+                a.cpus += h.cpus;
+                a.memory_bytes += h.memory_bytes;
+                a.gpus += h.gpus;
+                for r in h.gpu_rows.iter() {
+                    let mut push = |gpu: String, count: u64| {
+                        self.gpu_jobs.push(GpuJobRow {
+                            job_id,
+                            account: account.clone(),
+                            user: c.assoc.user.to_string(),
+                            partition: partition.clone(),
+                            node: r.node.to_string(),
+                            gpu,
+                            count,
+                        })
+                    };
+                    match r.gpus {
+                        GpuSel::Mask(mask) => {
+                            for i in (0..64).filter(|i| mask & (1u64 << i) != 0) {
+                                push(i.to_string(), 1);
+                            }
+                        }
+                        GpuSel::Index(i) => push(i.to_string(), 1),
+                        GpuSel::Count(n) => push(String::new(), n),
+                    }
                 }
             }
-            listed += alloc.count.max(alloc.indices.len() as u64);
-        }
-        // TRES says more GPUs than the per-node detail shows (detail missing in
-        // this API version): keep the total so per-account sums stay right.
-        if job.allocated.gpus > listed {
-            self.gpu_jobs
-                .push(row(&job.nodes, String::new(), job.allocated.gpus - listed));
         }
     }
 
@@ -380,5 +373,28 @@ mod tests {
             Some(1.0)
         );
         assert_eq!(set.sum("slurm_job_gpus", &[("account", "ai")]), 3.0);
+    }
+
+    #[test]
+    fn gpu_join_rows_keep_high_and_repeated_indices() {
+        let mut agg = JobAggregates::new(false);
+        let mut j = job(12, JobState::Running, "ai", 3);
+        j.gpu_allocations = vec![NodeGpuAllocation {
+            node: "vm".into(),
+            gpu_type: "h100".into(),
+            count: 3,
+            indices: vec![1, 1, 70],
+        }];
+        agg.job(j);
+        let mut rows: Vec<(String, u64)> = agg
+            .gpu_jobs
+            .iter()
+            .map(|r| (r.gpu.clone(), r.count))
+            .collect();
+        rows.sort();
+        assert_eq!(
+            rows,
+            vec![("1".into(), 1), ("1".into(), 1), ("70".into(), 1)]
+        );
     }
 }
