@@ -22,7 +22,7 @@ use crate::model::{Job, JobState};
 use crate::slurmrestd::JobSink;
 
 /// (partition, account, user) of a job, shared by every job that has it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Assoc {
     /// First partition of a multi-partition job, as squeue shows it.
     pub partition: Arc<str>,

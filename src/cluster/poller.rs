@@ -353,6 +353,12 @@ impl Poller {
                 }
             }
             let per_user = self.opts.jobs_per_user;
+            // The previous aggregates go before the new ones are built, so
+            // the two never coexist (15 MiB each at 100k jobs); they stay
+            // (served as stale data) only when this poll yields no table.
+            if outcome.kind.is_some() && self.jobs_sync.table.is_some() {
+                self.jobs = None;
+            }
             let built = outcome.kind.zip(
                 self.jobs_sync
                     .table

@@ -5,8 +5,9 @@
 //! only aggregates and the (small) set of running GPU jobs are kept.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use crate::cluster::jobtable::{CompactJob, GpuSel, Interner};
+use crate::cluster::jobtable::{Assoc, CompactJob, GpuSel, Interner};
 use crate::cluster::usage::UsageRow;
 use crate::exposition::MetricSet;
 use crate::model::{Job, JobState};
@@ -20,17 +21,26 @@ pub struct Allocated {
     pub gpus: u64,
 }
 
-/// One running job's GPUs on one node, for the join series.
+/// One running job's GPUs on one node, for the join series. Strings are
+/// shared with the job table (57k rows at 100k jobs: 48 bytes each instead
+/// of ~250 with owned strings).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct GpuJobRow {
     pub job_id: u64,
-    pub account: String,
-    pub user: String,
-    pub partition: String,
-    pub node: String,
-    /// Device index, or empty when slurmrestd gives no indices.
-    pub gpu: String,
+    /// (partition, account, user); one per job, so ordering by it after
+    /// `job_id` orders as (job, account, user, partition) would.
+    pub assoc: Arc<Assoc>,
+    pub node: Arc<str>,
+    /// Device index; `None` (label `gpu=""`) when slurmrestd gives no indices.
+    pub gpu: Option<u32>,
     pub count: u64,
+}
+
+impl GpuJobRow {
+    /// The `gpu` label value.
+    pub fn gpu_label(&self) -> String {
+        self.gpu.map(|i| i.to_string()).unwrap_or_default()
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -148,13 +158,11 @@ impl JobAggregates {
                 a.memory_bytes += h.memory_bytes;
                 a.gpus += h.gpus;
                 for r in h.gpu_rows.iter() {
-                    let mut push = |gpu: String, count: u64| {
+                    let mut push = |gpu: Option<u32>, count: u64| {
                         self.gpu_jobs.push(GpuJobRow {
                             job_id,
-                            account: account.clone(),
-                            user: c.assoc.user.to_string(),
-                            partition: partition.clone(),
-                            node: r.node.to_string(),
+                            assoc: c.assoc.clone(),
+                            node: r.node.clone(),
                             gpu,
                             count,
                         })
@@ -162,11 +170,11 @@ impl JobAggregates {
                     match r.gpus {
                         GpuSel::Mask(mask) => {
                             for i in (0..64).filter(|i| mask & (1u64 << i) != 0) {
-                                push(i.to_string(), 1);
+                                push(Some(i), 1);
                             }
                         }
-                        GpuSel::Index(i) => push(i.to_string(), 1),
-                        GpuSel::Count(n) => push(String::new(), n),
+                        GpuSel::Index(i) => push(Some(i), 1),
+                        GpuSel::Count(n) => push(None, n),
                     }
                 }
             }
@@ -261,7 +269,7 @@ impl JobAggregates {
         }
         const JOIN: &str = "One series per GPU held by a running job (gpu = device index), or per node with gpu=\"\" and the GPU count when slurmrestd gives no indices. Join node GPU metrics on (node, gpu) to attribute them to jobs, users and accounts.";
         set.family("slurm_job_gpus", JOIN, crate::exposition::Kind::Gauge);
-        let mut rows = self.gpu_jobs.clone();
+        let mut rows: Vec<&GpuJobRow> = self.gpu_jobs.iter().collect();
         rows.sort();
         for r in rows {
             set.gauge(
@@ -269,11 +277,11 @@ impl JobAggregates {
                 JOIN,
                 vec![
                     ("job_id", r.job_id.to_string()),
-                    ("account", r.account),
-                    ("user", r.user),
-                    ("partition", r.partition),
-                    ("node", r.node),
-                    ("gpu", r.gpu),
+                    ("account", r.assoc.account.to_string()),
+                    ("user", r.assoc.user.to_string()),
+                    ("partition", r.assoc.partition.to_string()),
+                    ("node", r.node.to_string()),
+                    ("gpu", r.gpu_label()),
                 ],
                 r.count as f64,
             );
@@ -389,7 +397,7 @@ mod tests {
         let mut rows: Vec<(String, u64)> = agg
             .gpu_jobs
             .iter()
-            .map(|r| (r.gpu.clone(), r.count))
+            .map(|r| (r.gpu_label(), r.count))
             .collect();
         rows.sort();
         assert_eq!(
