@@ -536,6 +536,32 @@ struct LoadResult {
     bytes: usize,
 }
 
+/// Latencies, errors and body size of each scraper task, merged.
+async fn summarize(
+    tasks: Vec<tokio::task::JoinHandle<(Vec<Duration>, usize, usize)>>,
+) -> LoadResult {
+    let mut all = Vec::new();
+    let mut errors = 0;
+    let mut bytes = 0;
+    for t in tasks {
+        let (l, e, b) = t.await.unwrap();
+        all.extend(l);
+        errors += e;
+        bytes = bytes.max(b);
+    }
+    all.sort();
+    let q = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)];
+    LoadResult {
+        requests: all.len(),
+        errors,
+        p50: q(0.50),
+        p90: q(0.90),
+        p99: q(0.99),
+        max: *all.last().unwrap(),
+        bytes,
+    }
+}
+
 /// `scrapers` connections each GETting `/metrics` back to back for `secs`.
 async fn load(addr: &str, scrapers: usize, secs: u64) -> LoadResult {
     let until = Instant::now() + Duration::from_secs(secs);
@@ -563,26 +589,7 @@ async fn load(addr: &str, scrapers: usize, secs: u64) -> LoadResult {
             (lat, errors, bytes)
         }));
     }
-    let mut all = Vec::new();
-    let mut errors = 0;
-    let mut bytes = 0;
-    for t in tasks {
-        let (l, e, b) = t.await.unwrap();
-        all.extend(l);
-        errors += e;
-        bytes = bytes.max(b);
-    }
-    all.sort();
-    let q = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)];
-    LoadResult {
-        requests: all.len(),
-        errors,
-        p50: q(0.50),
-        p90: q(0.90),
-        p99: q(0.99),
-        max: *all.last().unwrap(),
-        bytes,
-    }
+    summarize(tasks).await
 }
 
 /// `scrapers` connections each GETting `/metrics` once per `period`, as
@@ -630,26 +637,7 @@ async fn load_paced(
             (lat, errors, bytes)
         }));
     }
-    let mut all = Vec::new();
-    let mut errors = 0;
-    let mut bytes = 0;
-    for t in tasks {
-        let (l, e, b) = t.await.unwrap();
-        all.extend(l);
-        errors += e;
-        bytes = bytes.max(b);
-    }
-    all.sort();
-    let q = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)];
-    LoadResult {
-        requests: all.len(),
-        errors,
-        p50: q(0.50),
-        p90: q(0.90),
-        p99: q(0.99),
-        max: *all.last().unwrap(),
-        bytes,
-    }
+    summarize(tasks).await
 }
 
 fn ms(d: Duration) -> f64 {
