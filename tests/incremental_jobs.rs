@@ -338,6 +338,31 @@ async fn too_many_changes_poll_in_full() {
 }
 
 #[tokio::test]
+async fn truncated_jobs_state_falls_back_to_a_full_poll_and_stays_exact() {
+    let (state, url, mut p) = setup(V44, opts(V44, 10)).await;
+    p.poll().await;
+    let big = job_id_by_name(&state, "big_train");
+    live(&state, |l| {
+        l.state_truncated = true;
+        l.edit(big, |j| set_state(j, &["CANCELLED"]));
+    });
+    let set = p.poll().await;
+    assert_eq!(
+        set.value(
+            "slurm_exporter_errors_total",
+            &[("endpoint", "jobs_state"), ("kind", "parse")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        polls(&set, "full"),
+        2.0,
+        "the change arrives through a full poll"
+    );
+    assert_eq!(job_metrics(&set), from_scratch(&url, V44).await);
+}
+
+#[tokio::test]
 async fn failing_jobs_state_or_job_falls_back_to_a_full_poll() {
     let (state, url, mut p) = setup(V44, opts(V44, 10)).await;
     let first = p.poll().await;

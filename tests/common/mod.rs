@@ -77,6 +77,8 @@ pub struct LiveJobs {
     pub last_change: i64,
     /// `/jobs/state/` answers with this HTTP status.
     pub state_fault: Option<u16>,
+    /// `/jobs/state/` answers 200 with truncated JSON.
+    pub state_truncated: bool,
     /// `/job/{id}` answers with this HTTP status.
     pub job_fault: Option<u16>,
     /// `/jobs/` answers with this HTTP status.
@@ -108,6 +110,7 @@ impl LiveJobs {
             clock: now,
             last_change: now - 3600,
             state_fault: None,
+            state_truncated: false,
             job_fault: None,
             jobs_fault: None,
         }
@@ -232,6 +235,13 @@ impl LiveJobs {
             return Some(full(StatusCode::OK, "application/json", body));
         }
         if rest == "jobs/state" {
+            if self.state_truncated {
+                return Some(full(
+                    StatusCode::OK,
+                    "application/json",
+                    r#"{"jobs":[{"job_id":"1","state":["RUNN"#,
+                ));
+            }
             if let Some(code) = self.state_fault {
                 return Some(full(
                     StatusCode::from_u16(code).unwrap(),
