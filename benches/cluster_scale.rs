@@ -79,6 +79,9 @@ fn main() {
         Some("scrape") => scrape(&args),
         Some("mem") => mem(args.usize("--jobs", 100_000)),
         Some("incremental") => incremental(args.usize("--jobs", 100_000)),
+        Some("families") => families(args.usize("--jobs", 100_000)),
+        Some("nodes") => nodes_conditional(args.usize("--nodes", 10_000)),
+        Some("serve") => serve(args.usize("--jobs", 100_000), args.usize("--secs", 3600)),
         Some("all") => {
             ingest(args.usize("--jobs", 10_000), args.usize("--reps", 3));
             rss(&[1_000, 10_000, 100_000]);
@@ -315,7 +318,10 @@ impl Exporter {
             .unwrap()
             .port();
         let addr = format!("127.0.0.1:{port}");
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_slurm-gpu-exporter"))
+        // Another machine (the device host) runs a copied binary.
+        let bin = std::env::var_os("SLURM_GPU_EXPORTER_BIN")
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_slurm-gpu-exporter").into());
+        let child = std::process::Command::new(bin)
             .args([
                 "--log.level",
                 "warn",
@@ -456,7 +462,14 @@ fn mb(b: u64) -> f64 {
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        // The load generator's threads; 2 here (the exporter gets the same 2
+        // cores), more on a bigger host.
+        .worker_threads(
+            std::env::var("BENCH_CLIENT_THREADS")
+                .ok()
+                .and_then(|t| t.parse().ok())
+                .unwrap_or(2),
+        )
         .enable_all()
         .build()
         .unwrap()
@@ -648,6 +661,225 @@ fn ms(d: Duration) -> f64 {
 /// 10k-node / 100k-job cluster, first with no poll running (interval 1h),
 /// then while the exporter re-polls every `--interval` seconds; and the
 /// number of `/jobs` requests slurmrestd sees with and without scrapers.
+/// What the conditional-nodes mock answers `?update_time=` with.
+#[derive(Clone, Copy, PartialEq)]
+enum NodesAnswer {
+    /// No node changed: 304 (v0.0.38) / error 1900 (v0.0.40+).
+    Unchanged,
+    /// Nodes changed, partitions not: HTTP 500 `errno -1` (22.05, live).
+    PartitionsUnchanged,
+    /// Both changed: the whole list.
+    Changed,
+}
+
+/// `/nodes` polls of a generated cluster with and without `?update_time=`:
+/// time and bytes of an unconditional poll (the baseline), an unchanged one,
+/// and the two "changed" answers slurmrestd gives.
+fn nodes_conditional(n_nodes: usize) {
+    use slurm_gpu_exporter::cluster::poller::{PollOptions, Poller};
+    use slurm_gpu_exporter::replay::{self, full, Handler};
+    use slurm_gpu_exporter::slurmrestd::client::{Client, ClientOptions, TokenSource};
+    let shape = Shape {
+        nodes: n_nodes,
+        ..Shape::reference(1_000)
+    };
+    let rt = runtime();
+    rt.block_on(async {
+        for version in [Version::V0038, Version::V0044] {
+            let v = api(version);
+            let body = bytes::Bytes::from(gen::nodes_body(version, &shape));
+            let ping = bytes::Bytes::from(gen::ping_body(version));
+            let answer = Arc::new(std::sync::Mutex::new(NodesAnswer::Changed));
+            let bytes_served = Arc::new(AtomicU64::new(0));
+            let handler: Handler = {
+                let (answer, served) = (answer.clone(), bytes_served.clone());
+                Arc::new(move |req: http::Request<hyper::body::Incoming>| {
+                    let (body, ping) = (body.clone(), ping.clone());
+                    let conditional = req.uri().query().unwrap_or("").contains("update_time=");
+                    let a = *answer.lock().unwrap();
+                    let served = served.clone();
+                    let is_ping = req.uri().path().contains("/ping");
+                    Box::pin(async move {
+                        let (status, b) = match (is_ping, conditional, a) {
+                            (true, _, _) => (200, ping),
+                            (_, false, _) | (_, true, NodesAnswer::Changed) => (200, body),
+                            (_, true, NodesAnswer::Unchanged) if v == ApiVersion::V0038 => {
+                                (304, bytes::Bytes::new())
+                            }
+                            (_, true, NodesAnswer::Unchanged) => (500, bytes::Bytes::from_static(
+                                br#"{"nodes":[],"errors":[{"description":"Failure to query nodes","error_number":1900,"error":"Data has not changed since time specified","source":"_dump_nodes"}],"warnings":[],"meta":{}}"#)),
+                            (_, true, NodesAnswer::PartitionsUnchanged) => (500, bytes::Bytes::from_static(
+                                br#"{"meta":{},"errors":[{"error":"Unspecified error","errno":-1}],"nodes":[]}"#)),
+                        };
+                        served.fetch_add(b.len() as u64, Ordering::Relaxed);
+                        full(http::StatusCode::from_u16(status).unwrap(), "application/json", b)
+                    })
+                })
+            };
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let url = format!("http://{}", listener.local_addr().unwrap());
+            tokio::spawn(replay::serve_tcp(listener, handler));
+            let client = Arc::new(
+                Client::new(ClientOptions {
+                    url,
+                    token: TokenSource::None,
+                    user_name: None,
+                    timeout: Duration::from_secs(60),
+                    max_body_bytes: 1 << 30,
+                    ca_file: None,
+                })
+                .unwrap(),
+            );
+            let opts = |update_time: bool| PollOptions {
+                pinned_version: Some(v),
+                jobs: false,
+                partitions: false,
+                fairshare: false,
+                scheduler: false,
+                nodes_update_time: update_time,
+                nodes_full_poll_every: 1_000,
+                ..PollOptions::default()
+            };
+            // Best of 5 polls, each by a poller primed with one full poll.
+            let measure = |update_time: bool, a: NodesAnswer| {
+                let (client, answer, served) = (client.clone(), answer.clone(), bytes_served.clone());
+                async move {
+                    let mut best = (Duration::MAX, 0);
+                    for _ in 0..5 {
+                        let mut p = Poller::new(client.clone(), opts(update_time));
+                        *answer.lock().unwrap() = NodesAnswer::Changed;
+                        p.poll().await;
+                        *answer.lock().unwrap() = a;
+                        let b0 = served.load(Ordering::Relaxed);
+                        let t = Instant::now();
+                        let set = p.poll().await;
+                        let d = t.elapsed();
+                        assert_eq!(
+                            set.value("slurm_exporter_endpoint_up", &[("endpoint", "nodes")]),
+                            Some(1.0)
+                        );
+                        best = best.min((d, served.load(Ordering::Relaxed) - b0));
+                    }
+                    best
+                }
+            };
+            let (t_base, b_base) = measure(false, NodesAnswer::Changed).await;
+            println!(
+                "## /nodes polls, {} generated nodes, {} ({:.1} MB per list), best of 5",
+                shape.nodes,
+                version.as_str(),
+                b_base as f64 / 1e6
+            );
+            println!();
+            println!("| poll | bytes | × baseline bytes | ms | × baseline time |");
+            println!("|---|---:|---:|---:|---:|");
+            let row = |what: &str, (d, b): (Duration, u64)| {
+                println!(
+                    "| {what} | {b} | {:.5} | {:.2} | {:.3} |",
+                    b as f64 / b_base as f64,
+                    d.as_secs_f64() * 1e3,
+                    d.as_secs_f64() / t_base.as_secs_f64()
+                )
+            };
+            row("unconditional `/nodes` (baseline)", (t_base, b_base));
+            row(
+                "`?update_time=`, no node changed",
+                measure(true, NodesAnswer::Unchanged).await,
+            );
+            row(
+                "`?update_time=`, nodes and partitions changed",
+                measure(true, NodesAnswer::Changed).await,
+            );
+            row(
+                "`?update_time=`, nodes changed, partitions not (500, then unconditional)",
+                measure(true, NodesAnswer::PartitionsUnchanged).await,
+            );
+            println!();
+        }
+    });
+}
+
+/// Runs the mock and an exporter polling it (once) for `secs`, printing
+/// the exporter's address: for external load generators (wrk, hey).
+fn serve(jobs: usize, secs: usize) {
+    let rt = runtime();
+    rt.block_on(async {
+        let shape = Shape::reference(jobs);
+        let counts = Arc::new(Counts::default());
+        let url = start_mock(shape, counts.clone()).await;
+        let exp = Exporter::start(&url, "1h");
+        exp.ready(Duration::from_secs(900)).await;
+        println!(
+            "exporter: http://{}/metrics (pid {})",
+            exp.addr,
+            exp.child.id()
+        );
+        std::io::stdout().flush().ok();
+        tokio::time::sleep(Duration::from_secs(secs as u64)).await;
+    });
+}
+
+/// Where the bytes of a scrape go: samples, plain and gzip bytes per metric
+/// family of the reference cluster's `/metrics` (each family compressed on
+/// its own, so the shares are estimates of the whole body's).
+fn families(jobs: usize) {
+    use std::io::Write as _;
+    let rt = runtime();
+    rt.block_on(async {
+        let shape = Shape::reference(jobs);
+        let counts = Arc::new(Counts::default());
+        let url = start_mock(shape, counts.clone()).await;
+        let exp = Exporter::start(&url, "1h");
+        exp.ready(Duration::from_secs(900)).await;
+        let (status, body) = get(&exp.addr, "/metrics").await.unwrap();
+        assert_eq!(status, 200);
+        let text = String::from_utf8_lossy(&body);
+        let mut fams: Vec<(String, usize, String)> = Vec::new();
+        for line in text.lines() {
+            let name = match line.strip_prefix("# HELP ").or(line.strip_prefix("# TYPE ")) {
+                Some(rest) => rest.split(' ').next().unwrap_or(""),
+                None => line.split(['{', ' ']).next().unwrap_or(""),
+            };
+            if fams.last().map(|f| f.0.as_str()) != Some(name) {
+                fams.push((name.to_string(), 0, String::new()));
+            }
+            let f = fams.last_mut().unwrap();
+            if !line.starts_with('#') {
+                f.1 += 1;
+            }
+            f.2.push_str(line);
+            f.2.push('\n');
+        }
+        let gz = |s: &str| {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
+            e.write_all(s.as_bytes()).unwrap();
+            e.finish().unwrap().len()
+        };
+        let total_gz = gz(&text);
+        let mut rows: Vec<(String, usize, usize, usize)> = fams
+            .into_iter()
+            .map(|(n, s, t)| {
+                let g = gz(&t);
+                (n, s, t.len(), g)
+            })
+            .collect();
+        rows.sort_by_key(|r| std::cmp::Reverse(r.3));
+        let samples: usize = rows.iter().map(|r| r.1).sum();
+        println!(
+            "## /metrics of {jobs} jobs / {} nodes: {samples} samples, {:.2} MiB plain, {:.2} MiB gzip",
+            shape.nodes,
+            mb(text.len() as u64),
+            mb(total_gz as u64)
+        );
+        println!();
+        println!("| family | samples | plain KiB | gzip KiB (alone) |");
+        println!("|---|---:|---:|---:|");
+        for (n, s, t, g) in rows.iter().filter(|r| r.3 > 2048) {
+            println!("| {n} | {s} | {:.0} | {:.0} |", *t as f64 / 1024.0, *g as f64 / 1024.0);
+        }
+    });
+}
+
 fn scrape(args: &Args) {
     let jobs = args.usize("--jobs", 100_000);
     let scrapers = args.usize("--scrapers", 50);

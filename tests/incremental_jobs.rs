@@ -6,6 +6,8 @@
 //! same job list.
 
 mod common;
+#[path = "support/golden.rs"]
+mod golden;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -497,34 +499,7 @@ async fn self_metrics_lint_clean() {
     ] {
         assert!(text.contains(&format!("# TYPE {name} ")), "{name}");
     }
-    let Some(promtool) = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join("promtool"))
-            .find(|p| p.is_file())
-    }) else {
-        return;
-    };
-    use std::io::Write as _;
-    let mut child = std::process::Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success() && report.trim().is_empty(), "{report}");
+    golden::lint("incremental polling self-metrics", &text);
 }
 
 /// `/job/{id}` of a running array task (recorded, Slurm 25.11.7) parses into

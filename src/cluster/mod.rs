@@ -4,6 +4,7 @@
 pub mod budgets;
 pub mod collectors;
 pub mod jobtable;
+pub mod nodes_sync;
 pub mod poller;
 pub mod usage;
 
@@ -92,6 +93,17 @@ pub struct ClusterArgs {
     )]
     pub jobs_refetch_max_percent: f64,
 
+    /// Send `?update_time=` on /nodes; when slurmctld says no node changed
+    /// (304, or an empty list with a warning) the previous node list is kept.
+    #[arg(long = "nodes.update-time", env = "SLURM_GPU_EXPORTER_NODES_UPDATE_TIME", default_value_t = true, action = ArgAction::Set)]
+    pub nodes_update_time: bool,
+
+    /// With --nodes.update-time: one /nodes poll in N is unconditional, so
+    /// CPU load and free memory (refreshed by slurmctld without marking the
+    /// node list changed) are never older than N polls.
+    #[arg(long = "nodes.full-poll-every", env = "SLURM_GPU_EXPORTER_NODES_FULL_POLL_EVERY", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub nodes_full_poll_every: u32,
+
     /// Node metrics (/nodes).
     #[arg(long = "collector.nodes", env = "SLURM_GPU_EXPORTER_COLLECTOR_NODES", default_value_t = true, action = ArgAction::Set)]
     pub collector_nodes: bool,
@@ -152,6 +164,8 @@ impl ClusterArgs {
             jobs_update_time: self.jobs_update_time,
             jobs_full_poll_every: self.jobs_full_poll_every,
             jobs_refetch_max_percent: self.jobs_refetch_max_percent,
+            nodes_update_time: self.nodes_update_time,
+            nodes_full_poll_every: self.nodes_full_poll_every,
         })
     }
 

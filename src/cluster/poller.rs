@@ -9,6 +9,7 @@ use super::collectors::exporter::{self, EndpointStatus, ExporterStatus};
 use super::collectors::jobs::JobAggregates;
 use super::collectors::{fairshare, nodes, partitions, scheduler};
 use super::jobtable::{JobTable, UnknownId};
+use super::nodes_sync::{sync_nodes, NodesPoll, NodesSync};
 use super::usage::tracker::{CheckError, UsageTracker};
 use crate::exposition::Kind;
 use crate::exposition::MetricSet;
@@ -37,6 +38,11 @@ pub struct PollOptions {
     /// An incremental poll that would re-fetch more than this percentage of
     /// the table's jobs polls `/jobs` in full instead.
     pub jobs_refetch_max_percent: f64,
+    /// Send `?update_time=` on `/nodes` and keep the node list when
+    /// slurmctld says no node changed (see [`super::nodes_sync`]).
+    pub nodes_update_time: bool,
+    /// With `nodes_update_time`: one `/nodes` poll in N is unconditional.
+    pub nodes_full_poll_every: u32,
 }
 
 impl PollOptions {
@@ -62,6 +68,8 @@ impl Default for PollOptions {
             jobs_update_time: false,
             jobs_full_poll_every: 1,
             jobs_refetch_max_percent: 2.0,
+            nodes_update_time: false,
+            nodes_full_poll_every: 10,
         }
     }
 }
@@ -91,6 +99,9 @@ pub struct Poller {
     /// Polls of `/jobs` by kind (full, unchanged, incremental).
     jobs_polls: BTreeMap<&'static str, u64>,
     jobs_refetched: u64,
+    nodes_sync: NodesSync,
+    /// Polls of `/nodes` by kind (full, unchanged).
+    nodes_polls: BTreeMap<&'static str, u64>,
 }
 
 /// State of incremental `/jobs` polling, kept between polls.
@@ -155,6 +166,8 @@ impl Poller {
             jobs_sync: JobsSync::default(),
             jobs_polls: BTreeMap::new(),
             jobs_refetched: 0,
+            nodes_sync: NodesSync::default(),
+            nodes_polls: BTreeMap::new(),
         }
     }
 
@@ -286,15 +299,14 @@ impl Poller {
         let usage_since = self.usage.as_ref().map(|u| u.rows_since());
         let jobs_opts = self.opts.clone();
         let jobs_sync = std::mem::take(&mut self.jobs_sync);
+        let nodes_sync = std::mem::take(&mut self.nodes_sync);
+        let have_nodes = self.nodes.is_some();
         let (jobs, nodes, parts, shares, diag) = tokio::join!(
             maybe(on("jobs"), sync_jobs(client, v, &jobs_opts, jobs_sync)),
-            timed(maybe(on("nodes"), async move {
-                client
-                    .get(&v.slurm_path("nodes/"), move |r| {
-                        slurmrestd::parse_nodes(v, r)
-                    })
-                    .await
-            })),
+            maybe(
+                on("nodes"),
+                sync_nodes(client, v, &jobs_opts, have_nodes, nodes_sync)
+            ),
             timed(maybe(on("partitions"), async move {
                 client
                     .get(&v.slurm_path("partitions/"), move |r| {
@@ -395,7 +407,27 @@ impl Poller {
         if let Some(value) = jobs_fresh {
             self.jobs = Some(Kept { value, at: now });
         }
-        keep!("nodes", nodes, nodes);
+        if let Some((sync, outcome)) = nodes {
+            self.nodes_sync = sync;
+            match outcome.result {
+                Ok((poll, bytes)) => {
+                    self.record_ok("nodes", outcome.started, bytes);
+                    *self.nodes_polls.entry(poll.kind()).or_default() += 1;
+                    match poll {
+                        NodesPoll::Fresh(value) => self.nodes = Some(Kept { value, at: now }),
+                        NodesPoll::Unchanged => {
+                            if let Some(k) = self.nodes.as_mut() {
+                                k.at = now;
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    not_found |= e.is_not_found();
+                    self.record_err("nodes", outcome.started, &e);
+                }
+            }
+        }
         keep!("partitions", parts, partitions);
         keep!("shares", shares, shares);
         keep!("diag", diag, diag);
@@ -404,6 +436,7 @@ impl Poller {
         if not_found && self.opts.pinned_version.is_none() {
             tracing::warn!(version = %v, "slurmrestd stopped serving this API version; re-detecting next poll");
             self.version = None;
+            self.nodes_sync = NodesSync::default();
         }
     }
 
@@ -449,6 +482,9 @@ impl Poller {
             self.jobs_sync = JobsSync::default();
         }
         expire!("nodes", nodes);
+        if self.nodes.is_none() {
+            self.nodes_sync = NodesSync::default();
+        }
         expire!("partitions", partitions);
         expire!("shares", shares);
         expire!("diag", diag);
@@ -495,6 +531,9 @@ impl Poller {
         }
         if self.opts.jobs && self.opts.jobs_incremental() {
             self.collect_jobs_polling(&mut set);
+        }
+        if (self.opts.nodes || self.opts.partitions) && self.opts.nodes_update_time {
+            self.collect_nodes_polling(&mut set);
         }
         let enabled = self.enabled_endpoints(self.version);
         let slurmrestd_up = self.version.is_some()
@@ -549,6 +588,21 @@ impl Poller {
             vec![],
             self.jobs_sync.table.as_ref().map_or(0, JobTable::len) as f64,
         );
+    }
+}
+
+impl Poller {
+    fn collect_nodes_polling(&self, set: &mut MetricSet) {
+        const POLLS: &str = "Polls of /nodes by kind: full (the whole node list), unchanged (slurmrestd said no node changed since update_time).";
+        set.family("slurm_exporter_nodes_polls_total", POLLS, Kind::Counter);
+        for kind in ["full", "unchanged"] {
+            set.counter(
+                "slurm_exporter_nodes_polls_total",
+                POLLS,
+                vec![("kind", kind.to_string())],
+                self.nodes_polls.get(kind).copied().unwrap_or(0) as f64,
+            );
+        }
     }
 }
 

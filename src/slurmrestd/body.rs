@@ -46,6 +46,32 @@ impl fmt::Display for SlurmError {
     }
 }
 
+/// Slurm error numbers (`errors[].error_number`, or v0.0.38's `errno`) of a
+/// whole JSON error body; empty when it is not one.
+pub(crate) fn error_numbers(raw: &[u8]) -> Vec<i64> {
+    #[derive(Deserialize)]
+    struct Errors {
+        #[serde(default)]
+        errors: Option<Vec<SlurmError>>,
+    }
+    serde_json::from_slice::<Errors>(raw)
+        .ok()
+        .and_then(|e| e.errors)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|e| e.error_number.or(e.errno))
+        .collect()
+}
+
+/// The numbers [`SlurmError`]'s `Display` wrote into a `ParseError::Slurm`
+/// message (`... (error 1900)`).
+pub(crate) fn error_numbers_in_message(msg: &str) -> Vec<i64> {
+    msg.split("(error ")
+        .skip(1)
+        .filter_map(|rest| rest.split(')').next()?.trim().parse().ok())
+        .collect()
+}
+
 /// Reads the top-level object of `body`, deserializing only member `field`
 /// through `seed` and collecting `errors[]`; everything else is skipped
 /// unparsed. A body whose `errors[]` is non-empty and whose data member is
@@ -231,4 +257,34 @@ pub(crate) fn state_words<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>
 /// A list of strings that may be `null`.
 pub(crate) fn strings_or_null<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     Option::<Vec<String>>::deserialize(d).map(Option::unwrap_or_default)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_numbers_of_error_bodies() {
+        // 22.05's answer to /nodes?update_time= when partitions did not change.
+        let v38 = include_bytes!(
+            "../../tests/fixtures/slurmrestd/v0.0.38/_err_nodes_update_time_partitions_unchanged.json"
+        );
+        assert_eq!(error_numbers(v38), vec![-1]);
+        let v44 = br#"{"nodes":[],"errors":[{"description":"Failure to query nodes","error_number":1900,"error":"Data has not changed since time specified","source":"_dump_nodes"}],"meta":{}}"#;
+        assert_eq!(error_numbers(v44), vec![1900]);
+        for not_json in [&b"Authentication failure"[..], b"", b"{\"errors\":", b"[]"] {
+            assert!(error_numbers(not_json).is_empty());
+        }
+    }
+
+    #[test]
+    fn error_numbers_survive_the_display_round_trip() {
+        let e: SlurmError = serde_json::from_str(
+            r#"{"error":"Data has not changed since time specified","description":"Failure to query nodes","error_number":1900}"#,
+        )
+        .unwrap();
+        let msg = format!("{e}; {e}");
+        assert_eq!(error_numbers_in_message(&msg), vec![1900, 1900]);
+        assert!(error_numbers_in_message("no numbers (error x)").is_empty());
+    }
 }

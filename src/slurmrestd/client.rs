@@ -83,6 +83,8 @@ pub enum FetchError {
         path: String,
         status: StatusCode,
         snippet: String,
+        /// `errors[].error_number` (or `errno`) of a JSON error body.
+        slurm_errors: Vec<i64>,
     },
     #[error("GET {path}: expected JSON, got content type {content_type:?}: {snippet}")]
     NotJson {
@@ -130,6 +132,19 @@ impl FetchError {
 
     pub fn is_not_found(&self) -> bool {
         matches!(self, FetchError::Status { status, .. } if *status == StatusCode::NOT_FOUND)
+    }
+
+    /// Slurm error numbers slurmrestd gave with an HTTP error status, or in
+    /// a 200 whose list came back empty with `errors[]`.
+    pub fn slurm_errors(&self) -> Vec<i64> {
+        match self {
+            FetchError::Status { slurm_errors, .. } => slurm_errors.clone(),
+            FetchError::Parse {
+                source: ParseError::Slurm(msg),
+                ..
+            } => super::body::error_numbers_in_message(msg),
+            _ => Vec::new(),
+        }
     }
 }
 
@@ -238,6 +253,7 @@ impl Client {
                 path: path.to_string(),
                 status: StatusCode::NOT_MODIFIED,
                 snippet: String::new(),
+                slurm_errors: Vec::new(),
             }),
         }
     }
@@ -306,11 +322,12 @@ impl Client {
             return Ok(None);
         }
         if status != StatusCode::OK {
-            let snippet = self.snippet(body, deadline).await;
+            let raw = self.read_prefix(body, deadline, ERROR_BODY_MAX).await;
             return Err(FetchError::Status {
                 path: path.to_string(),
                 status,
-                snippet,
+                snippet: self.snippet_of(&raw),
+                slurm_errors: super::body::error_numbers(&raw),
             });
         }
         if !content_type.is_empty() && !content_type.to_ascii_lowercase().contains("json") {
@@ -442,10 +459,14 @@ impl Client {
 
     /// First few hundred bytes of an error body, printable, token scrubbed.
     async fn snippet(&self, body: Incoming, deadline: Instant) -> String {
-        const MAX: usize = 512;
+        let raw = self.read_prefix(body, deadline, SNIPPET_MAX).await;
+        self.snippet_of(&raw)
+    }
+
+    /// The first `max` bytes of `body` (fewer if it ends or the deadline passes).
+    async fn read_prefix(&self, mut body: Incoming, deadline: Instant, max: usize) -> Vec<u8> {
         let mut buf = Vec::new();
-        let mut body = body;
-        while buf.len() < MAX {
+        while buf.len() < max {
             match tokio::time::timeout_at(deadline, body.frame()).await {
                 Ok(Some(Ok(frame))) => {
                     if let Ok(data) = frame.into_data() {
@@ -455,8 +476,14 @@ impl Client {
                 _ => break,
             }
         }
-        buf.truncate(MAX);
-        let mut s: String = String::from_utf8_lossy(&buf)
+        buf.truncate(max);
+        buf
+    }
+
+    /// One line of at most [`SNIPPET_MAX`] bytes for errors and logs, token redacted.
+    fn snippet_of(&self, raw: &[u8]) -> String {
+        let buf = &raw[..raw.len().min(SNIPPET_MAX)];
+        let mut s: String = String::from_utf8_lossy(buf)
             .chars()
             .map(|c| if c.is_control() { ' ' } else { c })
             .collect();
@@ -468,6 +495,12 @@ impl Client {
         s
     }
 }
+
+/// Bytes of an error body kept for messages.
+const SNIPPET_MAX: usize = 512;
+/// Bytes of an error body read to find Slurm's error numbers (slurmrestd's
+/// error JSON puts `meta` first; its `errors` follow within a few KiB).
+const ERROR_BODY_MAX: usize = 64 * 1024;
 
 fn read_token_file(path: &Path) -> Result<Secret, FetchError> {
     // A JWT is well under 64 KiB; anything larger is not a token.

@@ -151,6 +151,15 @@ pub fn parse_jobs_state(
 }
 
 pub fn parse_nodes(version: ApiVersion, body: &mut dyn Read) -> Result<Vec<Node>, ParseError> {
+    parse_nodes_meta(version, body).map(|(nodes, _)| nodes)
+}
+
+/// [`parse_nodes`], also returning `last_update` and `warnings[]` (for
+/// `?update_time=` polls). Nodes are normalized as they are read.
+pub fn parse_nodes_meta(
+    version: ApiVersion,
+    body: &mut dyn Read,
+) -> Result<(Vec<Node>, ListMeta), ParseError> {
     match version {
         ApiVersion::V0038 => v0038::parse_nodes(body),
         v => v0040::parse_nodes(v, body),

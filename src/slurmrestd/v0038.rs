@@ -7,7 +7,7 @@ use std::io::Read;
 
 use serde::Deserialize;
 
-use super::body::{self, state_words, string_or_null, strings_or_null};
+use super::body::{self, state_words, string_or_null, strings_or_null, ListMeta};
 use super::normalize::{self, JobFields, JobResources, NodeFields, PartitionFields};
 use super::number::Number;
 use super::{JobSink, ParseError};
@@ -201,12 +201,12 @@ impl From<WireNode> for NodeFields {
     }
 }
 
-pub fn parse_nodes(body: &mut dyn Read) -> Result<Vec<Node>, ParseError> {
-    let nodes: Vec<WireNode> = body::read_member(body, "nodes", Vec::is_empty)?;
-    Ok(nodes
-        .into_iter()
-        .map(|n| normalize::node(n.into()))
-        .collect())
+pub fn parse_nodes(body: &mut dyn Read) -> Result<(Vec<Node>, ListMeta), ParseError> {
+    let mut nodes = Vec::new();
+    let meta = body::read_elements_meta(body, "nodes", |n: WireNode| {
+        nodes.push(normalize::node(n.into()))
+    })?;
+    Ok((nodes, meta))
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -15,7 +15,7 @@ use std::io::Read;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-use super::body::{self, state_words, string_or_null, strings_or_null};
+use super::body::{self, state_words, string_or_null, strings_or_null, ListMeta};
 use super::normalize::{self, JobFields, JobResources, NodeFields, PartitionFields};
 use super::number::Number;
 use super::v0038::WireJobResources as JobResources40;
@@ -207,27 +207,28 @@ struct WireNode {
     gres_used: String,
 }
 
-pub fn parse_nodes(_version: ApiVersion, body: &mut dyn Read) -> Result<Vec<Node>, ParseError> {
-    let nodes: Vec<WireNode> = body::read_member(body, "nodes", Vec::is_empty)?;
-    Ok(nodes
-        .into_iter()
-        .map(|n| {
-            normalize::node(NodeFields {
-                name: n.name,
-                state_words: n.state,
-                reason: n.reason,
-                partitions: n.partitions,
-                cpus: n.cpus.as_u64(),
-                alloc_cpus: n.alloc_cpus.as_u64(),
-                real_memory_mb: n.real_memory.as_u64(),
-                alloc_memory_mb: n.alloc_memory.as_u64(),
-                free_memory_mb: n.free_mem.as_u64(),
-                cpu_load: n.cpu_load.as_f64(),
-                gres: n.gres,
-                gres_used: n.gres_used,
-            })
-        })
-        .collect())
+pub fn parse_nodes(
+    _version: ApiVersion,
+    body: &mut dyn Read,
+) -> Result<(Vec<Node>, ListMeta), ParseError> {
+    let mut nodes = Vec::new();
+    let meta = body::read_elements_meta(body, "nodes", |n: WireNode| {
+        nodes.push(normalize::node(NodeFields {
+            name: n.name,
+            state_words: n.state,
+            reason: n.reason,
+            partitions: n.partitions,
+            cpus: n.cpus.as_u64(),
+            alloc_cpus: n.alloc_cpus.as_u64(),
+            real_memory_mb: n.real_memory.as_u64(),
+            alloc_memory_mb: n.alloc_memory.as_u64(),
+            free_memory_mb: n.free_mem.as_u64(),
+            cpu_load: n.cpu_load.as_f64(),
+            gres: n.gres,
+            gres_used: n.gres_used,
+        }))
+    })?;
+    Ok((nodes, meta))
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -51,6 +51,8 @@ pub struct MockState {
     /// When set, `/jobs`, `/jobs/state` and `/job/{id}` of its version are
     /// answered from this job list instead of the recording.
     pub live: Option<LiveJobs>,
+    /// When set, `/nodes` of its version is answered from this node list.
+    pub live_nodes: Option<LiveNodes>,
 }
 
 fn unix_now() -> i64 {
@@ -290,6 +292,128 @@ impl LiveJobs {
     }
 }
 
+/// A node list tests change between polls, answered as slurmrestd does to
+/// `/nodes/?update_time=T` (slurm_load_node and then slurm_load_partitions,
+/// both with T):
+/// * no node changed since T: v0.0.38 304 with no body (seen live on
+///   22.05); later versions the error of slurm_load_node's errno,
+///   `SLURM_NO_CHANGE_IN_DATA` (1900), "Failure to query nodes", HTTP 500
+///   (their source), or with `no_change_warning` 200, `"nodes": []` and a warning;
+/// * nodes changed, partitions not: HTTP 500, `errno -1` "Unspecified
+///   error" (the body recorded live on 22.05, `_err_nodes_update_time_partitions_unchanged.json`);
+/// * both changed, or no T: the whole list.
+#[derive(Debug, Clone)]
+pub struct LiveNodes {
+    pub version: ApiVersion,
+    /// The recording's `/nodes` body, parsed; tests edit `nodes`.
+    pub body: serde_json::Value,
+    /// slurmctld's `last_node_update` and `last_part_update`.
+    pub last_node_change: i64,
+    pub last_part_change: i64,
+    /// slurmctld's clock: starts at our clock, +1 per request.
+    pub clock: i64,
+    /// v0.0.39+: answer "no change" with 200 and a warning instead of an error.
+    pub no_change_warning: bool,
+    /// `/nodes/` answers with this HTTP status, whatever the query.
+    pub fault: Option<u16>,
+}
+
+impl LiveNodes {
+    pub fn from_recording(version: ApiVersion) -> LiveNodes {
+        let path = fixtures()
+            .join("slurmrestd")
+            .join(version.as_str())
+            .join("slurm_nodes.json");
+        let body: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        let now = unix_now();
+        LiveNodes {
+            version,
+            body,
+            last_node_change: now - 3600,
+            last_part_change: now - 3600,
+            clock: now,
+            no_change_warning: false,
+            fault: None,
+        }
+    }
+
+    /// Changes node `i` with `f` and marks the node list changed now (not
+    /// the partitions, as a node ping or a job start does).
+    pub fn edit(&mut self, i: usize, f: impl FnOnce(&mut serde_json::Value)) {
+        f(&mut self.body["nodes"][i]);
+        self.last_node_change = self.clock.max(unix_now());
+        self.clock = self.last_node_change + 1;
+    }
+
+    /// Marks the partitions changed now too.
+    pub fn touch_partitions(&mut self) {
+        self.last_part_change = self.clock.max(unix_now());
+        self.clock = self.last_part_change + 1;
+    }
+
+    fn answer(&mut self, path_and_query: &str) -> Option<Response<Body>> {
+        let (path, query) = path_and_query
+            .split_once('?')
+            .unwrap_or((path_and_query, ""));
+        let rest = path.strip_prefix(&format!("/slurm/{}/", self.version.as_str()))?;
+        if rest.trim_end_matches('/') != "nodes" {
+            return None;
+        }
+        self.clock += 1;
+        let json = |code: u16, body: String| {
+            full(
+                StatusCode::from_u16(code).unwrap(),
+                "application/json",
+                body,
+            )
+        };
+        if let Some(code) = self.fault {
+            return Some(json(
+                code,
+                r#"{"errors":[{"error":"Unspecified error"}]}"#.into(),
+            ));
+        }
+        let mut body = self.body.clone();
+        if self.version != ApiVersion::V0038 {
+            body["last_update"] =
+                serde_json::json!({"set": true, "infinite": false, "number": self.clock});
+        }
+        let since = query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("update_time="))
+            .map(|t| t.parse::<i64>().unwrap());
+        if let Some(t) = since {
+            if self.last_node_change < t {
+                if self.version == ApiVersion::V0038 {
+                    return Some(full(StatusCode::NOT_MODIFIED, "application/json", ""));
+                }
+                body["nodes"] = serde_json::json!([]);
+                if self.no_change_warning {
+                    body["warnings"] = serde_json::json!([{
+                        "description": format!("No node changes since update_time={t}"),
+                        "source": "_dump_nodes"
+                    }]);
+                    return Some(json(200, body.to_string()));
+                }
+                body["errors"] = serde_json::json!([{
+                    "description": "Failure to query nodes",
+                    "error_number": 1900,
+                    "error": "Data has not changed since time specified",
+                    "source": "_dump_nodes"
+                }]);
+                return Some(json(500, body.to_string()));
+            }
+            if self.last_part_change < t {
+                let recorded = fixtures()
+                    .join("slurmrestd/v0.0.38/_err_nodes_update_time_partitions_unchanged.json");
+                return Some(json(500, std::fs::read_to_string(recorded).unwrap()));
+            }
+        }
+        Some(json(200, body.to_string()))
+    }
+}
+
 pub type Mock = Arc<Mutex<MockState>>;
 
 pub fn mock(recordings: Vec<(ApiVersion, Recording)>) -> Mock {
@@ -300,6 +424,7 @@ pub fn mock(recordings: Vec<(ApiVersion, Recording)>) -> Mock {
         jobs_fault: JobsFault::None,
         requests: Vec::new(),
         live: None,
+        live_nodes: None,
     }))
 }
 
@@ -357,6 +482,13 @@ pub fn handler(state: Mock) -> Handler {
                 s.requests
                     .push((path_and_query.clone(), token.clone(), user.clone()));
                 if let Some(r) = s.live.as_mut().and_then(|l| l.answer(&path_and_query)) {
+                    return r;
+                }
+                if let Some(r) = s
+                    .live_nodes
+                    .as_mut()
+                    .and_then(|l| l.answer(&path_and_query))
+                {
                     return r;
                 }
                 let body = s.recordings.iter().find_map(|(_, r)| r.get(&path).cloned());

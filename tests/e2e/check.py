@@ -173,6 +173,11 @@ def check_equality(exporter, attempts=5):
     for k in before:
         ok &= report(f"exporter == CLI: {k}", view[k] == before[k],
                      f"exporter={sorted(view[k].items())} cli={sorted(before[k].items())}")
+    # The equality above held with /nodes?update_time= on (the CLI default).
+    kinds = {l.get("kind"): v for n, l, v in parse_metrics(http_get(exporter + "/metrics"))
+             if n == "slurm_exporter_nodes_polls_total"}
+    ok &= report("conditional /nodes polling on", kinds.get("full", 0) >= 1 and "unchanged" in kinds,
+                 f"slurm_exporter_nodes_polls_total={kinds}")
     return ok
 
 

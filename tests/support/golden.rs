@@ -2,6 +2,8 @@
 //! `promtool check metrics`. `UPDATE_GOLDEN=1` rewrites the files; with
 //! `REQUIRE_PROMTOOL=1` a missing promtool fails the test instead of skipping the lint.
 
+#![allow(dead_code)] // each test binary uses a part
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -45,22 +47,37 @@ pub fn check(name: &str, text: &str) {
             diff.join("\n")
         );
     }
-    if let Some(promtool) = promtool() {
-        let out = Command::new(promtool)
-            .args(["check", "metrics"])
-            .stdin(std::fs::File::open(&path).unwrap())
-            .output()
-            .unwrap();
-        let report = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(
-            out.status.success() && report.trim().is_empty(),
-            "promtool check metrics {name}:\n{report}"
-        );
-    } else {
-        eprintln!("promtool not found; {name} compared but not linted");
-    }
+    lint(name, text);
+}
+
+/// `promtool check metrics` on `text`: no error and no warning.
+pub fn lint(name: &str, text: &str) {
+    use std::io::Write as _;
+    let Some(promtool) = promtool() else {
+        eprintln!("promtool not found; {name} not linted");
+        return;
+    };
+    let mut child = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && report.trim().is_empty(),
+        "promtool check metrics {name}:\n{report}"
+    );
 }

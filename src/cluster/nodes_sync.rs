@@ -1,0 +1,178 @@
+//! `/nodes` with `?update_time=T`: a conditional GET. slurmctld answers the
+//! whole node list when any node changed since T and nothing otherwise.
+//! "Nothing" keeps the previous list. It reads as:
+//! * HTTP 304 with an empty body (Slurm 22.05 / v0.0.38, checked against a
+//!   live slurmrestd);
+//! * an error whose Slurm error number is `SLURM_NO_CHANGE_IN_DATA` (1900):
+//!   later releases pass slurm_load_node's errno to the error response
+//!   ("Failure to query nodes");
+//! * an empty list with a "No ... changes since" warning, as `/jobs` does.
+//!
+//! slurmrestd passes T to both slurm_load_node and slurm_load_partitions, so
+//! when nodes changed but partitions did not it fails the request (22.05:
+//! HTTP 500, `errno -1`, "Unspecified error", observed live; later releases
+//! have the same code path). Hence:
+//! * a failed conditional request is repeated unconditionally in the same
+//!   poll, so the result is exact either way;
+//! * each such failure doubles the number of polls that skip the conditional
+//!   request (up to [`MAX_BACKOFF`]); an "unchanged" answer resets it. A busy
+//!   cluster, where nodes change every poll, pays the extra request once in
+//!   [`MAX_BACKOFF`] polls; a quiet one gets 304s;
+//! * one poll in `nodes_full_poll_every` is unconditional anyway, bounding
+//!   the age of anything slurmctld might refresh without marking the node
+//!   list changed (on 22.05 a node ping's new CPU load does mark it).
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use super::poller::{PollOptions, OWN_CLOCK_MARGIN_S};
+use crate::model::Node;
+use crate::slurmrestd::client::{Client, FetchError};
+use crate::slurmrestd::{self, ApiVersion};
+
+/// Slurm's `SLURM_NO_CHANGE_IN_DATA` (slurm_errno.h).
+pub const SLURM_NO_CHANGE_IN_DATA: i64 = 1900;
+
+/// Most polls skipped between conditional requests after failures.
+pub const MAX_BACKOFF: u32 = 16;
+
+/// Conditional `/nodes` state kept between polls (reset with the version).
+#[derive(Debug, Default)]
+pub struct NodesSync {
+    /// `update_time` for the next conditional request: slurmctld's
+    /// `last_update` of the last list minus 1 s (v0.0.39+), or our clock at
+    /// its request minus [`OWN_CLOCK_MARGIN_S`] (v0.0.38 sends no time).
+    since: Option<i64>,
+    /// Conditional polls since the last unconditional one.
+    polls_since_full: u32,
+    /// Polls to skip the conditional request after failures, doubling.
+    backoff: u32,
+    /// Polls left to skip.
+    skip: u32,
+}
+
+/// What a `/nodes` poll yielded.
+#[derive(Debug)]
+pub enum NodesPoll {
+    /// A whole node list (`full` in `slurm_exporter_nodes_polls_total`).
+    Fresh(Vec<Node>),
+    /// slurmctld said no node changed: keep the previous list.
+    Unchanged,
+}
+
+impl NodesPoll {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            NodesPoll::Fresh(_) => "full",
+            NodesPoll::Unchanged => "unchanged",
+        }
+    }
+}
+
+pub struct NodesOutcome {
+    pub started: Instant,
+    /// The poll and the bytes it read.
+    pub result: Result<(NodesPoll, u64), FetchError>,
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Polls `/nodes`, conditionally when `have_nodes` (a previous list is
+/// kept to fall back on) and the options and state allow it.
+pub async fn sync_nodes(
+    client: &Arc<Client>,
+    v: ApiVersion,
+    opts: &PollOptions,
+    have_nodes: bool,
+    mut sync: NodesSync,
+) -> (NodesSync, NodesOutcome) {
+    let started = Instant::now();
+    let wanted = opts.nodes_update_time
+        && have_nodes
+        && sync.polls_since_full + 1 < opts.nodes_full_poll_every;
+    let since = sync.since.filter(|_| wanted && sync.skip == 0);
+    if wanted && sync.skip > 0 {
+        sync.skip -= 1;
+    }
+    if let Some(t) = since {
+        let own_clock = unix_now();
+        let path = v.slurm_path(&format!("nodes/?update_time={t}"));
+        let res = client
+            .get_conditional(&path, move |r| slurmrestd::parse_nodes_meta(v, r))
+            .await;
+        match res {
+            Ok(None) => {
+                sync.polls_since_full += 1;
+                sync.backoff = 0;
+                return (sync, unchanged(started));
+            }
+            Ok(Some(f)) if slurmrestd::is_no_change(&f.value.1) => {
+                sync.polls_since_full += 1;
+                sync.backoff = 0;
+                return (sync, unchanged(started));
+            }
+            Ok(Some(f)) => {
+                let (nodes, meta) = f.value;
+                sync.since = Some(next_since(meta.last_update, own_clock));
+                sync.polls_since_full = 0;
+                let outcome = NodesOutcome {
+                    started,
+                    result: Ok((NodesPoll::Fresh(nodes), f.bytes)),
+                };
+                return (sync, outcome);
+            }
+            Err(e) if e.slurm_errors().contains(&SLURM_NO_CHANGE_IN_DATA) => {
+                sync.polls_since_full += 1;
+                sync.backoff = 0;
+                return (sync, unchanged(started));
+            }
+            Err(e) => {
+                // Usually "nodes changed, partitions did not" (see above);
+                // a real outage fails the unconditional request too.
+                tracing::debug!(version = %v, error = %e, "conditional /nodes failed; polling unconditionally");
+                sync.backoff = (sync.backoff * 2).clamp(1, MAX_BACKOFF);
+                sync.skip = sync.backoff;
+                let outcome = unconditional(client, v, &mut sync).await;
+                return (sync, NodesOutcome { started, ..outcome });
+            }
+        }
+    }
+    let outcome = unconditional(client, v, &mut sync).await;
+    (sync, outcome)
+}
+
+fn unchanged(started: Instant) -> NodesOutcome {
+    NodesOutcome {
+        started,
+        result: Ok((NodesPoll::Unchanged, 0)),
+    }
+}
+
+fn next_since(last_update: Option<i64>, own_clock: i64) -> i64 {
+    match last_update {
+        Some(t) => t - 1,
+        None => own_clock - OWN_CLOCK_MARGIN_S,
+    }
+}
+
+async fn unconditional(client: &Arc<Client>, v: ApiVersion, sync: &mut NodesSync) -> NodesOutcome {
+    let started = Instant::now();
+    let own_clock = unix_now();
+    let res = client
+        .get(&v.slurm_path("nodes/"), move |r| {
+            slurmrestd::parse_nodes_meta(v, r)
+        })
+        .await;
+    let result = res.map(|f| {
+        let (nodes, meta) = f.value;
+        sync.since = Some(next_since(meta.last_update, own_clock));
+        sync.polls_since_full = 0;
+        (NodesPoll::Fresh(nodes), f.bytes)
+    });
+    NodesOutcome { started, result }
+}
