@@ -468,6 +468,14 @@ def cluster_overview() -> dict:
         Panel("timeseries", "Poll errors by endpoint and kind",
               [q('sum by (endpoint, kind) (increase(slurm_exporter_errors_total{' + C + '}[$__rate_interval]))'
                  ' > 0', "{{endpoint}} {{kind}}")], w=8, h=8, custom={"drawStyle": "bars", "fillOpacity": 80}),
+        Panel("timeseries", "slurmrestd polls by kind",
+              [q('sum by (kind) (increase(slurm_exporter_jobs_polls_total{' + C + '}[$__rate_interval]))',
+                 "/jobs {{kind}}"),
+               q('sum by (kind) (increase(slurm_exporter_nodes_polls_total{' + C + '}[$__rate_interval]))',
+                 "/nodes {{kind}}")], w=8, h=8, custom={"drawStyle": "bars", "fillOpacity": 80, "stacking": {"mode": "normal"}},
+              desc="full: the whole list fetched; unchanged: slurmctld said nothing changed since update_time; "
+                   "incremental: /jobs/state diffed and changed jobs re-fetched. Mostly full /jobs polls on "
+                   "API v0.0.40+ means incremental polling keeps falling back (SlurmExporterJobsPollsMostlyFull)."),
         Panel("timeseries", "Age of the data by endpoint",
               [q('time() - max by (endpoint) (slurm_exporter_last_success_timestamp_seconds{' + C + '})',
                  "{{endpoint}}")], w=8, h=8, unit="s",
