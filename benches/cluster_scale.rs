@@ -247,11 +247,31 @@ impl futures_core::Stream for ChunkStream {
     }
 }
 
+/// Serves `handler` on a loopback port; returns its URL.
+async fn serve_on_loopback(handler: slurm_gpu_exporter::replay::Handler) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(slurm_gpu_exporter::replay::serve_tcp(listener, handler));
+    url
+}
+
+/// A 200 JSON response whose body is the chunks `rx` receives.
+fn streamed_json(
+    rx: tokio::sync::mpsc::Receiver<bytes::Bytes>,
+) -> http::Response<slurm_gpu_exporter::replay::Body> {
+    use http_body_util::BodyExt as _;
+    let mut r = http::Response::new(http_body_util::StreamBody::new(ChunkStream(rx)).boxed());
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
 /// Serves v0.0.44 `shape` on loopback: `/jobs` is rendered while it is sent
 /// (never held whole), the small endpoints come from memory.
 async fn start_mock(shape: Shape, counts: Arc<Counts>) -> String {
-    use http_body_util::BodyExt as _;
-    use slurm_gpu_exporter::replay::{self, full, Handler};
+    use slurm_gpu_exporter::replay::{full, Handler};
     let v = Version::V0044;
     let small: Arc<Vec<(String, bytes::Bytes)>> = Arc::new(
         [
@@ -280,13 +300,7 @@ async fn start_mock(shape: Shape, counts: Arc<Counts>) -> String {
                         }
                     }
                 });
-                let body = http_body_util::StreamBody::new(ChunkStream(rx)).boxed();
-                let mut r = http::Response::new(body);
-                r.headers_mut().insert(
-                    http::header::CONTENT_TYPE,
-                    http::HeaderValue::from_static("application/json"),
-                );
-                return r;
+                return streamed_json(rx);
             }
             counts.other.fetch_add(1, Ordering::Relaxed);
             match small.iter().find(|(p, _)| *p == path) {
@@ -299,10 +313,7 @@ async fn start_mock(shape: Shape, counts: Arc<Counts>) -> String {
             }
         })
     });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(replay::serve_tcp(listener, handler));
-    url
+    serve_on_loopback(handler).await
 }
 
 struct Exporter {
@@ -677,7 +688,7 @@ enum NodesAnswer {
 /// and the two "changed" answers slurmrestd gives.
 fn nodes_conditional(n_nodes: usize) {
     use slurm_gpu_exporter::cluster::poller::{PollOptions, Poller};
-    use slurm_gpu_exporter::replay::{self, full, Handler};
+    use slurm_gpu_exporter::replay::{full, Handler};
     use slurm_gpu_exporter::slurmrestd::client::{Client, ClientOptions, TokenSource};
     let shape = Shape {
         nodes: n_nodes,
@@ -716,9 +727,7 @@ fn nodes_conditional(n_nodes: usize) {
                     })
                 })
             };
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let url = format!("http://{}", listener.local_addr().unwrap());
-            tokio::spawn(replay::serve_tcp(listener, handler));
+            let url = serve_on_loopback(handler).await;
             let client = Arc::new(
                 Client::new(ClientOptions {
                     url,
@@ -799,16 +808,22 @@ fn nodes_conditional(n_nodes: usize) {
     });
 }
 
+/// The mock serving the reference cluster of `jobs` jobs, and an exporter
+/// that has polled it once (and polls again only after an hour).
+async fn reference_exporter(jobs: usize) -> (Exporter, Shape) {
+    let shape = Shape::reference(jobs);
+    let url = start_mock(shape, Arc::new(Counts::default())).await;
+    let exp = Exporter::start(&url, "1h");
+    exp.ready(Duration::from_secs(900)).await;
+    (exp, shape)
+}
+
 /// Runs the mock and an exporter polling it (once) for `secs`, printing
 /// the exporter's address: for external load generators (wrk, hey).
 fn serve(jobs: usize, secs: usize) {
     let rt = runtime();
     rt.block_on(async {
-        let shape = Shape::reference(jobs);
-        let counts = Arc::new(Counts::default());
-        let url = start_mock(shape, counts.clone()).await;
-        let exp = Exporter::start(&url, "1h");
-        exp.ready(Duration::from_secs(900)).await;
+        let (exp, _) = reference_exporter(jobs).await;
         println!(
             "exporter: http://{}/metrics (pid {})",
             exp.addr,
@@ -826,11 +841,7 @@ fn families(jobs: usize) {
     use std::io::Write as _;
     let rt = runtime();
     rt.block_on(async {
-        let shape = Shape::reference(jobs);
-        let counts = Arc::new(Counts::default());
-        let url = start_mock(shape, counts.clone()).await;
-        let exp = Exporter::start(&url, "1h");
-        exp.ready(Duration::from_secs(900)).await;
+        let (exp, shape) = reference_exporter(jobs).await;
         let (status, body) = get(&exp.addr, "/metrics").await.unwrap();
         assert_eq!(status, 200);
         let text = String::from_utf8_lossy(&body);
@@ -1205,8 +1216,7 @@ async fn start_incremental_mock(
     queue: Arc<std::sync::Mutex<LiveQueue>>,
     served: Arc<Served>,
 ) -> String {
-    use http_body_util::BodyExt as _;
-    use slurm_gpu_exporter::replay::{self, full, Handler};
+    use slurm_gpu_exporter::replay::{full, Handler};
     let renderer = Arc::new(gen::JobsRenderer::new(Version::V0044));
     let handler: Handler = Arc::new(move |req: http::Request<hyper::body::Incoming>| {
         let queue = queue.clone();
@@ -1272,13 +1282,7 @@ async fn start_incremental_mock(
                     let _ = tx.blocking_send(bytes::Bytes::from(out));
                     Served::add(&served2.full, total);
                 });
-                let body = http_body_util::StreamBody::new(ChunkStream(rx)).boxed();
-                let mut r = http::Response::new(body);
-                r.headers_mut().insert(
-                    http::header::CONTENT_TYPE,
-                    http::HeaderValue::from_static("application/json"),
-                );
-                return r;
+                return streamed_json(rx);
             }
             if path == "/slurm/v0.0.44/jobs/state" {
                 let mut out = b"{\n  \"jobs\": [".to_vec();
@@ -1343,10 +1347,7 @@ async fn start_incremental_mock(
             )
         })
     });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(replay::serve_tcp(listener, handler));
-    url
+    serve_on_loopback(handler).await
 }
 
 /// Job metrics of a metric set (what incremental polling must keep exact).
