@@ -363,6 +363,17 @@ impl Exporter {
             .unwrap_or(0)
     }
 
+    /// CPU seconds the exporter has used, user and system (`/proc/PID/stat`).
+    fn cpu_seconds(&self) -> (f64, f64) {
+        let s = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
+        // Fields after the parenthesised command name; utime and stime are 14 and 15.
+        let rest = &s[s.rfind(')').unwrap() + 2..];
+        let f: Vec<&str> = rest.split(' ').collect();
+        let tick = 100.0; // USER_HZ on Linux
+        let t = |i: usize| f[i - 3].parse::<f64>().unwrap() / tick;
+        (t(14), t(15))
+    }
+
     /// Waits for the first snapshot (`/readyz` 200).
     async fn ready(&self, limit: Duration) -> Duration {
         let t = Instant::now();
@@ -558,6 +569,74 @@ struct LoadResult {
     p99: Duration,
     max: Duration,
     bytes: usize,
+}
+
+/// The same closed loop driven by wrk (a second, independent load generator
+/// in C), when it is installed: `None` otherwise.
+fn load_wrk(addr: &str, scrapers: usize, secs: u64) -> Option<LoadResult> {
+    let out = std::process::Command::new("wrk")
+        .args([
+            "-t2",
+            &format!("-c{scrapers}"),
+            &format!("-d{secs}s"),
+            "--latency",
+            "-H",
+            "Accept-Encoding: gzip",
+            &format!("http://{addr}/metrics"),
+        ])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let dur = |v: &str| -> Option<Duration> {
+        let (num, unit) = v.split_at(v.find(|c: char| c.is_ascii_alphabetic())?);
+        let n: f64 = num.parse().ok()?;
+        let secs = match unit {
+            "us" => n / 1e6,
+            "ms" => n / 1e3,
+            "s" => n,
+            "m" => n * 60.0,
+            _ => return None,
+        };
+        Some(Duration::from_secs_f64(secs))
+    };
+    let pct = |p: &str| {
+        text.lines().map(str::split_whitespace).find_map(|mut w| {
+            (w.next() == Some(p))
+                .then(|| w.next().and_then(dur))
+                .flatten()
+        })
+    };
+    let max = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("Latency"))
+        .and_then(|l| l.split_whitespace().nth(3).and_then(dur))?;
+    // "38675 requests in 10.07s, 43.96GB read"
+    let summary = text.lines().find(|l| l.contains("requests in"))?;
+    let requests: usize = summary.split_whitespace().next()?.parse().ok()?;
+    let read = summary.rsplit(", ").next()?.trim_end_matches(" read");
+    let (num, unit) = read.split_at(read.find(|c: char| c.is_ascii_alphabetic())?);
+    let scale = match unit {
+        "B" => 1.0,
+        "KB" => 1024.0,
+        "MB" => 1024.0 * 1024.0,
+        "GB" => 1024.0 * 1024.0 * 1024.0,
+        _ => 0.0,
+    };
+    let bytes = (num.parse::<f64>().ok()? * scale / requests.max(1) as f64) as usize;
+    let errors = text
+        .lines()
+        .find(|l| l.contains("Non-2xx"))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0);
+    Some(LoadResult {
+        requests,
+        errors,
+        p50: pct("50%")?,
+        p90: pct("90%")?,
+        p99: pct("99%")?,
+        max,
+        bytes,
+    })
 }
 
 /// Latencies, errors and body size of each scraper task, merged.
@@ -904,11 +983,12 @@ fn scrape(args: &Args) {
             shape.nodes
         );
         println!();
-        println!("| polling | scrapers | requests | errors | req/s | p50 ms | p90 ms | p99 ms | max ms | body MiB | /jobs requests to slurmrestd |");
-        println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-        let row = |what: &str, n: usize, r: Option<&LoadResult>, jobs_reqs: u64| match r {
+        println!("| polling | scrapers | requests | errors | req/s | p50 ms | p90 ms | p99 ms | max ms | body MiB | exporter CPU µs/request (user + system) | /jobs requests to slurmrestd |");
+        println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        // `cpu`: the exporter's (user, system) CPU seconds over the row.
+        let row = |what: &str, n: usize, r: Option<&LoadResult>, cpu: (f64, f64), jobs_reqs: u64| match r {
             Some(r) => println!(
-                "| {what} | {n} | {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} | {jobs_reqs} |",
+                "| {what} | {n} | {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} | {:.0} + {:.0} | {jobs_reqs} |",
                 r.requests,
                 r.errors,
                 r.requests as f64 / secs as f64,
@@ -916,10 +996,19 @@ fn scrape(args: &Args) {
                 ms(r.p90),
                 ms(r.p99),
                 ms(r.max),
-                mb(r.bytes as u64)
+                mb(r.bytes as u64),
+                cpu.0 * 1e6 / r.requests.max(1) as f64,
+                cpu.1 * 1e6 / r.requests.max(1) as f64,
             ),
-            None => println!("| {what} | 0 | – | – | – | – | – | – | – | – | {jobs_reqs} |"),
+            None => println!("| {what} | 0 | – | – | – | – | – | – | – | – | – | {jobs_reqs} |"),
         };
+        // Runs `f` and returns its result with the exporter's CPU use meanwhile.
+        async fn with_cpu<T>(exp: &Exporter, f: impl std::future::Future<Output = T>) -> (T, (f64, f64)) {
+            let (u0, s0) = exp.cpu_seconds();
+            let out = f.await;
+            let (u1, s1) = exp.cpu_seconds();
+            (out, (u1 - u0, s1 - s0))
+        }
 
         // Baseline in the same run: the same load against a small cluster's
         // snapshot, where the payload is not what limits latency.
@@ -935,11 +1024,12 @@ fn scrape(args: &Args) {
             let url = start_mock(small, counts.clone()).await;
             let exp = Exporter::start(&url, "1h");
             exp.ready(Duration::from_secs(900)).await;
-            let r = load(&exp.addr, scrapers, secs).await;
+            let (r, cpu) = with_cpu(&exp, load(&exp.addr, scrapers, secs)).await;
             row(
                 "baseline: 100 nodes / 1k jobs, none (1h)",
                 scrapers,
                 Some(&r),
+                cpu,
                 counts.jobs.load(Ordering::Relaxed) - 1,
             );
         }
@@ -956,11 +1046,12 @@ fn scrape(args: &Args) {
             let url = start_mock(mid, counts.clone()).await;
             let exp = Exporter::start(&url, "1h");
             exp.ready(Duration::from_secs(900)).await;
-            let r = load(&exp.addr, scrapers, secs).await;
+            let (r, cpu) = with_cpu(&exp, load(&exp.addr, scrapers, secs)).await;
             row(
                 &format!("{} nodes / {} jobs, none (1h)", mid.nodes, mid.jobs),
                 scrapers,
                 Some(&r),
+                cpu,
                 counts.jobs.load(Ordering::Relaxed) - 1,
             );
         }
@@ -971,16 +1062,36 @@ fn scrape(args: &Args) {
             let exp = Exporter::start(&url, "1h");
             exp.ready(Duration::from_secs(900)).await;
             let before = counts.jobs.load(Ordering::Relaxed);
-            let r = load(&exp.addr, scrapers, secs).await;
+            let (r, cpu) = with_cpu(&exp, load(&exp.addr, scrapers, secs)).await;
             row(
                 "none (interval 1h)",
                 scrapers,
                 Some(&r),
+                cpu,
                 counts.jobs.load(Ordering::Relaxed) - before,
             );
+            let addr = exp.addr.clone();
+            let (r, cpu) = with_cpu(
+                &exp,
+                tokio::task::spawn_blocking(move || load_wrk(&addr, scrapers, secs)),
+            )
+            .await;
+            if let Ok(Some(r)) = r {
+                row(
+                    "none (1h); wrk -t2 instead of the Rust load generator",
+                    scrapers,
+                    Some(&r),
+                    cpu,
+                    0,
+                );
+            }
             std::io::stdout().flush().ok();
             for aligned in [false, true] {
-                let r = load_paced(&exp.addr, scrapers, secs, Duration::from_secs(1), aligned).await;
+                let (r, cpu) = with_cpu(
+                    &exp,
+                    load_paced(&exp.addr, scrapers, secs, Duration::from_secs(1), aligned),
+                )
+                .await;
                 row(
                     if aligned {
                         "none (1h); each scraper once a second, all in the same instant"
@@ -989,6 +1100,7 @@ fn scrape(args: &Args) {
                     },
                     scrapers,
                     Some(&r),
+                    cpu,
                     0,
                 );
             }
@@ -1000,15 +1112,16 @@ fn scrape(args: &Args) {
         let exp = Exporter::start(&url, &format!("{interval}s"));
         exp.ready(Duration::from_secs(900)).await;
         let before = counts.jobs.load(Ordering::Relaxed);
-        let r = load(&exp.addr, scrapers, secs).await;
+        let (r, cpu) = with_cpu(&exp, load(&exp.addr, scrapers, secs)).await;
         let during = counts.jobs.load(Ordering::Relaxed) - before;
-        row(&format!("every {interval}s"), scrapers, Some(&r), during);
+        row(&format!("every {interval}s"), scrapers, Some(&r), cpu, during);
         let before = counts.jobs.load(Ordering::Relaxed);
         tokio::time::sleep(Duration::from_secs(secs)).await;
         row(
             &format!("every {interval}s"),
             0,
             None,
+            (0.0, 0.0),
             counts.jobs.load(Ordering::Relaxed) - before,
         );
     });

@@ -2,20 +2,23 @@
 # Soak test of the node agent: scrape /metrics every second for DURATION
 # seconds and sample the agent's resident memory every minute.
 # Usage: benches/soak.sh [DURATION_S] [OUT_CSV]
-# Uses the release binary, the p4dn fixture tree and eight fake H100s, with
-# collection every second (so each scrape sees a fresh snapshot).
+# Uses the release binary on the p5-like fixture tree (32 EFA devices, 2,000
+# processes of which 490 in two jobs; `node::testkit::write_p5`) and eight
+# fake H100s, with collection every second (so each scrape sees a fresh snapshot).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${1:-3600}
 OUT=${2:-/tmp/soak-node.csv}
 BIN=target/release/slurm-gpu-exporter
 [[ -x $BIN ]] || cargo build --release --locked --bin slurm-gpu-exporter
+FIXTURE=$(mktemp -d /tmp/soak-p5.XXXXXX)
+cargo run --release --locked --quiet --example write_p5_fixture -- "$FIXTURE" 2000
 PORT=19399
-"$BIN" node --path.procfs tests/fixtures/node/p4dn-cgroupv1/proc --path.sysfs tests/fixtures/node/p4dn-cgroupv1/sys \
+"$BIN" node --path.procfs "$FIXTURE/proc" --path.sysfs "$FIXTURE/sys" \
 	--slurm-node-name soak --gpu.backend fake --collect-interval 1s --web.listen-address 127.0.0.1:$PORT \
 	--log.level warn >/tmp/soak-node.log 2>&1 &
 PID=$!
-trap 'kill $PID 2>/dev/null || true' EXIT
+trap 'kill $PID 2>/dev/null || true; rm -rf "$FIXTURE"' EXIT
 sleep 2
 rss() { awk '/^VmRSS/{print $2}' /proc/$PID/status; }
 echo "elapsed_s,rss_kib,scrapes,failed" >"$OUT"
