@@ -11,6 +11,8 @@ pub fn parse_endpoint(v: ApiVersion, data: &[u8]) {
     let Some((&which, body)) = data.split_first() else {
         return;
     };
+    // Any body may come back with an HTTP error status.
+    let _ = slurmrestd::slurm_error_numbers(body);
     let mut r = body;
     let mut set = MetricSet::new();
     match which % 5 {

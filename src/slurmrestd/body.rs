@@ -48,7 +48,7 @@ impl fmt::Display for SlurmError {
 
 /// Slurm error numbers (`errors[].error_number`, or v0.0.38's `errno`) of a
 /// whole JSON error body; empty when it is not one.
-pub(crate) fn error_numbers(raw: &[u8]) -> Vec<i64> {
+pub fn error_numbers(raw: &[u8]) -> Vec<i64> {
     #[derive(Deserialize)]
     struct Errors {
         #[serde(default)]

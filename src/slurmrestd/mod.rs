@@ -2,6 +2,7 @@
 //! per API version that parses responses into the normalized [`crate::model`].
 
 mod body;
+pub use body::error_numbers as slurm_error_numbers;
 pub use body::ListMeta;
 pub mod client;
 mod diag;
