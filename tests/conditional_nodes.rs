@@ -312,3 +312,33 @@ async fn self_metrics_lint_clean() {
     assert!(text.contains("# TYPE slurm_exporter_nodes_polls_total counter"));
     golden::lint("conditional /nodes self-metrics", &text);
 }
+
+#[tokio::test]
+async fn a_stalled_conditional_request_is_not_repeated() {
+    let v = V44;
+    let state = mock(vec![(v, recording(v))]);
+    state.lock().unwrap().live_nodes = Some(LiveNodes::from_recording(v));
+    let url = start_tcp(state.clone()).await;
+    let mut p = Poller::new(
+        client(&url, TokenSource::None, Duration::from_secs(1), 64 << 20),
+        opts(v, 10),
+    );
+    p.poll().await;
+    let good = from_scratch(&url, v).await;
+    live(&state, |l| l.stall = true);
+    let (set, reqs) = poll(&mut p, &state, v).await;
+    assert_eq!(reqs.len(), 1, "no second request after a timeout: {reqs:?}");
+    assert!(conditional(&reqs[0]));
+    assert_eq!(
+        set.value(
+            "slurm_exporter_errors_total",
+            &[("endpoint", "nodes"), ("kind", "timeout")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        set.value("slurm_exporter_endpoint_stale", &[("endpoint", "nodes")]),
+        Some(1.0)
+    );
+    assert_eq!(node_metrics(&set), good, "last good list served");
+}

@@ -12,8 +12,10 @@
 //! when nodes changed but partitions did not it fails the request (22.05:
 //! HTTP 500, `errno -1`, "Unspecified error", observed live; later releases
 //! have the same code path). Hence:
-//! * a failed conditional request is repeated unconditionally in the same
-//!   poll, so the result is exact either way;
+//! * a conditional request that slurmrestd fails (an error status, or a
+//!   body that is not a node list) is repeated unconditionally in the same
+//!   poll, so the result is exact either way; one that times out or cannot
+//!   connect is not (it would only double the wait) and is the poll's error;
 //! * each such failure doubles the number of polls that skip the conditional
 //!   request (up to [`MAX_BACKOFF`]); an "unchanged" answer resets it. A busy
 //!   cluster, where nodes change every poll, pays the extra request once in
@@ -131,9 +133,19 @@ pub async fn sync_nodes(
                 sync.backoff = 0;
                 return (sync, unchanged(started));
             }
+            Err(e) if !answered(&e) => {
+                // Down, stalled or cut off: a second request would only
+                // double the wait. The error is this poll's.
+                return (
+                    sync,
+                    NodesOutcome {
+                        started,
+                        result: Err(e),
+                    },
+                );
+            }
             Err(e) => {
-                // Usually "nodes changed, partitions did not" (see above);
-                // a real outage fails the unconditional request too.
+                // Usually "nodes changed, partitions did not" (see above).
                 tracing::debug!(version = %v, error = %e, "conditional /nodes failed; polling unconditionally");
                 sync.backoff = (sync.backoff * 2).clamp(1, MAX_BACKOFF);
                 sync.skip = sync.backoff;
@@ -144,6 +156,15 @@ pub async fn sync_nodes(
     }
     let outcome = unconditional(client, v, &mut sync).await;
     (sync, outcome)
+}
+
+/// Whether slurmrestd answered (with an error status or a body that is
+/// not a node list), as opposed to not answering in time or at all.
+fn answered(e: &FetchError) -> bool {
+    matches!(
+        e,
+        FetchError::Status { .. } | FetchError::Parse { .. } | FetchError::NotJson { .. }
+    )
 }
 
 fn unchanged(started: Instant) -> NodesOutcome {

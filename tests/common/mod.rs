@@ -316,6 +316,8 @@ pub struct LiveNodes {
     pub no_change_warning: bool,
     /// `/nodes/` answers with this HTTP status, whatever the query.
     pub fault: Option<u16>,
+    /// `/nodes/` sends its headers and then nothing, for an hour.
+    pub stall: bool,
 }
 
 impl LiveNodes {
@@ -335,6 +337,7 @@ impl LiveNodes {
             clock: now,
             no_change_warning: false,
             fault: None,
+            stall: false,
         }
     }
 
@@ -373,6 +376,19 @@ impl LiveNodes {
                 code,
                 r#"{"errors":[{"error":"Unspecified error"}]}"#.into(),
             ));
+        }
+        if self.stall {
+            let mut r = Response::new(fed_body(|tx| {
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                    drop(tx);
+                })
+            }));
+            r.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            );
+            return Some(r);
         }
         let mut body = self.body.clone();
         if self.version != ApiVersion::V0038 {
