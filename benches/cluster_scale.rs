@@ -677,22 +677,33 @@ async fn load(addr: &str, scrapers: usize, secs: u64) -> LoadResult {
             let mut bytes = 0;
             let mut conn = Conn::open(&addr).await.expect("connect");
             while Instant::now() < until {
-                let t = Instant::now();
-                match conn.get_discard("/metrics").await {
-                    Ok((200, n)) => {
-                        lat.push(t.elapsed());
-                        bytes = n;
-                    }
-                    _ => {
-                        errors += 1;
-                        conn = Conn::open(&addr).await.expect("reconnect");
-                    }
-                }
+                scrape_once(&mut conn, &addr, &mut lat, &mut errors, &mut bytes).await;
             }
             (lat, errors, bytes)
         }));
     }
     summarize(tasks).await
+}
+
+/// One GET of `/metrics`: its latency, or an error and a new connection.
+async fn scrape_once(
+    conn: &mut Conn,
+    addr: &str,
+    lat: &mut Vec<Duration>,
+    errors: &mut usize,
+    bytes: &mut usize,
+) {
+    let t = Instant::now();
+    match conn.get_discard("/metrics").await {
+        Ok((200, n)) => {
+            lat.push(t.elapsed());
+            *bytes = n;
+        }
+        _ => {
+            *errors += 1;
+            *conn = Conn::open(addr).await.expect("reconnect");
+        }
+    }
 }
 
 /// `scrapers` connections each GETting `/metrics` once per `period`, as
@@ -724,17 +735,7 @@ async fn load_paced(
             let mut next = start + offset;
             while next < until {
                 tokio::time::sleep_until(next.into()).await;
-                let t = Instant::now();
-                match conn.get_discard("/metrics").await {
-                    Ok((200, n)) => {
-                        lat.push(t.elapsed());
-                        bytes = n;
-                    }
-                    _ => {
-                        errors += 1;
-                        conn = Conn::open(&addr).await.expect("reconnect");
-                    }
-                }
+                scrape_once(&mut conn, &addr, &mut lat, &mut errors, &mut bytes).await;
                 next += period;
             }
             (lat, errors, bytes)

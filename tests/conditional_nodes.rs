@@ -342,3 +342,101 @@ async fn a_stalled_conditional_request_is_not_repeated() {
     );
     assert_eq!(node_metrics(&set), good, "last good list served");
 }
+
+/// Whatever slurmrestd answers to the conditional request that is not a node
+/// list or "no change" is followed by an unconditional request: the result
+/// stays exact and no error is counted.
+#[tokio::test]
+async fn garbage_answers_to_the_conditional_request_fall_back() {
+    let huge_error = {
+        // An error body far over the 64 KiB read for error numbers, with
+        // the number 1900 only after the cut: not taken for "no change".
+        let mut b = format!(r#"{{"meta":{{"pad":"{}"}},"#, "x".repeat(1 << 20)).into_bytes();
+        b.extend_from_slice(br#""errors":[{"error_number":1900}],"nodes":[]}"#);
+        bytes::Bytes::from(b)
+    };
+    let cases: Vec<(&str, (u16, &'static str, bytes::Bytes))> = vec![
+        (
+            "HTML from a proxy",
+            (
+                200,
+                "text/html",
+                "<html><body>502 Bad Gateway</body></html>".into(),
+            ),
+        ),
+        (
+            "truncated JSON",
+            (
+                200,
+                "application/json",
+                r#"{"nodes":[{"name":"vm","cpus":"#.into(),
+            ),
+        ),
+        (
+            "not JSON at all",
+            (200, "application/json", "\u{0}\u{ff}garbage".into()),
+        ),
+        ("a 1 MiB error body", (500, "application/json", huge_error)),
+        (
+            "a 304 with a body",
+            (304, "application/json", "ignored".into()),
+        ),
+    ];
+    for (what, answer) in cases {
+        let v = V44;
+        let (state, url, mut p) = setup(v, opts(v, 10)).await;
+        p.poll().await;
+        live(&state, |l| {
+            l.edit(0, |n| set_load(n, v, 777));
+            l.conditional_answer = Some(answer.clone());
+        });
+        let (set, reqs) = poll(&mut p, &state, v).await;
+        let expect_requests = if answer.0 == 304 { 1 } else { 2 };
+        assert_eq!(reqs.len(), expect_requests, "{what}: {reqs:?}");
+        assert!(conditional(&reqs[0]), "{what}");
+        assert_eq!(nodes_errors(&set), 0.0, "{what}");
+        assert_eq!(
+            set.value("slurm_exporter_endpoint_up", &[("endpoint", "nodes")]),
+            Some(1.0),
+            "{what}"
+        );
+        let m = node_metrics(&set);
+        if answer.0 == 304 {
+            // 304 means "no change" whatever its body: the previous list.
+            assert!(!m.contains("7.77"), "{what}");
+        } else {
+            assert!(m.contains("7.77"), "{what}: the unconditional list is used");
+            assert_eq!(m, from_scratch(&url, v).await, "{what}");
+        }
+    }
+}
+
+/// A conditional answer over the size limit is that poll's error: the
+/// unconditional list would be as large, so it is not fetched too.
+#[tokio::test]
+async fn an_oversized_conditional_answer_is_not_repeated() {
+    let v = V44;
+    let state = mock(vec![(v, recording(v))]);
+    state.lock().unwrap().live_nodes = Some(LiveNodes::from_recording(v));
+    let url = start_tcp(state.clone()).await;
+    let mut p = Poller::new(
+        client(&url, TokenSource::None, Duration::from_secs(5), 1 << 20),
+        opts(v, 10),
+    );
+    p.poll().await;
+    let good = from_scratch(&url, v).await;
+    let big = bytes::Bytes::from(format!(r#"{{"nodes":[],"pad":"{}"}}"#, "x".repeat(2 << 20)));
+    live(&state, |l| {
+        l.conditional_answer = Some((200, "application/json", big))
+    });
+    let (set, reqs) = poll(&mut p, &state, v).await;
+    assert_eq!(reqs.len(), 1, "{reqs:?}");
+    assert_eq!(
+        set.value(
+            "slurm_exporter_errors_total",
+            &[("endpoint", "nodes"), ("kind", "too_large")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(node_metrics(&set), good, "last good list served");
+}

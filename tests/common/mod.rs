@@ -318,6 +318,9 @@ pub struct LiveNodes {
     pub fault: Option<u16>,
     /// `/nodes/` sends its headers and then nothing, for an hour.
     pub stall: bool,
+    /// `/nodes/?update_time=` (only) answers with this status, content
+    /// type and body: garbage where a node list or "no change" belongs.
+    pub conditional_answer: Option<(u16, &'static str, Bytes)>,
 }
 
 impl LiveNodes {
@@ -338,6 +341,7 @@ impl LiveNodes {
             no_change_warning: false,
             fault: None,
             stall: false,
+            conditional_answer: None,
         }
     }
 
@@ -399,6 +403,9 @@ impl LiveNodes {
             .split('&')
             .find_map(|kv| kv.strip_prefix("update_time="))
             .map(|t| t.parse::<i64>().unwrap());
+        if let (Some(_), Some((code, ct, b))) = (since, &self.conditional_answer) {
+            return Some(full(StatusCode::from_u16(*code).unwrap(), ct, b.clone()));
+        }
         if let Some(t) = since {
             if self.last_node_change < t {
                 if self.version == ApiVersion::V0038 {
