@@ -20,6 +20,8 @@ import urllib.request
 from collections import defaultdict
 
 RESULTS = []
+# Whether slurmrestd serves /shares (API v0.0.39+, Slurm 23.02+); set from --release.
+SHARES = False
 
 
 def report(name, ok, detail=""):
@@ -102,19 +104,102 @@ def cli_snapshot():
             finished[(state, account)] += 1
     snap["finished jobs per state and account (sacct)"] = dict(finished)
 
-    sinfo = json.loads(run(["sinfo", "--json"]))
+    # `scontrol -o` reads the same on every release (sinfo --json changed shape in
+    # 24.05); like slurmrestd's /nodes it leaves out FUTURE nodes.
     nodes = defaultdict(float)
-    seen = set()
-    for n in sinfo["nodes"]:
-        if n["name"] in seen:
+    drained = 0
+    for line in run(["scontrol", "-o", "show", "node"]).splitlines():
+        m = re.search(r"\bState=(\S+)", line)
+        if not m:
             continue
-        seen.add(n["name"])
-        state = n["state"] if isinstance(n["state"], str) else n["state"][0]
-        nodes[(state.lower(),)] += 1
-    snap["nodes per base state (sinfo --json)"] = dict(nodes)
-    drained = sum(1 for n in sinfo["nodes"] if "DRAIN" in (n.get("state_flags") or []))
-    snap["drained nodes (sinfo --json)"] = {("DRAIN",): float(drained)} if drained else {}
+        parts = m.group(1).split("+")
+        nodes[(parts[0].lower(),)] += 1
+        drained += "DRAIN" in parts[1:]
+    snap["nodes per base state (scontrol show node)"] = dict(nodes)
+    snap["drained nodes (scontrol show node)"] = {("DRAIN",): float(drained)} if drained else {}
+
+    # Pending reasons as squeue prints them. squeue shows the job's state
+    # description where slurmctld set one ("ReqNodeNotAvail, UnavailableNodes:gpu-node[02-03]");
+    # the exporter's label is the reason's name, the part before the first comma.
+    reasons = defaultdict(float)
+    for line in run(["squeue", "-r", "-h", "-t", "PD", "-o", "%a|%r"]).splitlines():
+        account, reason = line.split("|", 1)
+        reasons[(account, reason.split(",")[0].strip())] += 1
+    snap["pending jobs per account and reason (squeue -o %r)"] = dict(reasons)
+
+    # Partition totals: scontrol counts every configured node, FUTURE ones too.
+    parts = {}
+    for line in run(["scontrol", "-o", "show", "partition"]).splitlines():
+        name = re.search(r"\bPartitionName=(\S+)", line).group(1)
+        tres = re.search(r"\bTRES=(\S+)", line)
+        gpus = re.search(r"(?:^|,)gres/gpu=(\d+)", tres.group(1)) if tres else None
+        parts[(name, "nodes")] = float(re.search(r"\bTotalNodes=(\d+)", line).group(1))
+        parts[(name, "cpus")] = float(re.search(r"\bTotalCPUs=(\d+)", line).group(1))
+        parts[(name, "gpus")] = float(gpus.group(1)) if gpus else 0.0
+    snap["partition nodes, CPUs, GPUs (scontrol show partition)"] = {k: v for k, v in parts.items() if v}
+
+    # slurmctld's own statistics (sdiag): job counters since its start.
+    sdiag = run(["sdiag"])
+    counters = {}
+    for word in ("submitted", "started", "completed", "canceled", "failed"):
+        m = re.search(rf"^\s*Jobs {word}:\s*(\d+)", sdiag, re.M)
+        if m and int(m.group(1)):
+            counters[(word,)] = float(m.group(1))
+    snap["job counters (sdiag)"] = counters
+
+    if SHARES:
+        snap["fairshare (sshare -a -l)"] = sshare_snapshot()
     return snap
+
+
+def sshare_snapshot():
+    """Shares per association as sshare prints them: FairShare on user rows,
+    LevelFS on account rows (what the exporter's factor means there), 'inf' as +Inf."""
+    out = {}
+    lines = run(["sshare", "-a", "-l", "-P"]).splitlines()
+    head = lines[0].split("|")
+    parent_stack = []
+    for line in lines[1:]:
+        row = dict(zip(head, line.split("|")))
+        depth = len(row["Account"]) - len(row["Account"].lstrip(" "))
+        account, user = row["Account"].strip(), row["User"].strip()
+        if account == "root" and not user:
+            continue
+        key = (account, user)
+        for col, name in (("RawShares", "raw_shares"), ("NormShares", "normalized_shares"),
+                          ("EffectvUsage", "effective_usage")):
+            v = row.get(col, "")
+            if v not in ("", "parent"):
+                out[key + (name,)] = float(v)
+        fs = row["LevelFS"] if not user else row["FairShare"]
+        if fs != "":
+            out[key + ("fairshare",)] = float("inf") if fs == "inf" else float(fs)
+    return out
+
+
+def share_view(samples):
+    out = {}
+    for metric, name in (("slurm_share_raw_shares", "raw_shares"),
+                         ("slurm_share_normalized_shares_ratio", "normalized_shares"),
+                         ("slurm_share_effective_usage_ratio", "effective_usage"),
+                         ("slurm_share_fairshare_factor", "fairshare")):
+        for n, labels, v in samples:
+            if n == metric and not (labels.get("account") == "root" and not labels.get("user")):
+                out[(labels.get("account", ""), labels.get("user", ""), name)] = v
+    return out
+
+
+def close(a, b):
+    """Equal within sshare's printed precision (6 decimals) for every key."""
+    if set(a) != set(b):
+        return False
+    for k in a:
+        x, y = a[k], b[k]
+        if x == y:
+            continue
+        if abs(x - y) > 1e-6 + 1e-6 * abs(y):
+            return False
+    return True
 
 
 def exporter_view(samples):
@@ -128,9 +213,23 @@ def exporter_view(samples):
         "GPUs allocated per account (squeue --json tres_alloc_str)": gpus,
         "GPUs allocated per account (sacct -s R AllocTRES)": gpus,
         "finished jobs per state and account (sacct)": finished,
-        "nodes per base state (sinfo --json)": group(samples, "slurm_nodes", ["state"]),
-        "drained nodes (sinfo --json)": group(samples, "slurm_nodes_with_flag", ["flag"], {"flag": "DRAIN"}),
+        "nodes per base state (scontrol show node)": group(samples, "slurm_nodes", ["state"]),
+        "drained nodes (scontrol show node)": group(samples, "slurm_nodes_with_flag", ["flag"], {"flag": "DRAIN"}),
+        "pending jobs per account and reason (squeue -o %r)": group(samples, "slurm_jobs_pending", ["account", "reason"]),
+        "partition nodes, CPUs, GPUs (scontrol show partition)": {
+            (p, kind): v
+            for kind, metric in (("nodes", "slurm_partition_nodes"), ("cpus", "slurm_partition_cpus"),
+                                 ("gpus", "slurm_partition_gpus"))
+            for (p,), v in group(samples, metric, ["partition"]).items()},
+        "job counters (sdiag)": {
+            (w,): v for w in ("submitted", "started", "completed", "canceled", "failed")
+            for v in [metric_sum(samples, f"slurm_scheduler_jobs_{w}_total")] if v},
+        "fairshare (sshare -a -l)": share_view(samples),
     }
+
+
+def metric_sum(samples, name):
+    return sum(v for n, _, v in samples if n == name)
 
 
 def polls(exporter):
@@ -150,6 +249,10 @@ def wait_fresh_poll(exporter, timeout=60):
     return False
 
 
+def same(key, a, b):
+    return close(a, b) if key.startswith("fairshare") else a == b
+
+
 def check_equality(exporter, attempts=5):
     """CLI before, a fresh poll, metrics, CLI after: compare when the CLI did not move."""
     last = None
@@ -163,7 +266,7 @@ def check_equality(exporter, attempts=5):
             continue  # the cluster moved under us; take another look
         view = exporter_view(samples)
         last = (before, view)
-        if all(view[k] == before[k] for k in before):
+        if all(same(k, view[k], before[k]) for k in before):
             break
         time.sleep(2)
     if last is None:
@@ -171,7 +274,7 @@ def check_equality(exporter, attempts=5):
     before, view = last
     ok = True
     for k in before:
-        ok &= report(f"exporter == CLI: {k}", view[k] == before[k],
+        ok &= report(f"exporter == CLI: {k}", same(k, view[k], before[k]),
                      f"exporter={sorted(view[k].items())} cli={sorted(before[k].items())}")
     # The equality above held with /nodes?update_time= on (the CLI default).
     kinds = {l.get("kind"): v for n, l, v in parse_metrics(http_get(exporter + "/metrics"))
@@ -413,6 +516,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("phase", choices=["equality", "usage", "prometheus", "restd-down", "restd-up"])
     ap.add_argument("--exporter", default="http://127.0.0.1:19342")
+    ap.add_argument("--release", default="22.05", help="Slurm major.minor under test")
     ap.add_argument("--prometheus", default="http://127.0.0.1:19090")
     ap.add_argument("--dashboards", default="dashboards")
     ap.add_argument("--firing", default="")
@@ -421,6 +525,8 @@ def main():
     ap.add_argument("--allow-empty", default="", help="regexes of panel titles that may be empty here")
     args = ap.parse_args()
     split = lambda s: [x for x in s.split(",") if x]
+    global SHARES
+    SHARES = tuple(map(int, args.release.split(".")[:2])) >= (23, 2)
     if args.phase == "equality":
         check_equality(args.exporter)
     elif args.phase == "usage":

@@ -74,3 +74,47 @@ wait_until() {
 		sleep 0.5
 	done
 }
+
+# free_ports N: N distinct TCP ports on 127.0.0.1 that nobody listens on right now,
+# drawn at random below Linux's ephemeral range (32768+), where outgoing
+# connections would otherwise take them. A port can still be taken between this
+# check and our bind: port_owner below catches that.
+free_ports() {
+	python3 - "$1" <<'PY'
+import random, socket, sys
+want, got, tries = int(sys.argv[1]), [], 0
+while len(got) < want and tries < 10000:
+    tries += 1
+    p = random.randrange(20000, 32000)
+    if p in got:
+        continue
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", p))
+        got.append(p)
+    except OSError:
+        pass
+    finally:
+        s.close()
+if len(got) < want:
+    sys.exit("no free ports")
+print(" ".join(map(str, got)))
+PY
+}
+
+# port_owner PORT: pids of the processes listening on TCP PORT (any address).
+port_owner() {
+	ss -Hltnp "( sport = :$1 )" 2>/dev/null | grep -oE 'pid=[0-9]+' | cut -d= -f2 | sort -u
+}
+
+# expect_port_owner NAME PORT PID: fail unless PID (ours) is what listens on PORT, so
+# an answer from somebody else's process on a port we picked never counts as ours.
+expect_port_owner() {
+	local name=$1 port=$2 pid=$3 owners
+	owners=$(port_owner "$port" | tr '\n' ' ')
+	if [[ " $owners " == *" $pid "* ]]; then
+		log "$name: pid $pid listens on port $port"
+		return 0
+	fi
+	die "$name (pid $pid) is not what listens on port $port (listening: ${owners:-nobody})"
+}

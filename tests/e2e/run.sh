@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# Live end-to-end test: a real Slurm 22.05 (slurmctld, slurmd, slurmdbd,
-# slurmrestd, MariaDB, munge) from Debian's packages, the exporter's cluster
+# Live end-to-end test: a real Slurm (slurmctld, slurmd, slurmdbd, slurmrestd,
+# MariaDB, munge) from Debian's packages -- 22.05 on this Debian 12 host, 24.11
+# (trixie) or 26.05 (sid) in a chroot made by chroot.sh -- the exporter's cluster
 # scraper against it, the node agent against a fixture tree, and a real
 # Prometheus scraping both with the project's alert and recording rules.
 # Checks values against squeue/sinfo/sacct, dashboard queries, alerts, and the
 # slurmrestd stop/restart behaviour. Stops everything it started, by pid.
 #
-# Usage: tests/e2e/run.sh            (as root; state under a fresh /tmp dir)
+# Every port is picked free at run time, and every process we start must be the
+# one listening on its port (an answer from somebody else's daemon fails the run).
+#
+# Usage: tests/e2e/run.sh [22.05|24.11|26.05]   (as root; state under a fresh /tmp dir)
 # Env:   E2E_STATE_DIR  keep state/logs there instead of a temp dir
 #        E2E_EXPORTER_BIN  exporter binary (default target/debug/slurm-gpu-exporter, built if missing)
 set -euo pipefail
@@ -16,6 +20,15 @@ E2E_TAG=e2e
 # shellcheck source=tests/e2e/lib.sh
 . tests/e2e/lib.sh
 
+RELEASE=${1:-22.05}
+case $RELEASE in
+22.05) SUITE="" ;;     # Debian 12's own packages, on the host
+24.11) SUITE=trixie ;; # slurmrestd v0.0.40-v0.0.42
+26.05) SUITE=sid ;;    # slurmrestd v0.0.42-v0.0.45, native OpenMetrics
+*) die "unknown release $RELEASE (22.05, 24.11 or 26.05)" ;;
+esac
+E2E_TAG=e2e-$RELEASE
+
 TOP=${E2E_STATE_DIR:-$(mktemp -d /tmp/sge-e2e.XXXXXX)}
 mkdir -p "$TOP"
 chmod 755 "$TOP" # the Slurm daemons run as their own users
@@ -24,10 +37,15 @@ OWN=$TOP/exporter-side
 rm -rf "$OWN"
 mkdir -p "$OWN/pids" "$OWN/log" "$OWN/rules" "$OWN/prometheus-data"
 BIN=${E2E_EXPORTER_BIN:-$ROOT/target/debug/slurm-gpu-exporter}
-EXPORTER=http://127.0.0.1:19342
-NODE_AGENT=http://127.0.0.1:19343
-PROM=http://127.0.0.1:19090
+# ours: exporter, node agent, CPU node agent, a dead agent's port, Prometheus;
+# Slurm's: MariaDB, slurmctld, slurmd, slurmdbd, slurmrestd, the never-up nodes' port
+read -r P_EXPORTER P_AGENT P_AGENT_CPU P_DEAD P_PROM P_MYSQL P_CTLD P_SLURMD P_DBD P_REST P_PHANTOM <<<"$(free_ports 11)"
+EXPORTER=http://127.0.0.1:$P_EXPORTER
+NODE_AGENT=http://127.0.0.1:$P_AGENT
+PROM=http://127.0.0.1:$P_PROM
 FAILED=0
+CHROOT=""
+IN=() # command prefix that runs a Slurm binary where Slurm is installed
 
 own_start() { # own_start NAME LOG CMD...
 	local name=$1 out=$2
@@ -53,8 +71,18 @@ own_stop() { # own_stop NAME: by recorded pid, only if it is still the same proc
 cleanup() {
 	local rc=$?
 	set +e
+	if [[ -n ${E2E_PAUSE:-} ]]; then
+		# debugging: keep everything running until $TOP/continue exists
+		log "E2E_PAUSE: everything still runs; . $STATE/env (PATH=$TOP/bin:\$PATH); touch $TOP/continue to stop"
+		while [[ ! -e $TOP/continue ]]; do sleep 2; done
+	fi
 	for n in prometheus node-agent node-agent-cpu efa-traffic exporter-cluster slurmrestd-restarted; do own_stop "$n"; done
-	bash tests/e2e/slurm-down.sh "$STATE" >"$OWN/log/slurm-down.log" 2>&1
+	if [[ -n $CHROOT ]]; then
+		"${IN[@]}" bash /opt/sge-e2e/slurm-down.sh "$STATE" >"$OWN/log/slurm-down.log" 2>&1
+		bash tests/e2e/chroot.sh leave "$CHROOT" "$TOP"
+	else
+		bash tests/e2e/slurm-down.sh "$STATE" >"$OWN/log/slurm-down.log" 2>&1
+	fi
 	if [[ $rc -ne 0 || $FAILED -ne 0 ]]; then
 		echo "=== e2e failed; logs in $TOP (tails follow)"
 		tail_logs "$OWN"/log/*.log "$STATE"/log/slurmctld.log "$STATE"/log/slurmrestd.log
@@ -76,11 +104,43 @@ phase() { # phase DESC CMD...: runs a check phase, remembers failure, goes on
 [[ -x $BIN ]] || cargo build --locked --bin slurm-gpu-exporter
 command -v prometheus >/dev/null || die "prometheus not installed (slurm-up.sh installs it)"
 
-step "1/6 Slurm up and job mix"
-bash tests/e2e/slurm-up.sh "$STATE"
-bash tests/e2e/jobmix.sh "$STATE"
+export E2E_MYSQL_PORT=$P_MYSQL E2E_SLURMCTLD_PORT=$P_CTLD E2E_SLURMD_PORT=$P_SLURMD \
+	E2E_SLURMDBD_PORT=$P_DBD E2E_SLURMRESTD_PORT=$P_REST E2E_PHANTOM_PORT=$P_PHANTOM
+step "1/6 Slurm $RELEASE up and job mix"
+if [[ -n $SUITE ]]; then
+	CHROOT=$(bash tests/e2e/chroot.sh ensure "$SUITE")
+	# The job users exist on the host too, with the uids the chroot gives them.
+	for u in alice gildong bob; do
+		getent passwd "$u" >/dev/null || useradd --create-home --shell /bin/bash --user-group "$u"
+		export "E2E_UID_$u=$(id -u "$u")"
+	done
+	bash tests/e2e/chroot.sh enter "$CHROOT" "$TOP"
+	mkdir -p "$CHROOT/opt/sge-e2e"
+	cp tests/e2e/*.sh "$CHROOT/opt/sge-e2e/"
+	IN=(chroot "$CHROOT" env E2E_IN_CHROOT=1 E2E_SKIP_INSTALL=1)
+	"${IN[@]}" bash /opt/sge-e2e/slurm-up.sh "$STATE"
+	"${IN[@]}" bash /opt/sge-e2e/jobmix.sh "$STATE"
+	# The Slurm CLI for this script and check.py: the chroot's, through wrappers.
+	mkdir -p "$TOP/bin"
+	for t in squeue sinfo sacct scontrol sshare sdiag sreport sacctmgr sprio scancel sbatch; do
+		printf '#!/bin/sh\nexec chroot %q env SLURM_CONF=%q /usr/bin/%s "$@"\n' \
+			"$CHROOT" "$STATE/etc/slurm.conf" "$t" >"$TOP/bin/$t"
+		chmod 755 "$TOP/bin/$t"
+	done
+	export PATH=$TOP/bin:$PATH
+else
+	bash tests/e2e/slurm-up.sh "$STATE"
+	bash tests/e2e/jobmix.sh "$STATE"
+fi
 # shellcheck disable=SC1091
 . "$STATE/env"
+log "Slurm $E2E_SLURM_RELEASE, slurmrestd $SLURMRESTD_API_VERSION at $SLURMRESTD_URL"
+[[ $E2E_SLURM_RELEASE == "$RELEASE".* ]] || die "asked for Slurm $RELEASE, got $E2E_SLURM_RELEASE"
+expect_port_owner mariadbd "$P_MYSQL" "$E2E_PID_MYSQLD"
+expect_port_owner slurmdbd "$P_DBD" "$E2E_PID_SLURMDBD"
+expect_port_owner slurmctld "$P_CTLD" "$E2E_PID_SLURMCTLD"
+expect_port_owner slurmd "$P_SLURMD" "$E2E_PID_SLURMD"
+expect_port_owner slurmrestd "$P_REST" "$E2E_PID_SLURMRESTD"
 
 step "2/6 exporter: cluster scraper against slurmrestd, node agent against a fixture tree"
 # ai_project's GPU budget is spent within seconds; hpc_project's is far away.
@@ -96,7 +156,7 @@ own_start exporter-cluster "$OWN/log/exporter-cluster.log" "$BIN" cluster \
 	--slurmrestd-url "$SLURMRESTD_URL" --slurmrestd-token-file "$SLURMRESTD_TOKEN_FILE" \
 	--usage-state-file "$OWN/usage-state.json" --budgets "$OWN/budgets.yaml" \
 	--slurmrestd-user-name "$SLURMRESTD_TOKEN_USER" --poll-interval 2s --slurmrestd-timeout 10s \
-	--web.listen-address 127.0.0.1:19342
+	--web.listen-address "127.0.0.1:$P_EXPORTER"
 # GPU -> job mapping files as Slinky's prolog writes them (one file per GPU
 # index holding the job id), from the live jobs' GPU indices (scontrol -d).
 mkdir -p "$OWN/job-mapping"
@@ -141,14 +201,18 @@ own_start node-agent "$OWN/log/node-agent.log" "$BIN" node \
 	--path.procfs "$OWN/node-tree/proc" --path.sysfs "$OWN/node-tree/sys" \
 	--slurm-node-name "$E2E_NODE" --collect-interval 2s --gpu.backend fake-faulty \
 	--collector.jobs.mapping-dir "$OWN/job-mapping" \
-	--web.listen-address 127.0.0.1:19343
+	--web.listen-address "127.0.0.1:$P_AGENT"
 # A CPU node whose agent finds no NVML library: its GPU collector reports down.
 own_start node-agent-cpu "$OWN/log/node-agent-cpu.log" "$BIN" node \
 	--path.procfs tests/fixtures/node/sluid-cgroupv2/proc --path.sysfs tests/fixtures/node/sluid-cgroupv2/sys \
 	--slurm-node-name cpu-node01 --collect-interval 2s --gpu.backend nvml \
-	--nvml.library "$OWN/no-such-libnvidia-ml.so.1" --web.listen-address 127.0.0.1:19344
+	--nvml.library "$OWN/no-such-libnvidia-ml.so.1" --web.listen-address "127.0.0.1:$P_AGENT_CPU"
 wait_until "cluster scraper /readyz" 60 "" "$OWN/log/exporter-cluster.log" -- curl -sf "$EXPORTER/readyz"
 wait_until "node agent /readyz" 60 "" "$OWN/log/node-agent.log" -- curl -sf "$NODE_AGENT/readyz"
+expect_port_owner exporter-cluster "$P_EXPORTER" "$(<"$OWN/pids/exporter-cluster.pid")"
+expect_port_owner node-agent "$P_AGENT" "$(<"$OWN/pids/node-agent.pid")"
+wait_until "CPU node agent /readyz" 60 "" "$OWN/log/node-agent-cpu.log" -- curl -sf "http://127.0.0.1:$P_AGENT_CPU/readyz"
+expect_port_owner node-agent-cpu "$P_AGENT_CPU" "$(<"$OWN/pids/node-agent-cpu.pid")"
 
 step "3/6 Prometheus with the project's rules ('for:' shortened to 5s, group intervals to 2s)"
 for f in alerts/*.yaml; do
@@ -164,33 +228,38 @@ rule_files:
   - $OWN/rules/*.yaml
 scrape_configs:
   - job_name: slurm-gpu-exporter-cluster
-    static_configs: [{targets: ["127.0.0.1:19342"], labels: {cluster: "$E2E_CLUSTER"}}]
+    static_configs: [{targets: ["127.0.0.1:$P_EXPORTER"], labels: {cluster: "$E2E_CLUSTER"}}]
   - job_name: slurm-gpu-exporter-node
-    # 19345: a node whose agent died (nothing listens there).
-    static_configs: [{targets: ["127.0.0.1:19343", "127.0.0.1:19344", "127.0.0.1:19345"], labels: {cluster: "$E2E_CLUSTER"}}]
+    # $P_DEAD: a node whose agent died (nothing listens there).
+    static_configs: [{targets: ["127.0.0.1:$P_AGENT", "127.0.0.1:$P_AGENT_CPU", "127.0.0.1:$P_DEAD"], labels: {cluster: "$E2E_CLUSTER"}}]
 EOF
 promtool check config "$OWN/prometheus.yml" >"$OWN/log/promtool-config.log" 2>&1 || { cat "$OWN/log/promtool-config.log"; die "bad prometheus config"; }
 own_start prometheus "$OWN/log/prometheus.log" prometheus --config.file="$OWN/prometheus.yml" \
-	--storage.tsdb.path="$OWN/prometheus-data" --web.listen-address=127.0.0.1:19090
+	--storage.tsdb.path="$OWN/prometheus-data" --web.listen-address="127.0.0.1:$P_PROM"
 wait_until "prometheus ready" 60 "" "$OWN/log/prometheus.log" -- curl -sf "$PROM/-/ready"
+expect_port_owner prometheus "$P_PROM" "$(<"$OWN/pids/prometheus.pid")"
 
-phase "4/6 exporter values equal squeue/sinfo/sacct" python3 tests/e2e/check.py equality --exporter "$EXPORTER"
-phase "4b/6 GPU-hour counters equal sacct over a window" python3 tests/e2e/check.py usage --exporter "$EXPORTER" --prometheus "$PROM"
+phase "4/6 exporter values equal squeue/sinfo/sacct" python3 tests/e2e/check.py equality --release "$RELEASE" --exporter "$EXPORTER"
+if [[ -n ${E2E_RECORD_DIR:-} ]]; then
+	# fixtures for tests/fixtures/live/ (see tests/e2e/README.md)
+	python3 tests/e2e/record.py "$E2E_RECORD_DIR/$E2E_SLURM_RELEASE"
+fi
+phase "4b/6 GPU-hour counters equal sacct over a window" python3 tests/e2e/check.py usage --release "$RELEASE" --exporter "$EXPORTER" --prometheus "$PROM"
 
 step "5/6 slurmrestd stopped and restarted"
 kill -TERM "$E2E_PID_SLURMRESTD"
-phase "slurmrestd down" python3 tests/e2e/check.py restd-down --exporter "$EXPORTER" --prometheus "$PROM"
-own_start slurmrestd-restarted "$STATE/log/slurmrestd.log" \
+phase "slurmrestd down" python3 tests/e2e/check.py restd-down --release "$RELEASE" --exporter "$EXPORTER" --prometheus "$PROM"
+own_start slurmrestd-restarted "$STATE/log/slurmrestd.log" "${IN[@]}" \
 	env SLURM_JWT=daemon SLURM_CONF="$SLURM_CONF" \
 	/usr/sbin/slurmrestd -u slurmrestd -g slurmrestd -a rest_auth/jwt "127.0.0.1:$E2E_SLURMRESTD_PORT"
-phase "slurmrestd up again" python3 tests/e2e/check.py restd-up --exporter "$EXPORTER" --prometheus "$PROM"
+phase "slurmrestd up again" python3 tests/e2e/check.py restd-up --release "$RELEASE" --exporter "$EXPORTER" --prometheus "$PROM"
 
 # An up GPU node drained by an admin (jobs keep running): the drain alert's case.
 scontrol update nodename="$E2E_NODE" state=drain reason="e2e: drained for maintenance"
 # Give rules a few evaluations and rate() windows some samples.
 sleep 25
-phase "6/6 Prometheus: targets, every dashboard query, alerts" python3 tests/e2e/check.py prometheus \
-	--prometheus "$PROM" --dashboards dashboards \
+phase "6/6 Prometheus: targets, every dashboard query, alerts" python3 tests/e2e/check.py prometheus --release "$RELEASE" \
+	--prometheus "$PROM" --dashboards dashboards --dead-targets "127.0.0.1:$P_DEAD" \
 	--firing "$(cat tests/e2e/expected-firing.txt | grep -v '^#' | paste -sd, -)" \
 	--silent "$(cat tests/e2e/expected-silent.txt | grep -v '^#' | paste -sd, -)" \
 	--allow-empty "$(cat tests/e2e/allow-empty-panels.txt 2>/dev/null | grep -v '^#' | paste -sd, -)"
