@@ -61,7 +61,11 @@ fn recorded_families(release: &str) -> BTreeSet<String> {
             }
         }
     }
-    assert!(files >= 5, "{}: expected the 5 native metrics recordings", dir.display());
+    assert!(
+        files >= 5,
+        "{}: expected the 5 native metrics recordings",
+        dir.display()
+    );
     names
 }
 
@@ -76,7 +80,10 @@ fn our_names() -> BTreeMap<String, String> {
             continue;
         }
         goldens += 1;
-        let file = format!("tests/golden/{}", path.file_name().unwrap().to_string_lossy());
+        let file = format!(
+            "tests/golden/{}",
+            path.file_name().unwrap().to_string_lossy()
+        );
         for line in read(&path).lines() {
             let name = match line.strip_prefix("# TYPE ") {
                 Some(rest) => rest.split_whitespace().next(),
@@ -90,7 +97,8 @@ fn our_names() -> BTreeMap<String, String> {
     }
     assert!(goldens >= 4, "golden files not found");
     for name in documented_names(&read(&root().join("docs/metrics.md"))) {
-        out.entry(name).or_insert_with(|| "docs/metrics.md".to_string());
+        out.entry(name)
+            .or_insert_with(|| "docs/metrics.md".to_string());
     }
     out
 }
@@ -191,6 +199,43 @@ fn the_check_catches_the_names_we_used_to_emit() {
         clashes(["slurm_jobs_started_total"], &slurm_names()).len(),
         1
     );
+}
+
+/// `slurm_…` words in the dashboards and rule files: each must be a name of ours, never one of Slurm's,
+/// and no query may select by a `__name__` pattern, so that every panel and rule gives the same answer
+/// whether or not Slurm's own metrics are in the same Prometheus.
+#[test]
+fn dashboards_and_rules_query_only_our_names() {
+    let slurm = slurm_names();
+    let mut files = Vec::new();
+    for dir in ["dashboards", "alerts"] {
+        for entry in std::fs::read_dir(root().join(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            if matches!(
+                path.extension().and_then(|e| e.to_str()),
+                Some("json" | "yaml")
+            ) {
+                files.push(path);
+            }
+        }
+    }
+    assert!(files.len() >= 5, "dashboards and rule files not found");
+    let mut bad = Vec::new();
+    for path in &files {
+        let text = read(path);
+        for pattern in ["__name__=", "__name__!", "{__name__"] {
+            if text.contains(pattern) {
+                bad.push(format!("{}: selects by {pattern}", path.display()));
+            }
+        }
+        let words = text
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|w| w.starts_with("slurm_"));
+        for word in clashes(words, &slurm) {
+            bad.push(format!("{}: {word}", path.display()));
+        }
+    }
+    assert!(bad.is_empty(), "{bad:#?}");
 }
 
 #[test]
