@@ -258,3 +258,125 @@ fn no_metric_of_ours_has_a_slurm_native_name() {
          so Slurm's series and ours mix in one Prometheus: {report:#?}"
     );
 }
+
+/// Samples of a text exposition: (name, sorted labels) -> value.
+fn samples(text: &str) -> BTreeMap<(String, Vec<(String, String)>), f64> {
+    let mut out = BTreeMap::new();
+    for line in text.lines() {
+        if line.starts_with('#') || line.trim().is_empty() {
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').unwrap();
+        let (name, labels) = match series.split_once('{') {
+            Some((name, rest)) => (name, rest.trim_end_matches('}')),
+            None => (series, ""),
+        };
+        let mut labels: Vec<(String, String)> = labels
+            .split("\",")
+            .filter(|kv| !kv.is_empty())
+            .map(|kv| {
+                let (k, v) = kv.split_once('=').unwrap();
+                (k.to_string(), v.trim_matches('"').to_string())
+            })
+            .collect();
+        labels.sort();
+        out.insert((name.to_string(), labels), value.parse().unwrap());
+    }
+    out
+}
+
+/// `sum by (label) (name)` over samples.
+fn sum_by(
+    s: &BTreeMap<(String, Vec<(String, String)>), f64>,
+    name: &str,
+    label: &str,
+) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    for ((n, labels), v) in s {
+        if n == name {
+            let key = labels
+                .iter()
+                .find(|(k, _)| k == label)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default();
+            *out.entry(key).or_insert(0.0) += v;
+        }
+    }
+    out
+}
+
+/// The conversions docs/metrics.md gives for combining Slurm's metrics with ours hold on the Slurm 25.11.7
+/// recording: our `/metrics` from its slurmrestd v0.0.44 answers (tests/golden/cluster-v0.0.44.prom) against
+/// slurmctld's own metrics recorded at the same moment.
+#[test]
+fn documented_combinations_hold_on_the_25_11_recording() {
+    let ours = samples(&read(&root().join("tests/golden/cluster-v0.0.44.prom")));
+    let mut native_text = String::new();
+    for f in [
+        "jobs",
+        "nodes",
+        "partitions",
+        "scheduler",
+        "jobs-users-accts",
+    ] {
+        native_text +=
+            &read(&root().join(format!("tests/fixtures/slurm-cli/25.11.7/metrics_{f}.txt")));
+    }
+    let native = samples(&native_text);
+    let one = |name: &str| native[&(name.to_string(), vec![])];
+    const MIB: f64 = 1048576.0;
+
+    // Slurm's "bytes" are megabytes (MiB): allocated memory per account and configured memory per node.
+    let mem = sum_by(
+        &ours,
+        "slurm_cluster_jobs_allocated_memory_bytes",
+        "account",
+    );
+    let slurm_mem = sum_by(&native, "slurm_account_jobs_memory_alloc", "account");
+    assert_eq!(mem.len(), 2);
+    for (account, bytes) in &mem {
+        assert_eq!(*bytes, slurm_mem[account] * MIB, "{account}");
+    }
+    let cpus = sum_by(&ours, "slurm_cluster_jobs_allocated_cpus", "account");
+    assert_eq!(
+        cpus,
+        sum_by(&native, "slurm_account_jobs_cpus_alloc", "account")
+    );
+    let node_mem = sum_by(&ours, "slurm_cluster_node_memory_bytes", "node");
+    let slurm_node_mem = sum_by(&native, "slurm_node_memory_bytes", "node");
+    for (node, bytes) in &node_mem {
+        assert_eq!(*bytes, slurm_node_mem[node] * MIB, "{node}");
+    }
+    // FUTURE nodes: absent from slurmrestd, counted by Slurm.
+    let nodes: f64 = sum_by(&ours, "slurm_cluster_nodes", "state").values().sum();
+    assert_eq!(nodes + one("slurm_nodes_future"), one("slurm_nodes"));
+    assert_eq!(one("slurm_nodes_future"), 1.0);
+    assert_eq!(node_mem.len() + 1, slurm_node_mem.len());
+    // Running and pending jobs per partition.
+    for state in ["running", "pending"] {
+        let mut ours_by_partition = BTreeMap::new();
+        for ((n, labels), v) in &ours {
+            if n == "slurm_cluster_partition_jobs"
+                && labels.contains(&("state".to_string(), state.to_string()))
+            {
+                let p = labels.iter().find(|(k, _)| k == "partition").unwrap();
+                ours_by_partition.insert(p.1.clone(), *v);
+            }
+        }
+        assert_eq!(
+            ours_by_partition,
+            sum_by(
+                &native,
+                &format!("slurm_partition_jobs_{state}"),
+                "partition"
+            ),
+            "{state}"
+        );
+    }
+    // Slurm's scheduler times are microseconds.
+    let bf = ours[&(
+        "slurm_scheduler_backfill_cycle_last_seconds".to_string(),
+        vec![],
+    )];
+    assert!((bf * 1e6 - one("slurm_bf_cycle_last")).abs() < 1e-6);
+}
