@@ -260,7 +260,9 @@ fn no_metric_of_ours_has_a_slurm_native_name() {
 }
 
 /// Samples of a text exposition: (name, sorted labels) -> value.
-fn samples(text: &str) -> BTreeMap<(String, Vec<(String, String)>), f64> {
+type Samples = BTreeMap<(String, Vec<(String, String)>), f64>;
+
+fn samples(text: &str) -> Samples {
     let mut out = BTreeMap::new();
     for line in text.lines() {
         if line.starts_with('#') || line.trim().is_empty() {
@@ -286,11 +288,7 @@ fn samples(text: &str) -> BTreeMap<(String, Vec<(String, String)>), f64> {
 }
 
 /// `sum by (label) (name)` over samples.
-fn sum_by(
-    s: &BTreeMap<(String, Vec<(String, String)>), f64>,
-    name: &str,
-    label: &str,
-) -> BTreeMap<String, f64> {
+fn sum_by(s: &Samples, name: &str, label: &str) -> BTreeMap<String, f64> {
     let mut out = BTreeMap::new();
     for ((n, labels), v) in s {
         if n == name {
