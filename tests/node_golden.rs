@@ -181,3 +181,45 @@ fn slinky_slurmd_pod_node_name_discovered() {
     assert_eq!(joins(&set, SLURM_NODE), 0);
     assert_eq!(set.sum("slurm_gpu_up", &[("node", "ip-10-0-1-23")]), 4.0);
 }
+
+/// The flags as the binary wires them: by default the `node` label is the
+/// slurmd's name, `--slurm-node-name` overrides it, and the fallback is used
+/// only while no slurmd is visible.
+#[test]
+fn node_name_flags_of_the_binary() {
+    let root = fixture("slinky-slurmd-pod");
+    let empty = tempfile::tempdir().unwrap();
+    let once = |procfs: &Path, extra: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_slurm-gpu-exporter"))
+            .arg("node")
+            .arg("--once")
+            .arg("--gpu.backend=fake")
+            .arg(format!("--path.procfs={}", procfs.display()))
+            .arg(format!("--path.sysfs={}", root.join("sys").display()))
+            .args(extra)
+            .env_remove("SLURM_GPU_EXPORTER_SLURM_NODE_NAME")
+            .env_remove("SLURM_GPU_EXPORTER_SLURM_NODE_NAME_FALLBACK")
+            .output()
+            .expect("run the binary");
+        assert!(out.status.success(), "{out:?}");
+        let text = String::from_utf8(out.stdout).unwrap();
+        text.lines()
+            .find(|l| l.starts_with("slurm_gpu_devices{"))
+            .unwrap_or_else(|| panic!("no slurm_gpu_devices in\n{text}"))
+            .to_string()
+    };
+    let proc_ = root.join("proc");
+    let fallback = ["--slurm-node-name.fallback=ip-10-0-1-23"];
+    assert_eq!(
+        once(&proc_, &fallback),
+        "slurm_gpu_devices{node=\"slurm-worker-gpu-h100-0\"} 8"
+    );
+    assert_eq!(
+        once(&proc_, &["--slurm-node-name=given-0", fallback[0]]),
+        "slurm_gpu_devices{node=\"given-0\"} 8"
+    );
+    assert_eq!(
+        once(empty.path(), &fallback),
+        "slurm_gpu_devices{node=\"ip-10-0-1-23\"} 8"
+    );
+}
