@@ -345,6 +345,12 @@ fn documented_combinations_hold_on_the_25_11_recording() {
     for (node, bytes) in &node_mem {
         assert_eq!(*bytes, slurm_node_mem[node] * MIB, "{node}");
     }
+    let free = sum_by(&ours, "slurm_cluster_node_free_memory_bytes", "node");
+    let slurm_free = sum_by(&native, "slurm_node_memory_free_bytes", "node");
+    assert!(!free.is_empty());
+    for (node, bytes) in &free {
+        assert_eq!(*bytes, slurm_free[node] * MIB, "{node}");
+    }
     // FUTURE nodes: absent from slurmrestd, counted by Slurm.
     let nodes: f64 = sum_by(&ours, "slurm_cluster_nodes", "state").values().sum();
     assert_eq!(nodes + one("slurm_nodes_future"), one("slurm_nodes"));
