@@ -515,7 +515,7 @@ async fn polls(addr: &str) -> u64 {
 fn rss(sizes: &[usize]) {
     println!("## peak RSS of `slurm-gpu-exporter cluster` (v0.0.44, 10k nodes, 2,000 accounts × 5 users)");
     println!();
-    println!("| jobs | /jobs body MB | first poll s | VmHWM after 1 poll, MiB | VmHWM after 4 polls, MiB | VmRSS then, MiB | /metrics text MiB | slurm_jobs series |");
+    println!("| jobs | /jobs body MB | first poll s | VmHWM after 1 poll, MiB | VmHWM after 4 polls, MiB | VmRSS then, MiB | /metrics text MiB | slurm_cluster_jobs series |");
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
     let rt = runtime();
     for &jobs in sizes {
@@ -539,7 +539,7 @@ fn rss(sizes: &[usize]) {
             );
             let series = text
                 .lines()
-                .filter(|l| l.starts_with("slurm_jobs{"))
+                .filter(|l| l.starts_with("slurm_cluster_jobs{"))
                 .count();
             let t = Instant::now();
             while polls(&exp.addr).await < 4 {
@@ -1472,7 +1472,7 @@ fn job_text(set: &slurm_gpu_exporter::exposition::MetricSet) -> String {
             let n = l
                 .trim_start_matches("# HELP ")
                 .trim_start_matches("# TYPE ");
-            n.starts_with("slurm_job")
+            n.starts_with("slurm_job") || n.starts_with("slurm_cluster_jobs")
         })
         .collect::<Vec<_>>()
         .join("\n")

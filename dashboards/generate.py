@@ -201,17 +201,17 @@ def var_query(name: str, label: str, query: str, *, multi: bool = True, include_
     }
 
 
-def variables(account_source: str = "slurm_jobs", extra: list | None = None) -> list:
+def variables(account_source: str = "slurm_cluster_jobs", extra: list | None = None) -> list:
     v = [
         {"type": "datasource", "name": "datasource", "label": "Data source", "query": "prometheus",
          "current": {}, "hide": 0, "refresh": 1, "regex": "", "includeAll": False, "multi": False,
          "options": []},
         var_query("cluster", "Cluster", "label_values(slurm_exporter_build_info, cluster)"),
-        var_query("partition", "Partition", 'label_values(slurm_partition_nodes{cluster=~"$cluster"}, partition)'),
+        var_query("partition", "Partition", 'label_values(slurm_cluster_partition_nodes{cluster=~"$cluster"}, partition)'),
         var_query("account", "Account", f'label_values({account_source}{{cluster=~"$cluster"}}, account)'),
         var_query("user", "User",
-                  'label_values(slurm_jobs_allocated_gpus{cluster=~"$cluster",account=~"$account"}, user)'),
-        var_query("node", "Node", 'label_values(slurm_node_cpus{cluster=~"$cluster"}, node)'),
+                  'label_values(slurm_cluster_jobs_allocated_gpus{cluster=~"$cluster",account=~"$account"}, user)'),
+        var_query("node", "Node", 'label_values(slurm_cluster_node_cpus{cluster=~"$cluster"}, node)'),
     ]
     return v + (extra or [])
 
@@ -263,17 +263,17 @@ def dashboard(uid: str, title: str, description: str, items: list, *, tags: list
 # --------------------------------------------------------------------------------------------------
 
 def gpu_usage_by_account() -> dict:
-    alloc = 'slurm_jobs_allocated_gpus{' + CPAU + '}'
+    alloc = 'slurm_cluster_jobs_allocated_gpus{' + CPAU + '}'
     util = 'node_gpu:slurm_gpu_utilization_ratio:allocated{' + CPAU + '}'
     idle = 'node_gpu:slurm_gpu_utilization_ratio:allocated_max10m{' + CPAU + '} < 0.05'
     items = [
         Row("Now"),
         Panel("stat", "Allocated GPUs", [q(f"sum({alloc})", "allocated")], w=4, h=4,
               desc="GPUs held by running, suspended and completing jobs (allocated TRES gres/gpu)."),
-        Panel("stat", "GPUs in the cluster", [q('sum(slurm_node_gpus{' + CN + '})', "configured")], w=4, h=4,
+        Panel("stat", "GPUs in the cluster", [q('sum(slurm_cluster_node_gpus{' + CN + '})', "configured")], w=4, h=4,
               desc="GPUs configured on the selected nodes (Slurm Gres)."),
         Panel("stat", "Share of GPUs allocated",
-              [q('sum(slurm_node_allocated_gpus{' + CN + '}) / sum(slurm_node_gpus{' + CN + '})', "allocated")],
+              [q('sum(slurm_cluster_node_allocated_gpus{' + CN + '}) / sum(slurm_cluster_node_gpus{' + CN + '})', "allocated")],
               w=4, h=4, unit="percentunit", decimals=1,
               desc="Allocated GPUs over configured GPUs, on the selected nodes."),
         Panel("stat", "Utilization of allocated GPUs", [q(f"avg({util})", "utilization")], w=4, h=4,
@@ -359,19 +359,19 @@ def gpu_usage_by_account() -> dict:
 # --------------------------------------------------------------------------------------------------
 
 def cluster_overview() -> dict:
-    jobs = 'slurm_jobs{' + CP + ',account=~"$account"}'
-    pend = 'slurm_jobs_pending{' + CP + ',account=~"$account"}'
+    jobs = 'slurm_cluster_jobs{' + CP + ',account=~"$account"}'
+    pend = 'slurm_cluster_jobs_pending{' + CP + ',account=~"$account"}'
     items = [
         Row("Summary"),
-        Panel("stat", "Running jobs", [q('sum(slurm_jobs{' + CP + ',account=~"$account",state="running"})', "running")], w=4, h=4),
-        Panel("stat", "Pending jobs", [q('sum(slurm_jobs{' + CP + ',account=~"$account",state="pending"})', "pending")], w=4, h=4,
+        Panel("stat", "Running jobs", [q('sum(slurm_cluster_jobs{' + CP + ',account=~"$account",state="running"})', "running")], w=4, h=4),
+        Panel("stat", "Pending jobs", [q('sum(slurm_cluster_jobs{' + CP + ',account=~"$account",state="pending"})', "pending")], w=4, h=4,
               desc="Array tasks counted individually, as squeue -r counts them."),
         Panel("stat", "Nodes down or drained",
-              [q('count(max by (cluster, node) (slurm_node_state_info{' + CN + ',state=~"down|error"}'
-                 ' or slurm_node_state_info{' + CN + ',flags=~".*DRAIN.*"})) or vector(0)', "nodes")],
+              [q('count(max by (cluster, node) (slurm_cluster_node_state_info{' + CN + ',state=~"down|error"}'
+                 ' or slurm_cluster_node_state_info{' + CN + ',flags=~".*DRAIN.*"})) or vector(0)', "nodes")],
               w=4, h=4, thresholds_=thresholds((None, "green"), (1, "orange"))),
         Panel("stat", "GPUs allocated",
-              [q('sum(slurm_node_allocated_gpus{' + CN + '}) / sum(slurm_node_gpus{' + CN + '})', "allocated")],
+              [q('sum(slurm_cluster_node_allocated_gpus{' + CN + '}) / sum(slurm_cluster_node_gpus{' + CN + '})', "allocated")],
               w=4, h=4, unit="percentunit", decimals=1),
         Panel("stat", "slurmrestd", [q('min(slurm_exporter_slurmrestd_up{' + C + '})', "up")], w=4, h=4,
               thresholds_=thresholds((None, "red"), (1, "green")),
@@ -389,32 +389,32 @@ def cluster_overview() -> dict:
               [q(f"sum by (partition, reason) ({pend}) > 0", instant=True, table=True)], w=12, h=8,
               transformations=merge_table({"Value": "jobs"}, sort_by="jobs")),
         Panel("timeseries", "Running and pending jobs by partition",
-              [q('sum by (partition, state) (slurm_partition_jobs{' + CP + '})', "{{partition}} {{state}}")],
+              [q('sum by (partition, state) (slurm_cluster_partition_jobs{' + CP + '})', "{{partition}} {{state}}")],
               w=12, h=8),
         Row("Nodes"),
-        Panel("timeseries", "Nodes by state", [q('sum by (state) (slurm_nodes{' + C + '})', "{{state}}")],
+        Panel("timeseries", "Nodes by state", [q('sum by (state) (slurm_cluster_nodes{' + C + '})', "{{state}}")],
               w=12, h=8, stack=True),
         Panel("timeseries", "Nodes by state flag",
-              [q('sum by (flag) (slurm_nodes_with_flag{' + C + '}) > 0', "{{flag}}")], w=12, h=8),
+              [q('sum by (flag) (slurm_cluster_nodes_with_flag{' + C + '}) > 0', "{{flag}}")], w=12, h=8),
         Panel("table", "Nodes down, drained or not responding",
-              [q('slurm_node_state_info{' + CN + ',state=~"down|error|unknown"}'
-                 ' or slurm_node_state_info{' + CN + ',flags=~".*(DRAIN|NOT_RESPONDING|FAIL).*"}',
+              [q('slurm_cluster_node_state_info{' + CN + ',state=~"down|error|unknown"}'
+                 ' or slurm_cluster_node_state_info{' + CN + ',flags=~".*(DRAIN|NOT_RESPONDING|FAIL).*"}',
                  instant=True, table=True)],
               w=24, h=8, transformations=merge_table({}, exclude=("Time", "Value", "__name__", "instance", "job",
                                                                    "namespace", "pod", "service", "endpoint",
                                                                    "container"))),
         Row("Partitions"),
         Panel("bargauge", "GPU allocation by partition",
-              [q('sum by (partition) (slurm_partition_allocated_gpus{' + CP + '})'
-                 ' / sum by (partition) (slurm_partition_gpus{' + CP + '} > 0)', "{{partition}}", instant=True)],
+              [q('sum by (partition) (slurm_cluster_partition_allocated_gpus{' + CP + '})'
+                 ' / sum by (partition) (slurm_cluster_partition_gpus{' + CP + '} > 0)', "{{partition}}", instant=True)],
               w=8, h=8, unit="percentunit", min_=0, max_=1,
               thresholds_=thresholds((None, "green"), (0.8, "orange"), (0.95, "red"))),
         Panel("timeseries", "GPUs per partition: allocated and configured",
-              [q('sum by (partition) (slurm_partition_allocated_gpus{' + CP + '})', "{{partition}} allocated"),
-               q('sum by (partition) (slurm_partition_gpus{' + CP + '})', "{{partition}} configured")], w=8, h=8),
+              [q('sum by (partition) (slurm_cluster_partition_allocated_gpus{' + CP + '})', "{{partition}} allocated"),
+               q('sum by (partition) (slurm_cluster_partition_gpus{' + CP + '})', "{{partition}} configured")], w=8, h=8),
         Panel("timeseries", "CPUs per partition: allocated and configured",
-              [q('sum by (partition) (slurm_partition_allocated_cpus{' + CP + '})', "{{partition}} allocated"),
-               q('sum by (partition) (slurm_partition_cpus{' + CP + '})', "{{partition}} configured")], w=8, h=8),
+              [q('sum by (partition) (slurm_cluster_partition_allocated_cpus{' + CP + '})', "{{partition}} allocated"),
+               q('sum by (partition) (slurm_cluster_partition_cpus{' + CP + '})', "{{partition}} configured")], w=8, h=8),
         Panel("table", "Fairshare by account",
               [q('max by (account, parent) (slurm_share_fairshare_factor{' + CA + ',user=""})', instant=True,
                  table=True),

@@ -191,7 +191,7 @@ async fn check(v: ApiVersion) {
 
     // squeue lists active jobs only (23.02+); /jobs also keeps finished ones
     // until MinJobAge, so compare the states squeue shows.
-    let mut jobs = group(&set, "slurm_jobs", &["state", "account"]);
+    let mut jobs = group(&set, "slurm_cluster_jobs", &["state", "account"]);
     jobs.retain(|k, _| ACTIVE.contains(&k[0].as_str()));
     let want: BTreeMap<Vec<String>, f64> = e
         .jobs_by_state_account
@@ -204,7 +204,7 @@ async fn check(v: ApiVersion) {
         "{v}: jobs per state and account vs squeue --json"
     );
 
-    let pending = group(&set, "slurm_jobs_pending", &["reason"]);
+    let pending = group(&set, "slurm_cluster_jobs_pending", &["reason"]);
     let want: BTreeMap<Vec<String>, f64> = e
         .pending_by_reason
         .iter()
@@ -215,7 +215,7 @@ async fn check(v: ApiVersion) {
         "{v}: pending jobs per reason vs squeue --json"
     );
 
-    let gpus = group(&set, "slurm_jobs_allocated_gpus", &["account"]);
+    let gpus = group(&set, "slurm_cluster_jobs_allocated_gpus", &["account"]);
     let want: BTreeMap<Vec<String>, f64> = e
         .gpus_by_account
         .iter()
@@ -245,7 +245,7 @@ async fn check(v: ApiVersion) {
         "{v}: running GPU jobs per account"
     );
 
-    let nodes = group(&set, "slurm_nodes", &["state"]);
+    let nodes = group(&set, "slurm_cluster_nodes", &["state"]);
     let want: BTreeMap<Vec<String>, f64> = e
         .nodes_by_state
         .iter()

@@ -32,7 +32,7 @@ fn errors(set: &MetricSet, endpoint: &str, kind: &str) -> f64 {
 }
 
 fn running_jobs(set: &MetricSet) -> f64 {
-    set.sum("slurm_jobs", &[("state", "running")])
+    set.sum("slurm_cluster_jobs", &[("state", "running")])
 }
 
 #[tokio::test]
@@ -120,7 +120,7 @@ async fn unix_socket_transport() {
     ));
     let set = p.poll().await;
     assert_eq!(up(&set, "nodes"), Some(1.0));
-    assert!(set.sum("slurm_nodes", &[]) > 0.0);
+    assert!(set.sum("slurm_cluster_nodes", &[]) > 0.0);
 }
 
 #[tokio::test]
@@ -372,7 +372,10 @@ async fn metrics_answer_while_slurmrestd_stalls() {
         let started = Instant::now();
         let body = http_get(&addr.to_string(), "/metrics").await;
         assert!(started.elapsed() < Duration::from_secs(1));
-        assert!(body.contains("slurm_jobs{"), "last good data still served");
+        assert!(
+            body.contains("slurm_cluster_jobs{"),
+            "last good data still served"
+        );
     }
     let requests = state.lock().unwrap().requests.len() - polls_before;
     // 40 scrapes in a few seconds: at most a handful of poll cycles (5 requests each).

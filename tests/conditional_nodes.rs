@@ -56,7 +56,7 @@ fn node_metrics(set: &MetricSet) -> String {
             let name = l
                 .trim_start_matches("# HELP ")
                 .trim_start_matches("# TYPE ");
-            name.starts_with("slurm_node") || name.starts_with("slurm_partition")
+            name.starts_with("slurm_cluster_node") || name.starts_with("slurm_cluster_partition")
         })
         .collect();
     assert!(lines.len() > 10, "no node metrics:\n{text}");

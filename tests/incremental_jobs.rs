@@ -56,7 +56,9 @@ fn job_metrics(set: &MetricSet) -> String {
             let name = l
                 .trim_start_matches("# HELP ")
                 .trim_start_matches("# TYPE ");
-            name.starts_with("slurm_job") || name.starts_with("slurm_partition")
+            name.starts_with("slurm_job")
+                || name.starts_with("slurm_cluster_jobs")
+                || name.starts_with("slurm_cluster_partition")
         })
         .collect::<Vec<_>>()
         .join("\n")
@@ -210,7 +212,7 @@ async fn unchanged_queue_with_update_time_v0044_empty_list_and_warning() {
 async fn v0038_update_time_304_keeps_the_jobs() {
     let (state, url, mut p) = setup(V38, opts(V38, 10)).await;
     let first = p.poll().await;
-    assert!(first.sum("slurm_jobs", &[("state", "running")]) > 0.0);
+    assert!(first.sum("slurm_cluster_jobs", &[("state", "running")]) > 0.0);
     let n = request_count(&state);
     let second = p.poll().await;
     let reqs = requests_from(&state, n);
@@ -245,8 +247,8 @@ async fn a_job_leaving_the_queue_leaves_every_aggregate() {
     let rid = running.to_string();
     assert_eq!(before.sum("slurm_job_gpus", &[("job_id", &rid)]), 2.0);
     let reason = [("reason", "QOSMaxGRESPerUser")];
-    assert_eq!(before.sum("slurm_jobs_pending", &reason), 1.0);
-    let gpus_before = before.sum("slurm_jobs_allocated_gpus", &[]);
+    assert_eq!(before.sum("slurm_cluster_jobs_pending", &reason), 1.0);
+    let gpus_before = before.sum("slurm_cluster_jobs_allocated_gpus", &[]);
 
     live(&state, |l| {
         l.remove(running);
@@ -257,13 +259,13 @@ async fn a_job_leaving_the_queue_leaves_every_aggregate() {
     assert_eq!(polls(&after, "incremental"), 1.0);
     assert_eq!(full_jobs_requests(&requests_from(&state, n), V44), 0);
     assert_eq!(after.sum("slurm_job_gpus", &[("job_id", &rid)]), 0.0);
-    assert_eq!(after.sum("slurm_jobs_pending", &reason), 0.0);
+    assert_eq!(after.sum("slurm_cluster_jobs_pending", &reason), 0.0);
     assert_eq!(
-        after.sum("slurm_jobs", &[("state", "running")]),
-        before.sum("slurm_jobs", &[("state", "running")]) - 1.0
+        after.sum("slurm_cluster_jobs", &[("state", "running")]),
+        before.sum("slurm_cluster_jobs", &[("state", "running")]) - 1.0
     );
     assert_eq!(
-        after.sum("slurm_jobs_allocated_gpus", &[]),
+        after.sum("slurm_cluster_jobs_allocated_gpus", &[]),
         gpus_before - 2.0,
         "train_llm held 2 GPUs"
     );
@@ -311,7 +313,10 @@ async fn an_array_task_starting_is_followed() {
     let set = p.poll().await;
     assert_eq!(polls(&set, "incremental"), 1.0);
     assert_eq!(
-        set.sum("slurm_jobs_pending", &[("reason", "JobArrayTaskLimit")]),
+        set.sum(
+            "slurm_cluster_jobs_pending",
+            &[("reason", "JobArrayTaskLimit")]
+        ),
         6.0
     );
     assert_eq!(job_metrics(&set), from_scratch(&url, V44).await);

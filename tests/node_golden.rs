@@ -121,3 +121,105 @@ fn sluid_cgroupv2() {
         .encode_text();
     check_golden("sluid-cgroupv2", &text);
 }
+
+/// Slinky on EKS: the DaemonSet knows only the Kubernetes node name
+/// (`ip-10-0-1-23`, the fallback), but Slurm names the node after the slurmd
+/// pod's host name. The agent reads that name from the slurmd process
+/// (`/proc/<pid>/root/etc/hostname`; slurmd runs without `-N`), so its GPU
+/// series join the cluster scraper's `slurm_job_gpus` with no per-node setting.
+#[test]
+fn slinky_slurmd_pod_node_name_discovered() {
+    const SLURM_NODE: &str = "slurm-worker-gpu-h100-0";
+    let root = fixture("slinky-slurmd-pod");
+    let fake = FakeNvml::node("NVIDIA H100 80GB HBM3", 4, 85_520_809_984);
+    proc_on(&fake, 0, 901, 30);
+    proc_on(&fake, 1, 902, 30);
+    proc_on(&fake, 2, 911, 20);
+    let discovering = |node_from_slurmd: bool| {
+        let cfg = AgentConfig {
+            node_from_slurmd,
+            timing: Timing::Fixed {
+                unix_seconds: FIXED_NOW,
+            },
+            ..AgentConfig::new("ip-10-0-1-23", root.join("proc"), root.join("sys"))
+        };
+        Agent::new(cfg, Some(fake.factory())).expect("agent starts")
+    };
+    let set = discovering(true).collect();
+    check_golden("slinky-slurmd-pod", &set.encode_text());
+
+    // What the cluster scraper emits for these jobs from slurmrestd:
+    // slurm_job_gpus{job_id, account, user, partition, node = Slurm NodeName, gpu = index}.
+    let cluster_join = [("7101", "0"), ("7101", "1"), ("7102", "2")];
+    let joins = |set: &slurm_gpu_exporter::exposition::MetricSet, node: &str| {
+        cluster_join
+            .iter()
+            .filter(|(job, gpu)| {
+                let on = [("node", node), ("gpu", *gpu)];
+                set.value("slurm_gpu_utilization_ratio", &on).is_some()
+                    && set.value("slurm_gpu_power_watts", &on).is_some()
+                    && set
+                        .value(
+                            "slurm_gpu_job_info",
+                            &[("node", node), ("gpu", gpu), ("job_id", job)],
+                        )
+                        .is_some()
+            })
+            .count()
+    };
+    assert_eq!(joins(&set, SLURM_NODE), 3, "every allocated GPU joins");
+    // Every series carries the discovered name, none the Kubernetes one.
+    let text = set.encode_text();
+    assert!(!text.contains("ip-10-0-1-23"));
+    assert_eq!(
+        text.matches(&format!("node=\"{SLURM_NODE}\"")).count(),
+        text.lines().filter(|l| !l.starts_with('#')).count()
+    );
+
+    // Without discovery (the old behaviour with the Kubernetes node name), the join is empty.
+    let set = discovering(false).collect();
+    assert_eq!(joins(&set, SLURM_NODE), 0);
+    assert_eq!(set.sum("slurm_gpu_up", &[("node", "ip-10-0-1-23")]), 4.0);
+}
+
+/// The flags as the binary wires them: by default the `node` label is the
+/// slurmd's name, `--slurm-node-name` overrides it, and the fallback is used
+/// only while no slurmd is visible.
+#[test]
+fn node_name_flags_of_the_binary() {
+    let root = fixture("slinky-slurmd-pod");
+    let empty = tempfile::tempdir().unwrap();
+    let once = |procfs: &Path, extra: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_slurm-gpu-exporter"))
+            .arg("node")
+            .arg("--once")
+            .arg("--gpu.backend=fake")
+            .arg(format!("--path.procfs={}", procfs.display()))
+            .arg(format!("--path.sysfs={}", root.join("sys").display()))
+            .args(extra)
+            .env_remove("SLURM_GPU_EXPORTER_SLURM_NODE_NAME")
+            .env_remove("SLURM_GPU_EXPORTER_SLURM_NODE_NAME_FALLBACK")
+            .output()
+            .expect("run the binary");
+        assert!(out.status.success(), "{out:?}");
+        let text = String::from_utf8(out.stdout).unwrap();
+        text.lines()
+            .find(|l| l.starts_with("slurm_gpu_devices{"))
+            .unwrap_or_else(|| panic!("no slurm_gpu_devices in\n{text}"))
+            .to_string()
+    };
+    let proc_ = root.join("proc");
+    let fallback = ["--slurm-node-name.fallback=ip-10-0-1-23"];
+    assert_eq!(
+        once(&proc_, &fallback),
+        "slurm_gpu_devices{node=\"slurm-worker-gpu-h100-0\"} 8"
+    );
+    assert_eq!(
+        once(&proc_, &["--slurm-node-name=given-0", fallback[0]]),
+        "slurm_gpu_devices{node=\"given-0\"} 8"
+    );
+    assert_eq!(
+        once(empty.path(), &fallback),
+        "slurm_gpu_devices{node=\"ip-10-0-1-23\"} 8"
+    );
+}

@@ -70,7 +70,7 @@ pub struct ClusterArgs {
     #[arg(long = "collector.jobs", env = "SLURM_GPU_EXPORTER_COLLECTOR_JOBS", default_value_t = true, action = ArgAction::Set)]
     pub collector_jobs: bool,
 
-    /// Also export job counts per user (slurm_user_jobs); cardinality grows with users.
+    /// Also export job counts per user (slurm_cluster_user_jobs); cardinality grows with users.
     #[arg(long = "collector.jobs.per-user", env = "SLURM_GPU_EXPORTER_COLLECTOR_JOBS_PER_USER", default_value_t = false, action = ArgAction::Set)]
     pub collector_jobs_per_user: bool,
 

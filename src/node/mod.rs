@@ -27,6 +27,7 @@ use collectors::CollectError;
 use sources::fake::FakeNvml;
 use sources::nvml::{BackendFactory, GpuBackend, NvmlBackend};
 use sources::procfs::{JobResolver, ProcFs};
+use sources::slurmd::NodeNamer;
 use sources::sysfs::SysFs;
 
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:9343";
@@ -50,10 +51,19 @@ pub struct NodeArgs {
     #[command(flatten)]
     pub web: WebArgs,
 
-    /// Slurm node name, put on every series as the `node` label (default:
-    /// the short hostname; in Kubernetes set it from the downward API).
+    /// Slurm node name, put on every series as the `node` label. Overrides
+    /// the name found from the slurmd process (its `-N`, else its host name),
+    /// which is the default.
     #[arg(long = "slurm-node-name", env = "SLURM_GPU_EXPORTER_SLURM_NODE_NAME")]
     pub slurm_node_name: Option<String>,
+
+    /// `node` label while no slurmd is found under --path.procfs (default:
+    /// the short hostname; in Kubernetes, the node name from the downward API).
+    #[arg(
+        long = "slurm-node-name.fallback",
+        env = "SLURM_GPU_EXPORTER_SLURM_NODE_NAME_FALLBACK"
+    )]
+    pub slurm_node_name_fallback: Option<String>,
 
     /// procfs mount point (`/host/proc` in the DaemonSet).
     #[arg(
@@ -139,7 +149,11 @@ pub enum Timing {
 
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
+    /// The `node` label; with `node_from_slurmd`, only while no slurmd is found.
     pub node: String,
+    /// Take the `node` label from the slurmd process under `procfs`
+    /// ([`sources::slurmd`]), checked every collection.
+    pub node_from_slurmd: bool,
     pub procfs: PathBuf,
     pub sysfs: PathBuf,
     pub gpu: bool,
@@ -162,6 +176,7 @@ impl AgentConfig {
     ) -> Self {
         AgentConfig {
             node: node.into(),
+            node_from_slurmd: false,
             procfs: procfs.into(),
             sysfs: sysfs.into(),
             gpu: true,
@@ -192,6 +207,7 @@ pub struct Agent {
     memlock: MemlockCollector,
     jobs: JobsCollector,
     resolver: JobResolver,
+    namer: Option<NodeNamer>,
     last_success: BTreeMap<&'static str, f64>,
     /// Last error per collector, so a persistent failure is logged once.
     last_error: BTreeMap<&'static str, String>,
@@ -205,6 +221,9 @@ impl Agent {
             Some(f) if cfg.gpu || cfg.jobs => Some(GpuWorker::spawn(f, cfg.event_poll)?),
             _ => None,
         };
+        let namer = cfg
+            .node_from_slurmd
+            .then(|| NodeNamer::new(None, cfg.node.clone()));
         Ok(Agent {
             procfs: ProcFs::new(&cfg.procfs),
             sysfs: SysFs::new(&cfg.sysfs),
@@ -216,6 +235,7 @@ impl Agent {
             efa: EfaCollector,
             memlock: MemlockCollector,
             resolver: JobResolver::new(),
+            namer,
             last_success: BTreeMap::new(),
             last_error: BTreeMap::new(),
         })
@@ -227,7 +247,10 @@ impl Agent {
 
     /// One collection: every enabled collector, then the self-metrics.
     pub fn collect(&mut self) -> MetricSet {
-        let node = self.cfg.node.clone();
+        let node = match self.namer.as_mut() {
+            Some(namer) => namer.current(&self.procfs).0,
+            None => self.cfg.node.clone(),
+        };
         let mut outcomes = Vec::new();
         // NVML works on its own thread while the files are read here.
         if let Some(w) = self.gpu_worker.as_mut() {
@@ -396,13 +419,15 @@ fn backend_factory(args: &NodeArgs) -> BackendFactory {
 }
 
 pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
-    let node = args
-        .slurm_node_name
-        .clone()
-        .filter(|n| !n.trim().is_empty())
+    let given = |n: &Option<String>| n.clone().filter(|n| !n.trim().is_empty());
+    let override_name = given(&args.slurm_node_name);
+    let node_from_slurmd = override_name.is_none();
+    let node = override_name
+        .or_else(|| given(&args.slurm_node_name_fallback))
         .or_else(short_hostname)
         .ok_or_else(|| anyhow::anyhow!("cannot determine the node name; pass --slurm-node-name"))?;
     let cfg = AgentConfig {
+        node_from_slurmd,
         gpu: args.collector_gpu,
         efa: args.collector_efa,
         memlock: args.collector_memlock,
@@ -422,6 +447,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
     let web = server::WebServer::bind(&args.web, DEFAULT_LISTEN).await?;
     tracing::info!(
         node = %node,
+        node_from_slurmd,
         metrics = %web.metrics_url(),
         interval = ?args.collect_interval,
         procfs = %args.procfs.display(),

@@ -203,23 +203,23 @@ def close(a, b):
 
 
 def exporter_view(samples):
-    active = {k: v for k, v in group(samples, "slurm_jobs", ["state", "account"]).items()
+    active = {k: v for k, v in group(samples, "slurm_cluster_jobs", ["state", "account"]).items()
               if k[0] in ("pending", "running", "suspended", "completing")}
-    finished = {k: v for k, v in group(samples, "slurm_jobs", ["state", "account"]).items()
+    finished = {k: v for k, v in group(samples, "slurm_cluster_jobs", ["state", "account"]).items()
                 if k[0] in ("completed", "failed", "cancelled", "timeout")}
-    gpus = group(samples, "slurm_jobs_allocated_gpus", ["account"])
+    gpus = group(samples, "slurm_cluster_jobs_allocated_gpus", ["account"])
     return {
         "active jobs per state and account (squeue -r)": active,
         "GPUs allocated per account (squeue --json tres_alloc_str)": gpus,
         "GPUs allocated per account (sacct -s R AllocTRES)": gpus,
         "finished jobs per state and account (sacct)": finished,
-        "nodes per base state (scontrol show node)": group(samples, "slurm_nodes", ["state"]),
-        "drained nodes (scontrol show node)": group(samples, "slurm_nodes_with_flag", ["flag"], {"flag": "DRAIN"}),
-        "pending jobs per account and reason (squeue -o %r)": group(samples, "slurm_jobs_pending", ["account", "reason"]),
+        "nodes per base state (scontrol show node)": group(samples, "slurm_cluster_nodes", ["state"]),
+        "drained nodes (scontrol show node)": group(samples, "slurm_cluster_nodes_with_flag", ["flag"], {"flag": "DRAIN"}),
+        "pending jobs per account and reason (squeue -o %r)": group(samples, "slurm_cluster_jobs_pending", ["account", "reason"]),
         "partition nodes, CPUs, GPUs (scontrol show partition)": {
             (p, kind): v
-            for kind, metric in (("nodes", "slurm_partition_nodes"), ("cpus", "slurm_partition_cpus"),
-                                 ("gpus", "slurm_partition_gpus"))
+            for kind, metric in (("nodes", "slurm_cluster_partition_nodes"), ("cpus", "slurm_cluster_partition_cpus"),
+                                 ("gpus", "slurm_cluster_partition_gpus"))
             for (p,), v in group(samples, metric, ["partition"]).items()},
         "job counters (sdiag)": {
             (w,): v for w in ("submitted", "started", "completed", "canceled", "failed")
@@ -538,8 +538,8 @@ def main():
     elif args.phase == "restd-down":
         ok, detail = wait_metric(args.exporter, "slurm_exporter_slurmrestd_up", 0.0, 60)
         report("slurmrestd stopped: exporter reports it down and keeps answering", ok, detail)
-        jobs = metric_value(args.exporter, "slurm_jobs")
-        report("slurmrestd stopped: last good data still served", jobs is not None, f"slurm_jobs present={jobs is not None}")
+        jobs = metric_value(args.exporter, "slurm_cluster_jobs")
+        report("slurmrestd stopped: last good data still served", jobs is not None, f"slurm_cluster_jobs present={jobs is not None}")
         report("slurmrestd stopped: alert SlurmrestdDown fires", wait_alert(args.prometheus, "SlurmrestdDown", True))
     elif args.phase == "restd-up":
         ok, detail = wait_metric(args.exporter, "slurm_exporter_slurmrestd_up", 1.0, 90)

@@ -183,10 +183,10 @@ impl JobAggregates {
 
     pub fn collect(&self, set: &mut MetricSet) {
         const JOBS: &str = "Jobs by base state, partition and account; array tasks counted individually, as `squeue -r` counts them.";
-        set.family("slurm_jobs", JOBS, crate::exposition::Kind::Gauge);
+        set.family("slurm_cluster_jobs", JOBS, crate::exposition::Kind::Gauge);
         for ((state, partition, account), n) in &self.by_state {
             set.gauge(
-                "slurm_jobs",
+                "slurm_cluster_jobs",
                 JOBS,
                 vec![
                     ("state", state.as_str().to_string()),
@@ -199,10 +199,10 @@ impl JobAggregates {
         if self.per_user {
             const H: &str =
                 "Jobs by base state, partition, account and user (--collector.jobs.per-user).";
-            set.family("slurm_user_jobs", H, crate::exposition::Kind::Gauge);
+            set.family("slurm_cluster_user_jobs", H, crate::exposition::Kind::Gauge);
             for ((state, partition, account, user), n) in &self.by_user {
                 set.gauge(
-                    "slurm_user_jobs",
+                    "slurm_cluster_user_jobs",
                     H,
                     vec![
                         ("state", state.as_str().to_string()),
@@ -216,13 +216,13 @@ impl JobAggregates {
         }
         const PENDING: &str = "Pending jobs by partition, account and pending reason (Resources, Priority, JobHeldUser, ...).";
         set.family(
-            "slurm_jobs_pending",
+            "slurm_cluster_jobs_pending",
             PENDING,
             crate::exposition::Kind::Gauge,
         );
         for ((partition, account, reason), n) in &self.pending_by_reason {
             set.gauge(
-                "slurm_jobs_pending",
+                "slurm_cluster_jobs_pending",
                 PENDING,
                 vec![
                     ("partition", partition.clone()),
@@ -236,17 +236,17 @@ impl JobAggregates {
         const MEM: &str = "Memory allocated to running, suspended and completing jobs, from the job's allocated TRES.";
         const GPUS: &str = "GPUs (gres/gpu) allocated to running, suspended and completing jobs, from the job's allocated TRES; counts --gres=gpu:N, --gpus=N and --gpus-per-node=N alike.";
         set.family(
-            "slurm_jobs_allocated_cpus",
+            "slurm_cluster_jobs_allocated_cpus",
             CPUS,
             crate::exposition::Kind::Gauge,
         );
         set.family(
-            "slurm_jobs_allocated_memory_bytes",
+            "slurm_cluster_jobs_allocated_memory_bytes",
             MEM,
             crate::exposition::Kind::Gauge,
         );
         set.family(
-            "slurm_jobs_allocated_gpus",
+            "slurm_cluster_jobs_allocated_gpus",
             GPUS,
             crate::exposition::Kind::Gauge,
         );
@@ -258,14 +258,24 @@ impl JobAggregates {
                     ("user", user.clone()),
                 ]
             };
-            set.gauge("slurm_jobs_allocated_cpus", CPUS, labels(), a.cpus as f64);
             set.gauge(
-                "slurm_jobs_allocated_memory_bytes",
+                "slurm_cluster_jobs_allocated_cpus",
+                CPUS,
+                labels(),
+                a.cpus as f64,
+            );
+            set.gauge(
+                "slurm_cluster_jobs_allocated_memory_bytes",
                 MEM,
                 labels(),
                 a.memory_bytes as f64,
             );
-            set.gauge("slurm_jobs_allocated_gpus", GPUS, labels(), a.gpus as f64);
+            set.gauge(
+                "slurm_cluster_jobs_allocated_gpus",
+                GPUS,
+                labels(),
+                a.gpus as f64,
+            );
         }
         const JOIN: &str = "One series per GPU held by a running job (gpu = device index), or per node with gpu=\"\" and the GPU count when slurmrestd gives no indices. Join node GPU metrics on (node, gpu) to attribute them to jobs, users and accounts.";
         set.family("slurm_job_gpus", JOIN, crate::exposition::Kind::Gauge);
@@ -326,16 +336,22 @@ mod tests {
         agg.collect(&mut set);
         assert_eq!(
             set.value(
-                "slurm_jobs",
+                "slurm_cluster_jobs",
                 &[("state", "pending"), ("partition", "cpu"), ("account", "a")]
             ),
             Some(7.0)
         );
         assert_eq!(
-            set.value("slurm_jobs_pending", &[("reason", "JobArrayTaskLimit")]),
+            set.value(
+                "slurm_cluster_jobs_pending",
+                &[("reason", "JobArrayTaskLimit")]
+            ),
             Some(7.0)
         );
-        assert_eq!(set.sum("slurm_user_jobs", &[("user", "alice")]), 8.0);
+        assert_eq!(
+            set.sum("slurm_cluster_user_jobs", &[("user", "alice")]),
+            8.0
+        );
         assert_eq!(agg.by_partition["cpu"], (7, 0));
     }
 
@@ -348,14 +364,17 @@ mod tests {
         let mut set = MetricSet::new();
         agg.collect(&mut set);
         assert_eq!(
-            set.sum("slurm_jobs_allocated_gpus", &[("account", "a")]),
+            set.sum("slurm_cluster_jobs_allocated_gpus", &[("account", "a")]),
             2.0
         );
         assert_eq!(
-            set.sum("slurm_jobs_allocated_cpus", &[("account", "a")]),
+            set.sum("slurm_cluster_jobs_allocated_cpus", &[("account", "a")]),
             4.0
         );
-        assert!(set.families().iter().all(|f| f.name != "slurm_user_jobs"));
+        assert!(set
+            .families()
+            .iter()
+            .all(|f| f.name != "slurm_cluster_user_jobs"));
     }
 
     #[test]

@@ -19,20 +19,20 @@ pub fn collect(nodes: &[Node], set: &mut MetricSet) {
             *by_flag.entry(f.clone()).or_default() += 1;
         }
     }
-    set.family("slurm_nodes", BY_STATE, Kind::Gauge);
+    set.family("slurm_cluster_nodes", BY_STATE, Kind::Gauge);
     for (state, n) in by_state {
         set.gauge(
-            "slurm_nodes",
+            "slurm_cluster_nodes",
             BY_STATE,
             vec![("state", state.to_string())],
             n as f64,
         );
     }
     const BY_FLAG: &str = "Nodes carrying a state flag (DRAIN, NOT_RESPONDING, POWERED_DOWN, CLOUD, MAINTENANCE, RESERVED, ...), whatever their base state.";
-    set.family("slurm_nodes_with_flag", BY_FLAG, Kind::Gauge);
+    set.family("slurm_cluster_nodes_with_flag", BY_FLAG, Kind::Gauge);
     for (flag, n) in by_flag {
         set.gauge(
-            "slurm_nodes_with_flag",
+            "slurm_cluster_nodes_with_flag",
             BY_FLAG,
             vec![("flag", flag)],
             n as f64,
@@ -49,23 +49,23 @@ pub fn collect(nodes: &[Node], set: &mut MetricSet) {
     const LOAD: &str = "CPU load average the node reports.";
     const GPUS: &str = "GPUs (gres/gpu) configured on the node.";
     const AGPUS: &str = "GPUs (gres/gpu) allocated on the node, from gres_used.";
-    set.family("slurm_node_state_info", INFO, Kind::Info);
+    set.family("slurm_cluster_node_state_info", INFO, Kind::Info);
     for name in [
-        ("slurm_node_cpus", CPUS),
-        ("slurm_node_allocated_cpus", ACPUS),
-        ("slurm_node_memory_bytes", MEM),
-        ("slurm_node_allocated_memory_bytes", AMEM),
-        ("slurm_node_free_memory_bytes", FMEM),
-        ("slurm_node_cpu_load", LOAD),
-        ("slurm_node_gpus", GPUS),
-        ("slurm_node_allocated_gpus", AGPUS),
+        ("slurm_cluster_node_cpus", CPUS),
+        ("slurm_cluster_node_allocated_cpus", ACPUS),
+        ("slurm_cluster_node_memory_bytes", MEM),
+        ("slurm_cluster_node_allocated_memory_bytes", AMEM),
+        ("slurm_cluster_node_free_memory_bytes", FMEM),
+        ("slurm_cluster_node_cpu_load", LOAD),
+        ("slurm_cluster_node_gpus", GPUS),
+        ("slurm_cluster_node_allocated_gpus", AGPUS),
     ] {
         set.family(name.0, name.1, Kind::Gauge);
     }
     for n in nodes {
         let node = || vec![("node", n.name.clone())];
         set.info(
-            "slurm_node_state_info",
+            "slurm_cluster_node_state_info",
             INFO,
             vec![
                 ("node", n.name.clone()),
@@ -80,34 +80,39 @@ pub fn collect(nodes: &[Node], set: &mut MetricSet) {
                 ("reason", n.reason.clone()),
             ],
         );
-        set.gauge("slurm_node_cpus", CPUS, node(), n.cpus as f64);
+        set.gauge("slurm_cluster_node_cpus", CPUS, node(), n.cpus as f64);
         set.gauge(
-            "slurm_node_allocated_cpus",
+            "slurm_cluster_node_allocated_cpus",
             ACPUS,
             node(),
             n.allocated_cpus as f64,
         );
         set.gauge(
-            "slurm_node_memory_bytes",
+            "slurm_cluster_node_memory_bytes",
             MEM,
             node(),
             n.memory_bytes as f64,
         );
         set.gauge(
-            "slurm_node_allocated_memory_bytes",
+            "slurm_cluster_node_allocated_memory_bytes",
             AMEM,
             node(),
             n.allocated_memory_bytes as f64,
         );
         if let Some(free) = n.free_memory_bytes {
-            set.gauge("slurm_node_free_memory_bytes", FMEM, node(), free as f64);
+            set.gauge(
+                "slurm_cluster_node_free_memory_bytes",
+                FMEM,
+                node(),
+                free as f64,
+            );
         }
         if let Some(load) = n.cpu_load {
-            set.gauge("slurm_node_cpu_load", LOAD, node(), load);
+            set.gauge("slurm_cluster_node_cpu_load", LOAD, node(), load);
         }
-        set.gauge("slurm_node_gpus", GPUS, node(), n.gpus as f64);
+        set.gauge("slurm_cluster_node_gpus", GPUS, node(), n.gpus as f64);
         set.gauge(
-            "slurm_node_allocated_gpus",
+            "slurm_cluster_node_allocated_gpus",
             AGPUS,
             node(),
             n.allocated_gpus as f64,
@@ -138,19 +143,25 @@ mod tests {
         ];
         let mut set = MetricSet::new();
         collect(&nodes, &mut set);
-        assert_eq!(set.value("slurm_nodes", &[("state", "idle")]), Some(1.0));
-        assert_eq!(set.value("slurm_nodes", &[("state", "mixed")]), Some(0.0));
         assert_eq!(
-            set.value("slurm_nodes_with_flag", &[("flag", "DRAIN")]),
+            set.value("slurm_cluster_nodes", &[("state", "idle")]),
+            Some(1.0)
+        );
+        assert_eq!(
+            set.value("slurm_cluster_nodes", &[("state", "mixed")]),
+            Some(0.0)
+        );
+        assert_eq!(
+            set.value("slurm_cluster_nodes_with_flag", &[("flag", "DRAIN")]),
             Some(2.0)
         );
         assert_eq!(
-            set.value("slurm_nodes_with_flag", &[("flag", "CLOUD")]),
+            set.value("slurm_cluster_nodes_with_flag", &[("flag", "CLOUD")]),
             Some(0.0)
         );
         assert_eq!(
             set.value(
-                "slurm_node_state_info",
+                "slurm_cluster_node_state_info",
                 &[("node", "b"), ("flags", "DRAIN+NOT_RESPONDING")]
             ),
             Some(1.0)

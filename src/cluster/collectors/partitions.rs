@@ -21,12 +21,12 @@ pub fn collect(
     const JOBS: &str =
         "Jobs of the partition by state (pending, running); array tasks counted individually.";
     for (n, h) in [
-        ("slurm_partition_nodes", NODES),
-        ("slurm_partition_cpus", CPUS),
-        ("slurm_partition_gpus", GPUS),
-        ("slurm_partition_allocated_cpus", ACPUS),
-        ("slurm_partition_allocated_gpus", AGPUS),
-        ("slurm_partition_jobs", JOBS),
+        ("slurm_cluster_partition_nodes", NODES),
+        ("slurm_cluster_partition_cpus", CPUS),
+        ("slurm_cluster_partition_gpus", GPUS),
+        ("slurm_cluster_partition_allocated_cpus", ACPUS),
+        ("slurm_cluster_partition_allocated_gpus", AGPUS),
+        ("slurm_cluster_partition_jobs", JOBS),
     ] {
         set.family(n, h, Kind::Gauge);
     }
@@ -49,10 +49,15 @@ pub fn collect(
         } else {
             p.total_cpus.max(members.iter().map(|n| n.cpus).sum())
         };
-        set.gauge("slurm_partition_nodes", NODES, label(), node_count as f64);
-        set.gauge("slurm_partition_cpus", CPUS, label(), cpus as f64);
         set.gauge(
-            "slurm_partition_gpus",
+            "slurm_cluster_partition_nodes",
+            NODES,
+            label(),
+            node_count as f64,
+        );
+        set.gauge("slurm_cluster_partition_cpus", CPUS, label(), cpus as f64);
+        set.gauge(
+            "slurm_cluster_partition_gpus",
             GPUS,
             label(),
             members.iter().map(|n| n.gpus).sum::<u64>() as f64,
@@ -66,13 +71,13 @@ pub fn collect(
                 }
             }
             set.gauge(
-                "slurm_partition_allocated_cpus",
+                "slurm_cluster_partition_allocated_cpus",
                 ACPUS,
                 label(),
                 acpus as f64,
             );
             set.gauge(
-                "slurm_partition_allocated_gpus",
+                "slurm_cluster_partition_allocated_gpus",
                 AGPUS,
                 label(),
                 agpus as f64,
@@ -80,7 +85,7 @@ pub fn collect(
             let (pending, running) = jobs.by_partition.get(&p.name).copied().unwrap_or_default();
             for (state, n) in [("pending", pending), ("running", running)] {
                 set.gauge(
-                    "slurm_partition_jobs",
+                    "slurm_cluster_partition_jobs",
                     JOBS,
                     vec![("partition", p.name.clone()), ("state", state.to_string())],
                     n as f64,

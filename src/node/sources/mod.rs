@@ -6,4 +6,5 @@ pub mod fake;
 pub mod fs;
 pub mod nvml;
 pub mod procfs;
+pub mod slurmd;
 pub mod sysfs;

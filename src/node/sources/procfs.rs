@@ -132,6 +132,43 @@ impl ProcFs {
         Ok(parse_memlock(&String::from_utf8_lossy(&buf)))
     }
 
+    /// `/proc/<pid>/comm`, without the trailing newline.
+    pub fn comm(&self, pid: u32) -> io::Result<String> {
+        let mut buf = Vec::new();
+        read_into(&self.file(pid, "comm"), SMALL_FILE_CAP, &mut buf)?;
+        Ok(String::from_utf8_lossy(&buf).trim_end().to_string())
+    }
+
+    /// `/proc/<pid>/cmdline`: the NUL-separated arguments (world-readable).
+    pub fn cmdline(&self, pid: u32) -> io::Result<Vec<u8>> {
+        let mut buf = Vec::new();
+        read_into(&self.file(pid, "cmdline"), SMALL_FILE_CAP, &mut buf)?;
+        Ok(buf)
+    }
+
+    /// A small file inside the process's root directory (`/proc/<pid>/root/<rel>`,
+    /// e.g. `etc/hostname` of a container). Opening `root` needs ptrace read
+    /// access to the process, as `environ` does.
+    pub fn root_file(&self, pid: u32, rel: &str) -> io::Result<Vec<u8>> {
+        let mut p = self.file(pid, "root");
+        p.push(rel);
+        let mut buf = Vec::new();
+        read_into(&p, SMALL_FILE_CAP, &mut buf)?;
+        Ok(buf)
+    }
+
+    /// One variable of a process environment (`None`: not set). Same access
+    /// as [`ProcFs::slurm_env`].
+    pub fn environ_var(&self, pid: u32, name: &str) -> io::Result<Option<String>> {
+        let mut buf = Vec::new();
+        read_into(&self.file(pid, "environ"), ENVIRON_CAP, &mut buf)?;
+        let prefix = format!("{name}=");
+        Ok(buf
+            .split(|b| *b == 0)
+            .find_map(|v| v.strip_prefix(prefix.as_bytes()))
+            .map(|v| String::from_utf8_lossy(v).into_owned()))
+    }
+
     /// The Slurm variables of a process environment. Needs ptrace read
     /// access to the process (same uid, or CAP_SYS_PTRACE).
     pub fn slurm_env(&self, pid: u32) -> io::Result<SlurmEnv> {
