@@ -11,7 +11,8 @@ serves /metrics.
   for those hostPaths (other hostPaths: an empty directory).
 - systemd units in deploy/systemd: ExecStart with the unit's Environment=, then its
   EnvironmentFile= (the shipped .env example, which overrides Environment= as systemd does),
-  `${VAR}` expansion and `%d` (LoadCredential= files in a temporary credentials directory).
+  `${VAR}` expansion, `%d` (LoadCredential= files in a temporary credentials directory) and `%S`
+  (a temporary state root with the unit's StateDirectory=).
 
 Substituted, because they cannot exist here (each substitution is printed):
 - the port of --web.listen-address becomes a free port; the host part (`:`, `[::]`, `0.0.0.0`,
@@ -20,7 +21,7 @@ Substituted, because they cannot exist here (each substitution is printed):
   scraper must still serve /metrics, reporting slurmrestd down (an `*_up` series at 0);
 - paths under volume mounts and credentials, as above; the ExecStart binary path.
 
-Passes when every program answers GET /metrics with 200 and at least one `*_up` series (and, for
+Fails when a cluster scraper has no --usage-state-file. Passes when every program answers GET /metrics with 200 and at least one `*_up` series (and, for
 the cluster scraper, one at 0), within 30 s. Runs as the invoking user: the node agent finds no
 NVML here and reports its GPU collector down, which is still a served /metrics.
 
@@ -106,6 +107,10 @@ def check_metrics(proc: subprocess.Popen, port: int, want_down: bool, log: Path)
 
 def run_program(label: str, binary: str, argv: list[str], env: dict[str, str], port: int, tmp: Path) -> None:
     is_cluster = bool(argv) and argv[0] == "cluster"
+    if is_cluster and not any(a.startswith("--usage-state-file") for a in argv) and "SLURM_GPU_EXPORTER_USAGE_STATE_FILE" not in env:
+        # Without it every restart resets the GPU-hour counters of the monthly report.
+        report(False, f"{label}: cluster scraper without --usage-state-file")
+        return
     log = tmp / "stderr.log"
     full_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env}
     print(f"      {label}: {shlex.join(['slurm-gpu-exporter', *argv])}")
@@ -273,11 +278,17 @@ def systemd_unit(binary: str, unit: Path) -> None:
         if exec_start is None:
             report(False, f"{label}: no ExecStart")
             return
-        unknown = re.findall(r"%[^d%]", exec_start)
+        unknown = re.findall(r"%[^dS%]", exec_start)
         if unknown:
             report(False, f"{label}: ExecStart specifiers {unknown} not handled by this test")
             return
-        cmd = exec_start.replace("%d", str(creds)).replace("%%", "%")
+        # %S (/var/lib): a temporary directory holding the unit's StateDirectory= as systemd creates it.
+        state_root = tmp / "state"
+        for k, v in directives:
+            if k == "StateDirectory":
+                for d in v.split():
+                    (state_root / d).mkdir(parents=True, exist_ok=True)
+        cmd = exec_start.replace("%d", str(creds)).replace("%S", str(state_root)).replace("%%", "%")
 
         # systemd: ${VAR} is one word, $VAR splits on whitespace.
         def expand(word: str) -> list[str]:
