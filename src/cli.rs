@@ -127,7 +127,6 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser as _;
     use std::time::Duration;
 
     #[test]

@@ -355,7 +355,8 @@ mod tests {
     #[test]
     fn bad_forms_have_clear_errors() {
         use ListenAddressError as E;
-        let cases: &[(&str, fn(&E) -> bool, &str)] = &[
+        type Case = (&'static str, fn(&E) -> bool, &'static str);
+        let cases: &[Case] = &[
             ("", |e| matches!(e, E::Empty), "empty"),
             ("   ", |e| matches!(e, E::Empty), "empty"),
             ("9342", |e| matches!(e, E::MissingPort(_)), "no port"),
