@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import copy
 import sys
+import tempfile
 from pathlib import Path
 
 import helm_python
@@ -282,6 +283,23 @@ def main() -> int:
                 if words not in str(e):
                     problems.append(f"{values}: message does not name {words!r}: {e}")
         report(not problems, f"values.schema.json rejects {len(BAD_VALUES)} bad value sets, naming the key", problems)
+
+    # The packaged chart (what `helm package` / an OCI registry serves) renders the same objects.
+    with tempfile.TemporaryDirectory() as pkg_dir:
+        problems = []
+        try:
+            archive = helm_python.package(CHART, destination=pkg_dir)
+            with helm_python.Chart.load(archive) as packaged:
+                got = packaged.render(values=VALUE_SETS["default"], name=generate.RELEASE, namespace=generate.NAMESPACE)
+            want = [d for d in yaml.safe_load_all(generate.render_text({})) if d]
+            got_docs = [d for k in sorted(got) if k.endswith(".yaml") for d in yaml.safe_load_all(got[k]) if d]
+            if got_docs != want:
+                problems.append("the packaged chart renders differently from the directory")
+            name = Path(archive).name
+        except helm_python.HelmError as e:
+            problems.append(str(e))
+            name = "?"
+        report(not problems, f"helm package -> {name}, renders as the directory does", problems)
 
     if a.overlay and "slinky-eks" in rendered:
         problems = compare_overlay(a.overlay, rendered["slinky-eks"])
