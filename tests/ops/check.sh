@@ -194,7 +194,8 @@ if [[ -z ${OPS_BINARY:-} ]]; then
 fi
 if [[ -x $binary && ${#rendered[@]} -gt 0 ]]; then
     # The options values name a CA ConfigMap the user creates: a real CA bundle stands in for it.
-    ca_bundle=$("$PY" -c 'import pip._vendor.certifi as c; print(c.where())')
+    ca_bundle=$("$PY" -c 'import pip._vendor.certifi as c; print(c.where())' 2>/dev/null || true)
+    [[ -s $ca_bundle ]] || ca_bundle=/etc/ssl/certs/ca-certificates.crt
     run "every manifest and unit starts the binary, which serves /metrics" \
         "$PY" tests/ops/run_manifests.py --binary "$binary" --k8s "${rendered[@]}" --systemd deploy/systemd \
         --external-configmap "slurmrestd-ca:ca.crt=$ca_bundle"
