@@ -21,7 +21,8 @@ Substituted, because they cannot exist here (each substitution is printed):
   scraper must still serve /metrics, reporting slurmrestd down (an `*_up` series at 0);
 - paths under volume mounts and credentials, as above; the ExecStart binary path.
 
-Fails when a cluster scraper has no --usage-state-file. Passes when every program answers GET /metrics with 200 and at least one `*_up` series (and, for
+Fails when a cluster scraper has no --usage-state-file, or when its log says the token file or the
+state file could not be used (a wrong mount). Passes when every program answers GET /metrics with 200 and at least one `*_up` series (and, for
 the cluster scraper, one at 0), within 30 s. Runs as the invoking user: the node agent finds no
 NVML here and reports its GPU collector down, which is still a served /metrics.
 
@@ -51,6 +52,8 @@ import yaml
 failures = 0
 UP_RE = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*_up(\{[^}]*\})? (\S+)", re.M)
 WORKLOADS = ("StatefulSet", "Deployment", "DaemonSet")
+# Log lines that mean a shipped path is wrong although /metrics is served.
+BAD_LOG_LINES = ("cannot read token file", "usage counters restart from zero", "usage state not saved")
 # ConfigMaps the user creates next to the chart (name -> key -> content), from --external-configmap.
 EXTERNAL_CONFIGMAPS: dict[str, dict[str, str]] = {}
 
@@ -98,6 +101,10 @@ def check_metrics(proc: subprocess.Popen, port: int, want_down: bool, log: Path)
                 return False, "200 but no *_up series"
             if want_down and not any(v == "0" for _, v in ups):
                 return False, "slurmrestd is unreachable but no *_up series is 0"
+            # The first poll (done before the first /metrics) read the token and the state file.
+            for bad in BAD_LOG_LINES:
+                if bad in log.read_text():
+                    return False, f"served, but the log says {bad!r}: a mount or path is wrong"
             return True, f"{len(body)} bytes, {len(ups)} *_up series"
         except (urllib.error.URLError, ConnectionError, TimeoutError) as e:
             last = str(e)  # not listening yet, or 503 before the first collection
@@ -182,9 +189,12 @@ def k8s_container(label: str, binary: str, doc: dict, c: dict, configmaps: dict[
         a = expand_k8s(a, env)
         flag, eq, value = a.partition("=")
         if eq and flag == "--web.listen-address":
+            print(f"      {label}: --web.listen-address={value} -> {rewrite_listen(value, port)} (port only)")
             value = rewrite_listen(value, port)
         elif eq and flag == "--slurmrestd-url":
-            value = dead_url(value)
+            dead = dead_url(value)
+            print(f"      {label}: --slurmrestd-url={value} -> {dead} (nothing listens there)")
+            value = dead
         elif eq:
             for mp in sorted(mounts, key=len, reverse=True):
                 if value == mp or value.startswith(mp.rstrip("/") + "/"):
