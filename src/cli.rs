@@ -56,10 +56,12 @@ pub enum Command {
 /// Exporter-convention web flags shared by every subcommand.
 #[derive(Debug, Clone, Args)]
 pub struct WebArgs {
-    /// Address to listen on for the metrics endpoint.
+    /// Address to listen on for the metrics endpoint, as node_exporter takes it:
+    /// `:9342` (all interfaces), `[::]:9342`, `0.0.0.0:9342`, `127.0.0.1:9342`, `localhost:9342`.
     #[arg(
         long = "web.listen-address",
-        env = "SLURM_GPU_EXPORTER_WEB_LISTEN_ADDRESS"
+        env = "SLURM_GPU_EXPORTER_WEB_LISTEN_ADDRESS",
+        value_parser = crate::server::listen::validate
     )]
     pub listen_address: Option<String>,
 
@@ -135,6 +137,20 @@ mod tests {
         assert_eq!(parse_duration("15").unwrap(), Duration::from_secs(15));
         assert!(parse_duration("-1s").is_err());
         assert!(parse_duration("abc").is_err());
+    }
+
+    #[test]
+    fn listen_address_flag_takes_node_exporter_forms() {
+        for addr in [":9342", "[::]:9342", "0.0.0.0:9342", "localhost:9342"] {
+            let cli = Cli::try_parse_from(["x", "node", &format!("--web.listen-address={addr}")])
+                .unwrap_or_else(|e| panic!("{addr}: {e}"));
+            let Command::Node(args) = cli.command else {
+                panic!("not node")
+            };
+            assert_eq!(args.web.listen_address.as_deref(), Some(addr));
+        }
+        let e = Cli::try_parse_from(["x", "node", "--web.listen-address=::1:9342"]).unwrap_err();
+        assert!(e.to_string().contains("needs brackets"), "{e}");
     }
 
     #[test]

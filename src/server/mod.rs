@@ -6,6 +6,7 @@
 //! call [`WebServer::bind`] with their `WebArgs`, then [`WebServer::serve`].
 
 pub mod auth;
+pub mod listen;
 pub mod tls;
 pub mod web_config;
 
@@ -364,13 +365,11 @@ pub fn router(telemetry_path: &str, title: &'static str, publishers: Vec<Publish
         .with_state(state)
 }
 
+/// Listens on a `--web.listen-address` in any form node_exporter accepts (see [`listen`]).
 pub async fn bind(addr: &str) -> anyhow::Result<TcpListener> {
-    let addr: SocketAddr = addr
-        .parse()
-        .map_err(|e| anyhow::anyhow!("invalid --web.listen-address {addr:?}: {e}"))?;
-    TcpListener::bind(addr)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))
+    let addr =
+        listen::parse(addr).map_err(|e| anyhow::anyhow!("invalid --web.listen-address: {e}"))?;
+    Ok(listen::bind(&addr).await?)
 }
 
 fn wants_openmetrics(headers: &HeaderMap) -> bool {

