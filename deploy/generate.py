@@ -96,13 +96,19 @@ def main() -> int:
         for p in stale:
             print(f"{p.relative_to(ROOT)} has no source any more: run deploy/generate.sh", file=sys.stderr)
         return 1 if outdated or stale else 0
-    for p in outdated:
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_bytes(wanted[p])
-        print(f"wrote {p.relative_to(ROOT)}")
     for p in stale:
         p.unlink()
         print(f"removed {p.relative_to(ROOT)}")
+    # The copies first: the base is a render of the chart, so it is rendered again after them.
+    for p in [p for p in outdated if p != BASE_OUT]:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(wanted[p])
+        print(f"wrote {p.relative_to(ROOT)}")
+    base = base_manifest()
+    if not BASE_OUT.is_file() or BASE_OUT.read_bytes() != base:
+        BASE_OUT.parent.mkdir(parents=True, exist_ok=True)
+        BASE_OUT.write_bytes(base)
+        print(f"wrote {BASE_OUT.relative_to(ROOT)}")
     return 0
 
 
