@@ -812,6 +812,43 @@ fn shares_match_sshare() {
     assert!(matches!(err, ParseError::Unsupported { .. }));
 }
 
+/// `/shares` bodies with infinity written the ways slurmrestd writes it
+/// (crafted from the recordings until live ones exist; see
+/// `tests/fixtures/slurmrestd/crafted/README.md`): the body still parses,
+/// and an account's infinite Level FS (sshare: `inf`) is +Inf, not dropped.
+#[test]
+fn shares_with_infinity() {
+    for (version, file, inf_accounts) in [
+        // 24.11: bare `Infinity` / `-Infinity` / `NaN` (json-c).
+        (
+            ApiVersion::V0041,
+            "v0.0.41_slurm_shares_infinity.json",
+            &["hpc_project"][..],
+        ),
+        // v0.0.43+: the u64::MAX placeholder and `{"infinite": true}`.
+        (
+            ApiVersion::V0043,
+            "v0.0.43_slurm_shares_infinity.json",
+            &["hpc_project", "ai_project"][..],
+        ),
+    ] {
+        let path = fixture(&format!("slurmrestd/crafted/{file}"));
+        let model = slurmrestd::parse_shares(version, &mut File::open(&path).unwrap())
+            .unwrap_or_else(|e| panic!("{file}: {e}"));
+        let plain = shares(&CASES.iter().find(|c| c.version == version).unwrap());
+        assert_eq!(model.len(), plain.len(), "{file}");
+        for (s, p) in model.iter().zip(&plain) {
+            assert_eq!((&s.account, &s.user), (&p.account, &p.user), "{file}");
+            if s.user.is_none() && inf_accounts.contains(&s.account.as_str()) {
+                assert_eq!(s.fairshare, Some(f64::INFINITY), "{file} {}", s.account);
+            } else {
+                // Everything else as in the recording (users use their factor).
+                assert_eq!(s, p, "{file}");
+            }
+        }
+    }
+}
+
 // ---- diag ----
 
 /// sdiag text: `Key: value` per section, and (section, name, count) RPC rows.

@@ -112,6 +112,9 @@ fn literal_prefix(tail: &[u8]) -> bool {
 
 impl<R: Read> Read for NonFinite<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
         if self.ready_pos < self.ready_len {
             let k = (self.ready_len - self.ready_pos).min(buf.len());
             buf[..k].copy_from_slice(&self.ready[self.ready_pos..self.ready_pos + k]);
@@ -124,6 +127,9 @@ impl<R: Read> Read for NonFinite<R> {
         // Too small to rewrite a literal in place: go through `ready`.
         let mut scratch = [0u8; 2 * MAX_LIT];
         let n = self.read_rewritten(&mut scratch)?;
+        if n == 0 {
+            return Ok(0);
+        }
         self.ready = scratch;
         self.ready_pos = 0;
         self.ready_len = n;
