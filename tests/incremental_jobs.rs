@@ -236,6 +236,61 @@ async fn v0038_update_time_304_keeps_the_jobs() {
     assert_eq!(job_metrics(&third), from_scratch(&url, V38).await);
 }
 
+/// Slurm 24.11 (v0.0.40/v0.0.41) cannot parse an epoch `update_time`:
+/// `/jobs/?update_time=` answers HTTP 422 with errors 9202 ("Parsing of …
+/// for timestamp failed") and 9000. The poll repeats the request
+/// unconditionally at once, and no later poll sends `update_time` again.
+#[tokio::test]
+async fn refused_update_time_is_dropped_for_the_version() {
+    const V41: ApiVersion = ApiVersion::V0041;
+    let (state, url, mut p) = setup(V41, opts(V41, 1)).await;
+    live(&state, |l| {
+        l.conditional_answer = Some((
+            422,
+            "application/json",
+            crafted_body("jobs_update_time_422.body"),
+        ))
+    });
+    let first = p.poll().await;
+    assert_eq!(polls(&first, "full"), 1.0);
+    let supported = |s: &MetricSet| {
+        s.value(
+            "slurm_exporter_update_time_supported",
+            &[("endpoint", "jobs")],
+        )
+    };
+    assert_eq!(supported(&first), Some(1.0));
+    let n = request_count(&state);
+    let second = p.poll().await;
+    let reqs = requests_from(&state, n);
+    let conditional = |reqs: &[String]| {
+        reqs.iter()
+            .filter(|r| r.contains("/jobs/?update_time="))
+            .count()
+    };
+    assert_eq!(conditional(&reqs), 1, "{reqs:?}");
+    assert_eq!(full_jobs_requests(&reqs, V41), 2, "{reqs:?}");
+    assert_eq!(polls(&second, "full"), 2.0);
+    assert_eq!(supported(&second), Some(0.0));
+    assert_eq!(
+        second.value("slurm_exporter_endpoint_up", &[("endpoint", "jobs")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        second.sum("slurm_exporter_errors_total", &[("endpoint", "jobs")]),
+        0.0
+    );
+    assert_eq!(job_metrics(&second), from_scratch(&url, V41).await);
+    for _ in 0..3 {
+        let n = request_count(&state);
+        let next = p.poll().await;
+        let reqs = requests_from(&state, n);
+        assert_eq!(conditional(&reqs), 0, "{reqs:?}");
+        assert_eq!(full_jobs_requests(&reqs, V41), 1, "{reqs:?}");
+        assert_eq!(supported(&next), Some(0.0));
+    }
+}
+
 #[tokio::test]
 async fn a_job_leaving_the_queue_leaves_every_aggregate() {
     let (state, url, mut p) = setup(V44, opts(V44, 10)).await;

@@ -1,7 +1,7 @@
 //! One poll cycle: detect the API version, fetch every enabled endpoint
 //! concurrently, keep the last good data of each, and build the metric set.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -9,7 +9,7 @@ use super::collectors::exporter::{self, EndpointStatus, ExporterStatus};
 use super::collectors::jobs::JobAggregates;
 use super::collectors::{fairshare, nodes, partitions, scheduler};
 use super::jobtable::{JobTable, UnknownId};
-use super::nodes_sync::{sync_nodes, NodesPoll, NodesSync};
+use super::nodes_sync::{rejects_update_time, sync_nodes, NodesPoll, NodesSync};
 use super::usage::tracker::{CheckError, UsageTracker};
 use crate::exposition::Kind;
 use crate::exposition::MetricSet;
@@ -102,6 +102,10 @@ pub struct Poller {
     nodes_sync: NodesSync,
     /// Polls of `/nodes` by kind (full, unchanged).
     nodes_polls: BTreeMap<&'static str, u64>,
+    /// (endpoint, API version) pairs whose `?update_time=` slurmrestd
+    /// refused as a bad query (24.11's v0.0.40/v0.0.41): requests there go
+    /// unconditional from then on.
+    update_time_refused: BTreeSet<(&'static str, ApiVersion)>,
 }
 
 /// State of incremental `/jobs` polling, kept between polls.
@@ -138,6 +142,9 @@ struct JobsOutcome {
     kind: Option<&'static str>,
     refetched: u64,
     bytes: u64,
+    /// The conditional full poll was refused as a bad query: this version
+    /// does not take `?update_time=` on `/jobs`.
+    update_time_rejected: Option<FetchError>,
 }
 
 fn unix_now() -> f64 {
@@ -168,6 +175,7 @@ impl Poller {
             jobs_refetched: 0,
             nodes_sync: NodesSync::default(),
             nodes_polls: BTreeMap::new(),
+            update_time_refused: BTreeSet::new(),
         }
     }
 
@@ -301,11 +309,23 @@ impl Poller {
         let jobs_sync = std::mem::take(&mut self.jobs_sync);
         let nodes_sync = std::mem::take(&mut self.nodes_sync);
         let have_nodes = self.nodes.is_some();
+        let jobs_conditional = !self.update_time_refused.contains(&("jobs", v));
+        let nodes_conditional = !self.update_time_refused.contains(&("nodes", v));
         let (jobs, nodes, parts, shares, diag) = tokio::join!(
-            maybe(on("jobs"), sync_jobs(client, v, &jobs_opts, jobs_sync)),
+            maybe(
+                on("jobs"),
+                sync_jobs(client, v, &jobs_opts, jobs_conditional, jobs_sync)
+            ),
             maybe(
                 on("nodes"),
-                sync_nodes(client, v, &jobs_opts, have_nodes, nodes_sync)
+                sync_nodes(
+                    client,
+                    v,
+                    &jobs_opts,
+                    have_nodes,
+                    nodes_conditional,
+                    nodes_sync
+                )
             ),
             timed(maybe(on("partitions"), async move {
                 client
@@ -348,8 +368,11 @@ impl Poller {
             };
         }
         let mut jobs_fresh = None;
-        if let Some((sync, outcome)) = jobs {
+        if let Some((sync, mut outcome)) = jobs {
             self.jobs_sync = sync;
+            if let Some(e) = outcome.update_time_rejected.take() {
+                self.refuse_update_time("jobs", v, &e);
+            }
             let poll_started = outcome.steps.first().map(|s| s.started);
             for step in outcome.steps {
                 match step.result {
@@ -407,8 +430,11 @@ impl Poller {
         if let Some(value) = jobs_fresh {
             self.jobs = Some(Kept { value, at: now });
         }
-        if let Some((sync, outcome)) = nodes {
+        if let Some((sync, mut outcome)) = nodes {
             self.nodes_sync = sync;
+            if let Some(e) = outcome.update_time_rejected.take() {
+                self.refuse_update_time("nodes", v, &e);
+            }
             match outcome.result {
                 Ok((poll, bytes)) => {
                     self.record_ok("nodes", outcome.started, bytes);
@@ -437,6 +463,19 @@ impl Poller {
             tracing::warn!(version = %v, "slurmrestd stopped serving this API version; re-detecting next poll");
             self.version = None;
             self.nodes_sync = NodesSync::default();
+        }
+    }
+
+    /// Remembers that `endpoint` of version `v` refuses `?update_time=`,
+    /// saying so once.
+    fn refuse_update_time(&mut self, endpoint: &'static str, v: ApiVersion, e: &FetchError) {
+        if self.update_time_refused.insert((endpoint, v)) {
+            tracing::warn!(
+                endpoint,
+                version = %v,
+                error = %e,
+                "slurmrestd refuses ?update_time= on this endpoint (a Slurm 24.11 data parser cannot parse it); polling it unconditionally from now on"
+            );
         }
     }
 
@@ -581,6 +620,9 @@ impl Poller {
             vec![],
             self.jobs_refetched as f64,
         );
+        if self.opts.jobs_update_time {
+            self.collect_update_time_supported("jobs", set);
+        }
         set.family("slurm_exporter_jobs_table_jobs", TABLE, Kind::Gauge);
         set.gauge(
             "slurm_exporter_jobs_table_jobs",
@@ -603,6 +645,23 @@ impl Poller {
                 self.nodes_polls.get(kind).copied().unwrap_or(0) as f64,
             );
         }
+        self.collect_update_time_supported("nodes", set);
+    }
+
+    fn collect_update_time_supported(&self, endpoint: &str, set: &mut MetricSet) {
+        const HELP: &str = "0 once slurmrestd refused ?update_time= on this endpoint as a bad query for the API version in use (Slurm 24.11, v0.0.40/v0.0.41); it is then polled unconditionally. 1 otherwise.";
+        set.family("slurm_exporter_update_time_supported", HELP, Kind::Gauge);
+        let refused = self.version.is_some_and(|v| {
+            self.update_time_refused
+                .iter()
+                .any(|(e, rv)| *e == endpoint && *rv == v)
+        });
+        set.gauge(
+            "slurm_exporter_update_time_supported",
+            HELP,
+            vec![("endpoint", endpoint.to_string())],
+            if refused { 0.0 } else { 1.0 },
+        );
     }
 }
 
@@ -618,6 +677,7 @@ async fn sync_jobs(
     client: &Arc<Client>,
     v: ApiVersion,
     opts: &PollOptions,
+    conditional_ok: bool,
     mut sync: JobsSync,
 ) -> (JobsSync, JobsOutcome) {
     let mut out = JobsOutcome::default();
@@ -636,59 +696,64 @@ async fn sync_jobs(
         }
     }
 
-    // Full poll.
-    let started = Instant::now();
-    let own_clock = unix_now() as i64;
-    let since = if opts.jobs_update_time && sync.table.is_some() {
-        sync.since
-    } else {
-        None
-    };
-    let path = match since {
-        Some(t) => v.slurm_path(&format!("jobs/?update_time={t}")),
-        None => v.slurm_path("jobs/"),
-    };
-    let res = client
-        .get_conditional(&path, move |r| {
-            let mut table = JobTable::new();
-            let meta = slurmrestd::parse_jobs_meta(v, r, &mut table)?;
-            Ok((table, meta))
-        })
-        .await;
-    match res {
-        Ok(None) => {
-            out.kind = Some("unchanged");
-            out.steps.push(Step {
-                endpoint: "jobs",
-                started,
-                result: Ok(0),
-            });
-        }
-        Ok(Some(f)) => {
-            let (table, meta) = f.value;
-            out.bytes += f.bytes;
-            out.steps.push(Step {
-                endpoint: "jobs",
-                started,
-                result: Ok(f.bytes),
-            });
-            if since.is_some() && slurmrestd::is_no_change(&meta) {
+    // Full poll; a refused `?update_time=` is repeated without it at once.
+    let mut conditional = opts.jobs_update_time && conditional_ok && sync.table.is_some();
+    loop {
+        let started = Instant::now();
+        let own_clock = unix_now() as i64;
+        let since = if conditional { sync.since } else { None };
+        let path = match since {
+            Some(t) => v.slurm_path(&format!("jobs/?update_time={t}")),
+            None => v.slurm_path("jobs/"),
+        };
+        let res = client
+            .get_conditional(&path, move |r| {
+                let mut table = JobTable::new();
+                let meta = slurmrestd::parse_jobs_meta(v, r, &mut table)?;
+                Ok((table, meta))
+            })
+            .await;
+        match res {
+            Ok(None) => {
                 out.kind = Some("unchanged");
-            } else {
-                out.kind = Some("full");
-                sync.table = Some(table);
-                sync.since = Some(match meta.last_update {
-                    Some(t) => t - 1,
-                    None => own_clock - OWN_CLOCK_MARGIN_S,
+                out.steps.push(Step {
+                    endpoint: "jobs",
+                    started,
+                    result: Ok(0),
                 });
             }
-            sync.polls_since_full = 0;
+            Ok(Some(f)) => {
+                let (table, meta) = f.value;
+                out.bytes += f.bytes;
+                out.steps.push(Step {
+                    endpoint: "jobs",
+                    started,
+                    result: Ok(f.bytes),
+                });
+                if since.is_some() && slurmrestd::is_no_change(&meta) {
+                    out.kind = Some("unchanged");
+                } else {
+                    out.kind = Some("full");
+                    sync.table = Some(table);
+                    sync.since = Some(match meta.last_update {
+                        Some(t) => t - 1,
+                        None => own_clock - OWN_CLOCK_MARGIN_S,
+                    });
+                }
+                sync.polls_since_full = 0;
+            }
+            Err(e) if since.is_some() && rejects_update_time(&e) => {
+                out.update_time_rejected = Some(e);
+                conditional = false;
+                continue;
+            }
+            Err(e) => out.steps.push(Step {
+                endpoint: "jobs",
+                started,
+                result: Err(e),
+            }),
         }
-        Err(e) => out.steps.push(Step {
-            endpoint: "jobs",
-            started,
-            result: Err(e),
-        }),
+        break;
     }
     if out.kind == Some("unchanged") {
         sync.polls_since_full = 0;
