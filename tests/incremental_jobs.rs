@@ -291,6 +291,62 @@ async fn refused_update_time_is_dropped_for_the_version() {
     }
 }
 
+/// The staleness rule (docs/operations.md, "Stale data"): an endpoint's
+/// series are served iff its last good data is younger than
+/// `--max-data-age`; `endpoint_up` is the latest attempt and
+/// `endpoint_stale` says the series are older than it. For `/jobs` the job
+/// table is that data: it is as fresh as its last successful sync (full,
+/// unchanged or incremental), and dropping it drops the table, so nothing
+/// is served from it again before a full poll succeeds.
+#[tokio::test]
+async fn stale_jobs_are_served_until_max_age_then_only_after_a_full_poll() {
+    let mut o = opts(V44, 3);
+    o.max_data_age = Duration::from_millis(400);
+    let (state, url, mut p) = setup(V44, o).await;
+    let jobs = |s: &MetricSet| s.families().iter().any(|f| f.name == "slurm_jobs");
+    let ep = |s: &MetricSet, m: &str| s.value(m, &[("endpoint", "jobs")]);
+    let first = p.poll().await;
+    assert!(jobs(&first));
+    // /jobs fails from now on; /jobs/state keeps answering.
+    live(&state, |l| l.jobs_fault = Some(500));
+    let mut saw_stale = false;
+    let mut dropped = false;
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(3) {
+        let set = p.poll().await;
+        let up = ep(&set, "slurm_exporter_endpoint_up").unwrap();
+        let stale = ep(&set, "slurm_exporter_endpoint_stale").unwrap();
+        if up == 1.0 {
+            // An incremental poll of a table younger than the max age.
+            assert!(jobs(&set) && stale == 0.0 && !dropped, "up but dropped");
+            assert_eq!(polls(&set, "full"), 1.0);
+        } else if jobs(&set) {
+            assert_eq!(stale, 1.0, "served while down must say stale");
+            assert!(!dropped, "served again after being dropped");
+            saw_stale = true;
+        } else {
+            assert_eq!(stale, 0.0);
+            dropped = true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(saw_stale && dropped, "stale {saw_stale} dropped {dropped}");
+    // /jobs/state alone never revives a dropped table: the next poll is full.
+    let n = request_count(&state);
+    let set = p.poll().await;
+    let reqs = requests_from(&state, n);
+    assert!(!jobs(&set));
+    assert!(!reqs.iter().any(|r| r.contains("/jobs/state")), "{reqs:?}");
+    assert_eq!(full_jobs_requests(&reqs, V44), 1, "{reqs:?}");
+    assert_eq!(ep(&set, "slurm_exporter_endpoint_up"), Some(0.0));
+    // /jobs is back: fresh, up, exact.
+    live(&state, |l| l.jobs_fault = None);
+    let set = p.poll().await;
+    assert_eq!(ep(&set, "slurm_exporter_endpoint_up"), Some(1.0));
+    assert_eq!(ep(&set, "slurm_exporter_endpoint_stale"), Some(0.0));
+    assert_eq!(job_metrics(&set), from_scratch(&url, V44).await);
+}
+
 #[tokio::test]
 async fn a_job_leaving_the_queue_leaves_every_aggregate() {
     let (state, url, mut p) = setup(V44, opts(V44, 10)).await;

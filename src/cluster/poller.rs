@@ -488,15 +488,20 @@ impl Poller {
         st.last_response_bytes = bytes;
     }
 
-    fn record_err(&mut self, endpoint: &'static str, started: Instant, e: &FetchError) {
-        let has_data = match endpoint {
+    /// Whether series of `endpoint` are served from kept data.
+    fn has_data(&self, endpoint: &str) -> bool {
+        match endpoint {
             "jobs" => self.jobs.is_some(),
             "nodes" => self.nodes.is_some(),
             "partitions" => self.partitions.is_some(),
             "shares" => self.shares.is_some(),
             "diag" => self.diag.is_some(),
             _ => false,
-        };
+        }
+    }
+
+    fn record_err(&mut self, endpoint: &'static str, started: Instant, e: &FetchError) {
+        let has_data = self.has_data(endpoint);
         let st = self.status.entry(endpoint).or_default();
         st.up = false;
         st.stale = has_data;
