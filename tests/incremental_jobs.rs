@@ -347,6 +347,44 @@ async fn stale_jobs_are_served_until_max_age_then_only_after_a_full_poll() {
     assert_eq!(job_metrics(&set), from_scratch(&url, V44).await);
 }
 
+/// The 24.11 cycle before conditional requests were dropped: every full
+/// poll is conditional and fails (a 500 that is not a refused query), the
+/// polls between are incremental and work. Across drops and recoveries,
+/// series are served exactly when `jobs` is up or stale, never stale and up.
+#[tokio::test]
+async fn failing_conditional_full_polls_keep_up_stale_and_series_consistent() {
+    let mut o = opts(V44, 3);
+    o.max_data_age = Duration::from_millis(300);
+    let (state, _url, mut p) = setup(V44, o).await;
+    live(&state, |l| {
+        l.conditional_answer = Some((
+            500,
+            "application/json",
+            bytes::Bytes::from_static(br#"{"errors":[{"error":"Unspecified error"}]}"#),
+        ))
+    });
+    let (mut served_down, mut dropped) = (0, 0);
+    for i in 0..40 {
+        let set = p.poll().await;
+        let served = set.families().iter().any(|f| f.name == "slurm_jobs");
+        let ep = |m: &str| set.value(m, &[("endpoint", "jobs")]).unwrap();
+        let (up, stale) = (
+            ep("slurm_exporter_endpoint_up"),
+            ep("slurm_exporter_endpoint_stale"),
+        );
+        assert!(!(up == 1.0 && stale == 1.0), "poll {i}: up and stale");
+        assert_eq!(
+            served,
+            up == 1.0 || stale == 1.0,
+            "poll {i}: up {up} stale {stale}"
+        );
+        served_down += usize::from(served && up == 0.0);
+        dropped += usize::from(!served);
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(served_down > 0 && dropped > 0, "{served_down} {dropped}");
+}
+
 #[tokio::test]
 async fn a_job_leaving_the_queue_leaves_every_aggregate() {
     let (state, url, mut p) = setup(V44, opts(V44, 10)).await;
