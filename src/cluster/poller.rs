@@ -106,6 +106,9 @@ pub struct Poller {
     /// refused as a bad query (24.11's v0.0.40/v0.0.41): requests there go
     /// unconditional from then on.
     update_time_refused: BTreeSet<(&'static str, ApiVersion)>,
+    /// Set while the pinned API version is not served (its `/ping` is a
+    /// 404): the versions the server answered for instead.
+    pinned_unserved: Option<Vec<ApiVersion>>,
 }
 
 /// State of incremental `/jobs` polling, kept between polls.
@@ -176,7 +179,14 @@ impl Poller {
             nodes_sync: NodesSync::default(),
             nodes_polls: BTreeMap::new(),
             update_time_refused: BTreeSet::new(),
+            pinned_unserved: None,
         }
+    }
+
+    /// While the pinned API version is not served: the known versions the
+    /// server answers `/ping` for.
+    pub fn pinned_version_unserved(&self) -> Option<&[ApiVersion]> {
+        self.pinned_unserved.as_deref()
     }
 
     /// Jobs in the incremental-polling table and its approximate heap size.
@@ -265,7 +275,17 @@ impl Poller {
         self.version = version;
 
         if let Some(v) = version {
-            self.fetch_all(v).await;
+            if self.pinned_unserved.is_some() && self.pinned_still_unserved(v).await {
+                // One /ping per poll instead of a 404 from every endpoint.
+                for ep in self.enabled_endpoints(Some(v)) {
+                    let has_data = self.has_data(ep);
+                    let st = self.status.entry(ep).or_default();
+                    st.up = false;
+                    st.stale = has_data;
+                }
+            } else {
+                self.fetch_all(v).await;
+            }
         } else {
             // Without a version nothing can be fetched; mark every endpoint down.
             for ep in self.enabled_endpoints(None) {
@@ -457,6 +477,9 @@ impl Poller {
         keep!("partitions", parts, partitions);
         keep!("shares", shares, shares);
         keep!("diag", diag, diag);
+        if not_found && self.opts.pinned_version.is_some() && self.pinned_unserved.is_none() {
+            self.diagnose_pinned(v).await;
+        }
         // A 404 on a data path means the server no longer serves this version
         // (slurmrestd upgraded): detect again on the next poll.
         if not_found && self.opts.pinned_version.is_none() {
@@ -464,6 +487,71 @@ impl Poller {
             self.version = None;
             self.nodes_sync = NodesSync::default();
         }
+    }
+
+    /// After a 404 with a pinned version: if the version's `/ping` is a 404
+    /// too, the server does not serve it. Says so once at error, with the
+    /// known versions it does serve (one `/ping` each, newest first).
+    async fn diagnose_pinned(&mut self, v: ApiVersion) {
+        let started = Instant::now();
+        match self.client.get(&v.slurm_path("ping/"), |r| drain(r)).await {
+            Err(e) if e.is_not_found() => {}
+            // Served (a single path is missing), or another failure the
+            // endpoints already report.
+            _ => return,
+        }
+        let mut served = Vec::new();
+        for other in ApiVersion::NEWEST_FIRST.into_iter().filter(|o| *o != v) {
+            if self
+                .client
+                .get(&other.slurm_path("ping/"), |r| drain(r))
+                .await
+                .is_ok()
+            {
+                served.push(other);
+            }
+        }
+        let list = served
+            .iter()
+            .map(|o| o.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        tracing::error!(
+            pinned = %v,
+            served = %if list.is_empty() { "none this exporter knows" } else { list.as_str() },
+            url = self.client.display(),
+            "slurmrestd does not serve the API version set by --slurmrestd-api-version; set one it serves, or auto"
+        );
+        self.pinned_unserved = Some(served);
+        self.record_version_not_served(started);
+    }
+
+    /// While the pinned version is not served: true if its `/ping` is still
+    /// a 404 (counted as `version_not_served`); false once it answers (or
+    /// fails otherwise, which the endpoints then report).
+    async fn pinned_still_unserved(&mut self, v: ApiVersion) -> bool {
+        let started = Instant::now();
+        match self.client.get(&v.slurm_path("ping/"), |r| drain(r)).await {
+            Err(e) if e.is_not_found() => {
+                self.record_version_not_served(started);
+                true
+            }
+            res => {
+                if res.is_ok() {
+                    tracing::info!(version = %v, "slurmrestd serves the pinned API version again");
+                    self.record_ok("version", started, 0);
+                }
+                self.pinned_unserved = None;
+                false
+            }
+        }
+    }
+
+    fn record_version_not_served(&mut self, started: Instant) {
+        let st = self.status.entry("version").or_default();
+        st.up = false;
+        st.last_duration_seconds = started.elapsed().as_secs_f64();
+        *st.errors.entry("version_not_served").or_default() += 1;
     }
 
     /// Remembers that `endpoint` of version `v` refuses `?update_time=`,
