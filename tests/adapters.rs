@@ -835,7 +835,7 @@ fn shares_with_infinity() {
         let path = fixture(&format!("slurmrestd/crafted/{file}"));
         let model = slurmrestd::parse_shares(version, &mut File::open(&path).unwrap())
             .unwrap_or_else(|e| panic!("{file}: {e}"));
-        let plain = shares(&CASES.iter().find(|c| c.version == version).unwrap());
+        let plain = shares(CASES.iter().find(|c| c.version == version).unwrap());
         assert_eq!(model.len(), plain.len(), "{file}");
         for (s, p) in model.iter().zip(&plain) {
             assert_eq!((&s.account, &s.user), (&p.account, &p.user), "{file}");
