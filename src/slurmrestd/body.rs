@@ -135,7 +135,9 @@ pub(crate) fn read_elements_meta<T: DeserializeOwned>(
     field: &'static str,
     each: impl FnMut(T),
 ) -> Result<ListMeta, ParseError> {
-    let top = super::scan::read_array(&mut super::nonfinite::NonFinite::new(body), field, each)?;
+    // Bare `Infinity`/`NaN` are handled inside the scanner, only where
+    // serde_json rejects a value (this path carries /jobs and /nodes).
+    let top = super::scan::read_array(body, field, each)?;
     let last_update = match &top.last_update {
         Some(raw) => serde_json::from_slice::<super::number::Number>(raw)?.as_time(),
         None => None,
