@@ -637,8 +637,8 @@ fn partitions_match_scontrol() {
         let v = case.version;
         let parts =
             slurmrestd::parse_partitions(v, &mut rest(case, "slurm_partitions.json")).unwrap();
-        // name → (node list expression, total cpus, total nodes, state)
-        let cli: BTreeMap<String, (String, u64, u64, String)> = if v == ApiVersion::V0038 {
+        // name → (node list expression, total cpus, total nodes, state, TRES)
+        let cli: BTreeMap<String, (String, u64, u64, String, String)> = if v == ApiVersion::V0038 {
             cli_text(case, "scontrol_show_partition.txt")
                 .lines()
                 .filter(|l| l.starts_with("PartitionName="))
@@ -651,6 +651,10 @@ fn partitions_match_scontrol() {
                             m["TotalCPUs"].parse().unwrap(),
                             m["TotalNodes"].parse().unwrap(),
                             m["State"].to_string(),
+                            l.split_whitespace()
+                                .find_map(|w| w.strip_prefix("TRES="))
+                                .unwrap()
+                                .to_string(),
                         ),
                     )
                 })
@@ -668,6 +672,7 @@ fn partitions_match_scontrol() {
                             num(&p["cpus"]["total"]).unwrap() as u64,
                             num(&p["nodes"]["total"]).unwrap() as u64,
                             words(&p["partition"]["state"]).join("+"),
+                            p["tres"]["configured"].as_str().unwrap().to_string(),
                         ),
                     )
                 })
@@ -675,7 +680,20 @@ fn partitions_match_scontrol() {
         };
         assert_eq!(parts.len(), cli.len(), "{v}");
         for p in &parts {
-            let (expr, cpus, total_nodes, state) = &cli[&p.name];
+            let (expr, cpus, total_nodes, state, tres) = &cli[&p.name];
+            // The TRES totals (which count FUTURE nodes) are scontrol's.
+            let key = |k: &str| {
+                tres.split(',')
+                    .find_map(|kv| kv.strip_prefix(k))
+                    .map(|n| n.parse::<u64>().unwrap())
+            };
+            assert_eq!(
+                (p.tres_cpus, p.tres_nodes, p.tres_gpus),
+                (key("cpu="), key("node="), key("gres/gpu=")),
+                "{v} {}: {tres}",
+                p.name
+            );
+            assert_eq!(p.tres_gpus.map(|_| ()), Some(()), "{v} {}", p.name);
             assert_eq!(
                 (p.total_cpus, p.total_nodes),
                 (*cpus, *total_nodes),
