@@ -273,6 +273,13 @@ pub struct Partition {
     pub total_nodes: u64,
     /// `UP`, `DOWN`, `DRAIN`, `INACTIVE`, upper-case.
     pub state: String,
+    /// Totals from the partition's TRES string (`scontrol show partition`
+    /// `TRES=cpu=…,node=4,gres/gpu=32`), each `None` when the string lacks
+    /// that key (a `gres/gpu` that is not in AccountingStorageTRES) or is
+    /// absent. They count nodes that `/nodes` leaves out (FUTURE).
+    pub tres_cpus: Option<u64>,
+    pub tres_nodes: Option<u64>,
+    pub tres_gpus: Option<u64>,
 }
 
 /// One row of `sshare -a -l`: an account (user `None`) or an association of a

@@ -86,6 +86,51 @@ struct Expected {
     gpus_by_account: BTreeMap<String, f64>,
     gpu_jobs_by_account: BTreeMap<String, BTreeSet<u64>>,
     nodes_by_state: BTreeMap<String, f64>,
+    /// `scontrol show partition`: (nodes, CPUs, GPUs) per partition, from
+    /// TotalNodes, TotalCPUs and the gres/gpu of its TRES.
+    partitions: BTreeMap<String, (f64, f64, f64)>,
+}
+
+/// `scontrol show partition` as the release printed it: JSON (23.02+) or
+/// the one-line-per-partition text of 22.05.
+fn scontrol_partitions(v: ApiVersion) -> BTreeMap<String, (f64, f64, f64)> {
+    let dir = fixtures().join("slurm-cli").join(release(v));
+    let json = dir.join("scontrol_show_partition.json");
+    let mut out = BTreeMap::new();
+    if json.exists() {
+        let doc: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+        for p in doc["partitions"].as_array().unwrap() {
+            let tres = p["tres"]["configured"].as_str().unwrap();
+            out.insert(
+                p["name"].as_str().unwrap().to_string(),
+                (
+                    num(&p["nodes"]["total"]).unwrap(),
+                    num(&p["cpus"]["total"]).unwrap(),
+                    gpus_in_tres(tres),
+                ),
+            );
+        }
+    } else {
+        let text = std::fs::read_to_string(dir.join("scontrol_show_partition.txt")).unwrap();
+        for line in text.lines().filter(|l| l.starts_with("PartitionName=")) {
+            let field = |k: &str| {
+                line.split_whitespace()
+                    .find_map(|w| w.strip_prefix(k))
+                    .unwrap()
+                    .to_string()
+            };
+            out.insert(
+                field("PartitionName="),
+                (
+                    field("TotalNodes=").parse().unwrap(),
+                    field("TotalCPUs=").parse().unwrap(),
+                    gpus_in_tres(&field("TRES=")),
+                ),
+            );
+        }
+    }
+    assert!(!out.is_empty(), "{v}: no partitions in scontrol output");
+    out
 }
 
 fn expected(v: ApiVersion) -> Expected {
@@ -96,6 +141,7 @@ fn expected(v: ApiVersion) -> Expected {
         gpus_by_account: BTreeMap::new(),
         gpu_jobs_by_account: BTreeMap::new(),
         nodes_by_state: BTreeMap::new(),
+        partitions: scontrol_partitions(v),
     };
     for j in squeue["jobs"].as_array().unwrap() {
         let state = base_state(&j["job_state"]);
@@ -252,6 +298,28 @@ async fn check(v: ApiVersion) {
         .map(|(s, n)| (vec![s.clone()], *n))
         .collect();
     assert_eq!(nodes, want, "{v}: nodes per state vs sinfo --json");
+
+    // Nodes, CPUs and GPUs of a partition agree with scontrol, FUTURE nodes
+    // (absent from /nodes, e.g. gpu-node04) included.
+    let mut parts: BTreeMap<String, (f64, f64, f64)> = BTreeMap::new();
+    for (family, i) in [
+        ("slurm_cluster_partition_nodes", 0),
+        ("slurm_cluster_partition_cpus", 1),
+        ("slurm_cluster_partition_gpus", 2),
+    ] {
+        for (k, n) in group(&set, family, &["partition"]) {
+            let e = parts.entry(k[0].clone()).or_default();
+            match i {
+                0 => e.0 = n,
+                1 => e.1 = n,
+                _ => e.2 = n,
+            }
+        }
+    }
+    assert_eq!(
+        parts, e.partitions,
+        "{v}: partition (nodes, CPUs, GPUs) vs scontrol show partition"
+    );
 }
 
 #[tokio::test]

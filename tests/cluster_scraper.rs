@@ -316,6 +316,51 @@ async fn refused_connection_and_unknown_version() {
     assert_eq!(errors(&set, "version", "not_found"), 1.0);
 }
 
+/// A pinned API version the server does not serve (404 on every path) is
+/// diagnosed once: the known versions it does serve are probed and logged,
+/// `version_not_served` is counted, and later polls cost one `/ping` each
+/// instead of a 404 from every endpoint, until the version is served again.
+#[tokio::test]
+async fn pinned_version_not_served_is_said_plainly() {
+    let state = mock(vec![(ApiVersion::V0042, recording(ApiVersion::V0042))]);
+    let url = start_tcp(state.clone()).await;
+    let mut p = Poller::new(
+        client(&url, TokenSource::None, Duration::from_secs(5), 64 << 20),
+        PollOptions {
+            pinned_version: Some(V44),
+            ..PollOptions::default()
+        },
+    );
+    let set = p.poll().await;
+    assert_eq!(p.pinned_version_unserved(), Some(&[ApiVersion::V0042][..]));
+    assert_eq!(errors(&set, "version", "version_not_served"), 1.0);
+    assert_eq!(up(&set, "version"), Some(0.0));
+    assert_eq!(up(&set, "jobs"), Some(0.0));
+    assert_eq!(set.value("slurm_exporter_slurmrestd_up", &[]), Some(0.0));
+    let n = state.lock().unwrap().requests.len();
+    let set = p.poll().await;
+    let reqs: Vec<String> = state.lock().unwrap().requests[n..]
+        .iter()
+        .map(|r| r.0.clone())
+        .collect();
+    assert_eq!(reqs, ["/slurm/v0.0.44/ping/"]);
+    assert_eq!(errors(&set, "version", "version_not_served"), 2.0);
+    assert_eq!(
+        errors(&set, "jobs", "not_found"),
+        1.0,
+        "no new 404s counted"
+    );
+    assert_eq!(up(&set, "jobs"), Some(0.0));
+    assert_eq!(set.value("slurm_exporter_slurmrestd_up", &[]), Some(0.0));
+    // slurmrestd reconfigured to serve it: back to normal on the next poll.
+    state.lock().unwrap().recordings.push((V44, recording(V44)));
+    let set = p.poll().await;
+    assert_eq!(p.pinned_version_unserved(), None);
+    assert_eq!(up(&set, "version"), Some(1.0));
+    assert_eq!(up(&set, "jobs"), Some(1.0));
+    assert_eq!(set.value("slurm_exporter_slurmrestd_up", &[]), Some(1.0));
+}
+
 #[tokio::test]
 async fn version_change_between_polls_is_redetected() {
     let state = mock(vec![(V44, recording(V44))]);

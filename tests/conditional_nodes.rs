@@ -182,6 +182,45 @@ async fn changed_nodes_with_unchanged_partitions_fall_back_in_the_same_poll() {
     }
 }
 
+/// Slurm 24.11 (v0.0.40/v0.0.41) cannot parse an epoch `update_time`:
+/// `/nodes/?update_time=` answers HTTP 500 with errors 9202 and 9000. The
+/// poll repeats it unconditionally at once, and the version never gets a
+/// conditional `/nodes` request again (no back-off cycle of failures).
+#[tokio::test]
+async fn refused_update_time_is_dropped_for_the_version() {
+    let v = ApiVersion::V0041;
+    let (state, url, mut p) = setup(v, opts(v, 1000)).await;
+    live(&state, |l| {
+        l.conditional_answer = Some((
+            500,
+            "application/json",
+            crafted_body("nodes_update_time_500.body"),
+        ))
+    });
+    let supported = |s: &MetricSet| {
+        s.value(
+            "slurm_exporter_update_time_supported",
+            &[("endpoint", "nodes")],
+        )
+    };
+    let (first, _) = poll(&mut p, &state, v).await;
+    assert_eq!(supported(&first), Some(1.0));
+    let (second, reqs) = poll(&mut p, &state, v).await;
+    assert_eq!(reqs.len(), 2, "{reqs:?}");
+    assert!(conditional(&reqs[0]) && !conditional(&reqs[1]), "{reqs:?}");
+    assert_eq!(supported(&second), Some(0.0));
+    assert_eq!(nodes_errors(&second), 0.0);
+    assert_eq!(node_metrics(&second), from_scratch(&url, v).await);
+    for i in 0..20 {
+        live(&state, |l| l.edit(0, |n| set_load(n, v, 100 + i)));
+        let (set, reqs) = poll(&mut p, &state, v).await;
+        assert_eq!(reqs.len(), 1, "poll {i}: {reqs:?}");
+        assert!(!conditional(&reqs[0]), "poll {i}: {reqs:?}");
+        assert_eq!(supported(&set), Some(0.0));
+        assert_eq!(node_metrics(&set), from_scratch(&url, v).await, "poll {i}");
+    }
+}
+
 #[tokio::test]
 async fn backoff_doubles_while_nodes_keep_changing_and_resets_on_no_change() {
     let v = V44;

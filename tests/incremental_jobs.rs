@@ -238,6 +238,155 @@ async fn v0038_update_time_304_keeps_the_jobs() {
     assert_eq!(job_metrics(&third), from_scratch(&url, V38).await);
 }
 
+/// Slurm 24.11 (v0.0.40/v0.0.41) cannot parse an epoch `update_time`:
+/// `/jobs/?update_time=` answers HTTP 422 with errors 9202 ("Parsing of …
+/// for timestamp failed") and 9000. The poll repeats the request
+/// unconditionally at once, and no later poll sends `update_time` again.
+#[tokio::test]
+async fn refused_update_time_is_dropped_for_the_version() {
+    const V41: ApiVersion = ApiVersion::V0041;
+    let (state, url, mut p) = setup(V41, opts(V41, 1)).await;
+    live(&state, |l| {
+        l.conditional_answer = Some((
+            422,
+            "application/json",
+            crafted_body("jobs_update_time_422.body"),
+        ))
+    });
+    let first = p.poll().await;
+    assert_eq!(polls(&first, "full"), 1.0);
+    let supported = |s: &MetricSet| {
+        s.value(
+            "slurm_exporter_update_time_supported",
+            &[("endpoint", "jobs")],
+        )
+    };
+    assert_eq!(supported(&first), Some(1.0));
+    let n = request_count(&state);
+    let second = p.poll().await;
+    let reqs = requests_from(&state, n);
+    let conditional = |reqs: &[String]| {
+        reqs.iter()
+            .filter(|r| r.contains("/jobs/?update_time="))
+            .count()
+    };
+    assert_eq!(conditional(&reqs), 1, "{reqs:?}");
+    assert_eq!(full_jobs_requests(&reqs, V41), 2, "{reqs:?}");
+    assert_eq!(polls(&second, "full"), 2.0);
+    assert_eq!(supported(&second), Some(0.0));
+    assert_eq!(
+        second.value("slurm_exporter_endpoint_up", &[("endpoint", "jobs")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        second.sum("slurm_exporter_errors_total", &[("endpoint", "jobs")]),
+        0.0
+    );
+    assert_eq!(job_metrics(&second), from_scratch(&url, V41).await);
+    for _ in 0..3 {
+        let n = request_count(&state);
+        let next = p.poll().await;
+        let reqs = requests_from(&state, n);
+        assert_eq!(conditional(&reqs), 0, "{reqs:?}");
+        assert_eq!(full_jobs_requests(&reqs, V41), 1, "{reqs:?}");
+        assert_eq!(supported(&next), Some(0.0));
+    }
+}
+
+/// The staleness rule (docs/operations.md, "Stale data"): an endpoint's
+/// series are served iff its last good data is younger than
+/// `--max-data-age`; `endpoint_up` is the latest attempt and
+/// `endpoint_stale` says the series are older than it. For `/jobs` the job
+/// table is that data: it is as fresh as its last successful sync (full,
+/// unchanged or incremental), and dropping it drops the table, so nothing
+/// is served from it again before a full poll succeeds.
+#[tokio::test]
+async fn stale_jobs_are_served_until_max_age_then_only_after_a_full_poll() {
+    let mut o = opts(V44, 3);
+    o.max_data_age = Duration::from_millis(400);
+    let (state, url, mut p) = setup(V44, o).await;
+    let jobs = |s: &MetricSet| s.families().iter().any(|f| f.name == "slurm_jobs");
+    let ep = |s: &MetricSet, m: &str| s.value(m, &[("endpoint", "jobs")]);
+    let first = p.poll().await;
+    assert!(jobs(&first));
+    // /jobs fails from now on; /jobs/state keeps answering.
+    live(&state, |l| l.jobs_fault = Some(500));
+    let mut saw_stale = false;
+    let mut dropped = false;
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(3) {
+        let set = p.poll().await;
+        let up = ep(&set, "slurm_exporter_endpoint_up").unwrap();
+        let stale = ep(&set, "slurm_exporter_endpoint_stale").unwrap();
+        if up == 1.0 {
+            // An incremental poll of a table younger than the max age.
+            assert!(jobs(&set) && stale == 0.0 && !dropped, "up but dropped");
+            assert_eq!(polls(&set, "full"), 1.0);
+        } else if jobs(&set) {
+            assert_eq!(stale, 1.0, "served while down must say stale");
+            assert!(!dropped, "served again after being dropped");
+            saw_stale = true;
+        } else {
+            assert_eq!(stale, 0.0);
+            dropped = true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(saw_stale && dropped, "stale {saw_stale} dropped {dropped}");
+    // /jobs/state alone never revives a dropped table: the next poll is full.
+    let n = request_count(&state);
+    let set = p.poll().await;
+    let reqs = requests_from(&state, n);
+    assert!(!jobs(&set));
+    assert!(!reqs.iter().any(|r| r.contains("/jobs/state")), "{reqs:?}");
+    assert_eq!(full_jobs_requests(&reqs, V44), 1, "{reqs:?}");
+    assert_eq!(ep(&set, "slurm_exporter_endpoint_up"), Some(0.0));
+    // /jobs is back: fresh, up, exact.
+    live(&state, |l| l.jobs_fault = None);
+    let set = p.poll().await;
+    assert_eq!(ep(&set, "slurm_exporter_endpoint_up"), Some(1.0));
+    assert_eq!(ep(&set, "slurm_exporter_endpoint_stale"), Some(0.0));
+    assert_eq!(job_metrics(&set), from_scratch(&url, V44).await);
+}
+
+/// The 24.11 cycle before conditional requests were dropped: every full
+/// poll is conditional and fails (a 500 that is not a refused query), the
+/// polls between are incremental and work. Across drops and recoveries,
+/// series are served exactly when `jobs` is up or stale, never stale and up.
+#[tokio::test]
+async fn failing_conditional_full_polls_keep_up_stale_and_series_consistent() {
+    let mut o = opts(V44, 3);
+    o.max_data_age = Duration::from_millis(300);
+    let (state, _url, mut p) = setup(V44, o).await;
+    live(&state, |l| {
+        l.conditional_answer = Some((
+            500,
+            "application/json",
+            bytes::Bytes::from_static(br#"{"errors":[{"error":"Unspecified error"}]}"#),
+        ))
+    });
+    let (mut served_down, mut dropped) = (0, 0);
+    for i in 0..40 {
+        let set = p.poll().await;
+        let served = set.families().iter().any(|f| f.name == "slurm_jobs");
+        let ep = |m: &str| set.value(m, &[("endpoint", "jobs")]).unwrap();
+        let (up, stale) = (
+            ep("slurm_exporter_endpoint_up"),
+            ep("slurm_exporter_endpoint_stale"),
+        );
+        assert!(!(up == 1.0 && stale == 1.0), "poll {i}: up and stale");
+        assert_eq!(
+            served,
+            up == 1.0 || stale == 1.0,
+            "poll {i}: up {up} stale {stale}"
+        );
+        served_down += usize::from(served && up == 0.0);
+        dropped += usize::from(!served);
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(served_down > 0 && dropped > 0, "{served_down} {dropped}");
+}
+
 #[tokio::test]
 async fn a_job_leaving_the_queue_leaves_every_aggregate() {
     let (state, url, mut p) = setup(V44, opts(V44, 10)).await;

@@ -22,7 +22,11 @@
 //!   [`MAX_BACKOFF`] polls; a quiet one gets 304s;
 //! * one poll in `nodes_full_poll_every` is unconditional anyway, bounding
 //!   the age of anything slurmctld might refresh without marking the node
-//!   list changed (on 22.05 a node ping's new CPU load does mark it).
+//!   list changed (on 22.05 a node ping's new CPU load does mark it);
+//! * a conditional request rejected as a bad query ([`rejects_update_time`]:
+//!   Slurm 24.11's data parsers v0.0.40/v0.0.41 fail to parse an epoch
+//!   `update_time`) is repeated unconditionally, and the poller stops sending
+//!   `?update_time=` to that API version (see `Poller`).
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -34,6 +38,26 @@ use crate::slurmrestd::{self, ApiVersion};
 
 /// Slurm's `SLURM_NO_CHANGE_IN_DATA` (slurm_errno.h).
 pub const SLURM_NO_CHANGE_IN_DATA: i64 = 1900;
+
+/// Slurm's `ESLURM_REST_INVALID_QUERY` ("Query empty or not RFC7320 compliant").
+pub const ESLURM_REST_INVALID_QUERY: i64 = 9000;
+/// Slurm's `ESLURM_DATA_CONV_FAILED` ("Parsing of … for timestamp failed").
+pub const ESLURM_DATA_CONV_FAILED: i64 = 9202;
+
+/// Whether slurmrestd refused a conditional request's query itself, as
+/// 24.11 does for `?update_time=<epoch>` (`/jobs`: HTTP 422, `/nodes`: 500,
+/// each with errors 9202 and 9000): sending it again can never work. A 422
+/// is a refused query whatever the body says.
+pub fn rejects_update_time(e: &FetchError) -> bool {
+    let refused = |n: &i64| matches!(*n, ESLURM_REST_INVALID_QUERY | ESLURM_DATA_CONV_FAILED);
+    match e {
+        FetchError::Status { status, .. } if status.as_u16() == 422 => true,
+        FetchError::Status { .. } | FetchError::Parse { .. } => {
+            e.slurm_errors().iter().any(refused)
+        }
+        _ => false,
+    }
+}
 
 /// Most polls skipped between conditional requests after failures.
 pub const MAX_BACKOFF: u32 = 16;
@@ -75,6 +99,9 @@ pub struct NodesOutcome {
     pub started: Instant,
     /// The poll and the bytes it read.
     pub result: Result<(NodesPoll, u64), FetchError>,
+    /// The conditional request was refused as a bad query
+    /// ([`rejects_update_time`]): do not send `?update_time=` again.
+    pub update_time_rejected: Option<FetchError>,
 }
 
 fn unix_now() -> i64 {
@@ -85,16 +112,19 @@ fn unix_now() -> i64 {
 }
 
 /// Polls `/nodes`, conditionally when `have_nodes` (a previous list is
-/// kept to fall back on) and the options and state allow it.
+/// kept to fall back on), `conditional_ok` (this API version has not
+/// refused `?update_time=`) and the options and state allow it.
 pub async fn sync_nodes(
     client: &Arc<Client>,
     v: ApiVersion,
     opts: &PollOptions,
     have_nodes: bool,
+    conditional_ok: bool,
     mut sync: NodesSync,
 ) -> (NodesSync, NodesOutcome) {
     let started = Instant::now();
     let wanted = opts.nodes_update_time
+        && conditional_ok
         && have_nodes
         && sync.polls_since_full + 1 < opts.nodes_full_poll_every;
     let since = sync.since.filter(|_| wanted && sync.skip == 0);
@@ -125,6 +155,18 @@ pub async fn sync_nodes(
                 let outcome = NodesOutcome {
                     started,
                     result: Ok((NodesPoll::Fresh(nodes), f.bytes)),
+                    update_time_rejected: None,
+                };
+                return (sync, outcome);
+            }
+            Err(e) if rejects_update_time(&e) => {
+                // Never going to work with this version: no backoff, the
+                // poller stops asking.
+                let outcome = unconditional(client, v, &mut sync).await;
+                let outcome = NodesOutcome {
+                    started,
+                    update_time_rejected: Some(e),
+                    ..outcome
                 };
                 return (sync, outcome);
             }
@@ -141,6 +183,7 @@ pub async fn sync_nodes(
                     NodesOutcome {
                         started,
                         result: Err(e),
+                        update_time_rejected: None,
                     },
                 );
             }
@@ -171,6 +214,7 @@ fn unchanged(started: Instant) -> NodesOutcome {
     NodesOutcome {
         started,
         result: Ok((NodesPoll::Unchanged, 0)),
+        update_time_rejected: None,
     }
 }
 
@@ -195,5 +239,46 @@ async fn unconditional(client: &Arc<Client>, v: ApiVersion, sync: &mut NodesSync
         sync.polls_since_full = 0;
         (NodesPoll::Fresh(nodes), f.bytes)
     });
-    NodesOutcome { started, result }
+    NodesOutcome {
+        started,
+        result,
+        update_time_rejected: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hyper::StatusCode;
+
+    fn status(code: u16, body: &[u8]) -> FetchError {
+        FetchError::Status {
+            path: "/slurm/v0.0.41/jobs/?update_time=1".into(),
+            status: StatusCode::from_u16(code).unwrap(),
+            snippet: String::new(),
+            slurm_errors: crate::slurmrestd::slurm_error_numbers(body),
+        }
+    }
+
+    #[test]
+    fn refused_queries_are_told_from_other_failures() {
+        // v0.0.41 refusing an epoch time (crafted from the 9202 + 9000 answer recorded on 25.11.7).
+        let recorded =
+            include_bytes!("../../tests/fixtures/slurmrestd/crafted/jobs_update_time_422.body");
+        assert!(rejects_update_time(&status(422, recorded)));
+        assert!(rejects_update_time(&status(500, recorded)));
+        assert!(rejects_update_time(&status(422, b"")));
+        // 22.05's "partitions unchanged" 500 and "no change" 1900 are not refusals.
+        let v38 = include_bytes!(
+            "../../tests/fixtures/slurmrestd/v0.0.38/_err_nodes_update_time_partitions_unchanged.json"
+        );
+        assert!(!rejects_update_time(&status(500, v38)));
+        let no_change = br#"{"errors":[{"error_number":1900}]}"#;
+        assert!(!rejects_update_time(&status(500, no_change)));
+        assert!(!rejects_update_time(&status(404, b"")));
+        assert!(!rejects_update_time(&FetchError::Timeout {
+            path: "/".into(),
+            timeout: std::time::Duration::from_secs(1),
+        }));
+    }
 }

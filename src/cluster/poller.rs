@@ -1,7 +1,7 @@
 //! One poll cycle: detect the API version, fetch every enabled endpoint
 //! concurrently, keep the last good data of each, and build the metric set.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -9,7 +9,7 @@ use super::collectors::exporter::{self, EndpointStatus, ExporterStatus};
 use super::collectors::jobs::JobAggregates;
 use super::collectors::{fairshare, nodes, partitions, scheduler};
 use super::jobtable::{JobTable, UnknownId};
-use super::nodes_sync::{sync_nodes, NodesPoll, NodesSync};
+use super::nodes_sync::{rejects_update_time, sync_nodes, NodesPoll, NodesSync};
 use super::usage::tracker::{CheckError, UsageTracker};
 use crate::exposition::Kind;
 use crate::exposition::MetricSet;
@@ -102,6 +102,13 @@ pub struct Poller {
     nodes_sync: NodesSync,
     /// Polls of `/nodes` by kind (full, unchanged).
     nodes_polls: BTreeMap<&'static str, u64>,
+    /// (endpoint, API version) pairs whose `?update_time=` slurmrestd
+    /// refused as a bad query (24.11's v0.0.40/v0.0.41): requests there go
+    /// unconditional from then on.
+    update_time_refused: BTreeSet<(&'static str, ApiVersion)>,
+    /// Set while the pinned API version is not served (its `/ping` is a
+    /// 404): the versions the server answered for instead.
+    pinned_unserved: Option<Vec<ApiVersion>>,
 }
 
 /// State of incremental `/jobs` polling, kept between polls.
@@ -138,6 +145,9 @@ struct JobsOutcome {
     kind: Option<&'static str>,
     refetched: u64,
     bytes: u64,
+    /// The conditional full poll was refused as a bad query: this version
+    /// does not take `?update_time=` on `/jobs`.
+    update_time_rejected: Option<FetchError>,
 }
 
 fn unix_now() -> f64 {
@@ -168,7 +178,15 @@ impl Poller {
             jobs_refetched: 0,
             nodes_sync: NodesSync::default(),
             nodes_polls: BTreeMap::new(),
+            update_time_refused: BTreeSet::new(),
+            pinned_unserved: None,
         }
+    }
+
+    /// While the pinned API version is not served: the known versions the
+    /// server answers `/ping` for.
+    pub fn pinned_version_unserved(&self) -> Option<&[ApiVersion]> {
+        self.pinned_unserved.as_deref()
     }
 
     /// Jobs in the incremental-polling table and its approximate heap size.
@@ -257,7 +275,17 @@ impl Poller {
         self.version = version;
 
         if let Some(v) = version {
-            self.fetch_all(v).await;
+            if self.pinned_unserved.is_some() && self.pinned_still_unserved(v).await {
+                // One /ping per poll instead of a 404 from every endpoint.
+                for ep in self.enabled_endpoints(Some(v)) {
+                    let has_data = self.has_data(ep);
+                    let st = self.status.entry(ep).or_default();
+                    st.up = false;
+                    st.stale = has_data;
+                }
+            } else {
+                self.fetch_all(v).await;
+            }
         } else {
             // Without a version nothing can be fetched; mark every endpoint down.
             for ep in self.enabled_endpoints(None) {
@@ -301,11 +329,23 @@ impl Poller {
         let jobs_sync = std::mem::take(&mut self.jobs_sync);
         let nodes_sync = std::mem::take(&mut self.nodes_sync);
         let have_nodes = self.nodes.is_some();
+        let jobs_conditional = !self.update_time_refused.contains(&("jobs", v));
+        let nodes_conditional = !self.update_time_refused.contains(&("nodes", v));
         let (jobs, nodes, parts, shares, diag) = tokio::join!(
-            maybe(on("jobs"), sync_jobs(client, v, &jobs_opts, jobs_sync)),
+            maybe(
+                on("jobs"),
+                sync_jobs(client, v, &jobs_opts, jobs_conditional, jobs_sync)
+            ),
             maybe(
                 on("nodes"),
-                sync_nodes(client, v, &jobs_opts, have_nodes, nodes_sync)
+                sync_nodes(
+                    client,
+                    v,
+                    &jobs_opts,
+                    have_nodes,
+                    nodes_conditional,
+                    nodes_sync
+                )
             ),
             timed(maybe(on("partitions"), async move {
                 client
@@ -348,8 +388,11 @@ impl Poller {
             };
         }
         let mut jobs_fresh = None;
-        if let Some((sync, outcome)) = jobs {
+        if let Some((sync, mut outcome)) = jobs {
             self.jobs_sync = sync;
+            if let Some(e) = outcome.update_time_rejected.take() {
+                self.refuse_update_time("jobs", v, &e);
+            }
             let poll_started = outcome.steps.first().map(|s| s.started);
             for step in outcome.steps {
                 match step.result {
@@ -407,8 +450,11 @@ impl Poller {
         if let Some(value) = jobs_fresh {
             self.jobs = Some(Kept { value, at: now });
         }
-        if let Some((sync, outcome)) = nodes {
+        if let Some((sync, mut outcome)) = nodes {
             self.nodes_sync = sync;
+            if let Some(e) = outcome.update_time_rejected.take() {
+                self.refuse_update_time("nodes", v, &e);
+            }
             match outcome.result {
                 Ok((poll, bytes)) => {
                     self.record_ok("nodes", outcome.started, bytes);
@@ -431,12 +477,93 @@ impl Poller {
         keep!("partitions", parts, partitions);
         keep!("shares", shares, shares);
         keep!("diag", diag, diag);
+        if not_found && self.opts.pinned_version.is_some() && self.pinned_unserved.is_none() {
+            self.diagnose_pinned(v).await;
+        }
         // A 404 on a data path means the server no longer serves this version
         // (slurmrestd upgraded): detect again on the next poll.
         if not_found && self.opts.pinned_version.is_none() {
             tracing::warn!(version = %v, "slurmrestd stopped serving this API version; re-detecting next poll");
             self.version = None;
             self.nodes_sync = NodesSync::default();
+        }
+    }
+
+    /// After a 404 with a pinned version: if the version's `/ping` is a 404
+    /// too, the server does not serve it. Says so once at error, with the
+    /// known versions it does serve (one `/ping` each, newest first).
+    async fn diagnose_pinned(&mut self, v: ApiVersion) {
+        let started = Instant::now();
+        match self.client.get(&v.slurm_path("ping/"), |r| drain(r)).await {
+            Err(e) if e.is_not_found() => {}
+            // Served (a single path is missing), or another failure the
+            // endpoints already report.
+            _ => return,
+        }
+        let mut served = Vec::new();
+        for other in ApiVersion::NEWEST_FIRST.into_iter().filter(|o| *o != v) {
+            if self
+                .client
+                .get(&other.slurm_path("ping/"), |r| drain(r))
+                .await
+                .is_ok()
+            {
+                served.push(other);
+            }
+        }
+        let list = served
+            .iter()
+            .map(|o| o.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        tracing::error!(
+            pinned = %v,
+            served = %if list.is_empty() { "none this exporter knows" } else { list.as_str() },
+            url = self.client.display(),
+            "slurmrestd does not serve the API version set by --slurmrestd-api-version; set one it serves, or auto"
+        );
+        self.pinned_unserved = Some(served);
+        self.record_version_not_served(started);
+    }
+
+    /// While the pinned version is not served: true if its `/ping` is still
+    /// a 404 (counted as `version_not_served`); false once it answers (or
+    /// fails otherwise, which the endpoints then report).
+    async fn pinned_still_unserved(&mut self, v: ApiVersion) -> bool {
+        let started = Instant::now();
+        match self.client.get(&v.slurm_path("ping/"), |r| drain(r)).await {
+            Err(e) if e.is_not_found() => {
+                self.record_version_not_served(started);
+                true
+            }
+            res => {
+                if res.is_ok() {
+                    tracing::info!(version = %v, "slurmrestd serves the pinned API version again");
+                    self.record_ok("version", started, 0);
+                }
+                self.pinned_unserved = None;
+                false
+            }
+        }
+    }
+
+    fn record_version_not_served(&mut self, started: Instant) {
+        let st = self.status.entry("version").or_default();
+        st.up = false;
+        st.last_duration_seconds = started.elapsed().as_secs_f64();
+        *st.errors.entry("version_not_served").or_default() += 1;
+    }
+
+    /// Remembers that `endpoint` of version `v` refuses `?update_time=`,
+    /// saying so once.
+    fn refuse_update_time(&mut self, endpoint: &'static str, v: ApiVersion, e: &FetchError) {
+        if self.update_time_refused.insert((endpoint, v)) {
+            tracing::warn!(
+                endpoint,
+                version = %v,
+                error = %e,
+                "slurmrestd refuses ?update_time= on this endpoint (a Slurm 24.11 data parser cannot parse it); polling it unconditionally from now on"
+            );
         }
     }
 
@@ -449,15 +576,20 @@ impl Poller {
         st.last_response_bytes = bytes;
     }
 
-    fn record_err(&mut self, endpoint: &'static str, started: Instant, e: &FetchError) {
-        let has_data = match endpoint {
+    /// Whether series of `endpoint` are served from kept data.
+    fn has_data(&self, endpoint: &str) -> bool {
+        match endpoint {
             "jobs" => self.jobs.is_some(),
             "nodes" => self.nodes.is_some(),
             "partitions" => self.partitions.is_some(),
             "shares" => self.shares.is_some(),
             "diag" => self.diag.is_some(),
             _ => false,
-        };
+        }
+    }
+
+    fn record_err(&mut self, endpoint: &'static str, started: Instant, e: &FetchError) {
+        let has_data = self.has_data(endpoint);
         let st = self.status.entry(endpoint).or_default();
         st.up = false;
         st.stale = has_data;
@@ -581,6 +713,9 @@ impl Poller {
             vec![],
             self.jobs_refetched as f64,
         );
+        if self.opts.jobs_update_time {
+            self.collect_update_time_supported("jobs", set);
+        }
         set.family("slurm_exporter_jobs_table_jobs", TABLE, Kind::Gauge);
         set.gauge(
             "slurm_exporter_jobs_table_jobs",
@@ -603,6 +738,23 @@ impl Poller {
                 self.nodes_polls.get(kind).copied().unwrap_or(0) as f64,
             );
         }
+        self.collect_update_time_supported("nodes", set);
+    }
+
+    fn collect_update_time_supported(&self, endpoint: &str, set: &mut MetricSet) {
+        const HELP: &str = "0 once slurmrestd refused ?update_time= on this endpoint as a bad query for the API version in use (Slurm 24.11, v0.0.40/v0.0.41); it is then polled unconditionally. 1 otherwise.";
+        set.family("slurm_exporter_update_time_supported", HELP, Kind::Gauge);
+        let refused = self.version.is_some_and(|v| {
+            self.update_time_refused
+                .iter()
+                .any(|(e, rv)| *e == endpoint && *rv == v)
+        });
+        set.gauge(
+            "slurm_exporter_update_time_supported",
+            HELP,
+            vec![("endpoint", endpoint.to_string())],
+            if refused { 0.0 } else { 1.0 },
+        );
     }
 }
 
@@ -618,6 +770,7 @@ async fn sync_jobs(
     client: &Arc<Client>,
     v: ApiVersion,
     opts: &PollOptions,
+    conditional_ok: bool,
     mut sync: JobsSync,
 ) -> (JobsSync, JobsOutcome) {
     let mut out = JobsOutcome::default();
@@ -636,59 +789,64 @@ async fn sync_jobs(
         }
     }
 
-    // Full poll.
-    let started = Instant::now();
-    let own_clock = unix_now() as i64;
-    let since = if opts.jobs_update_time && sync.table.is_some() {
-        sync.since
-    } else {
-        None
-    };
-    let path = match since {
-        Some(t) => v.slurm_path(&format!("jobs/?update_time={t}")),
-        None => v.slurm_path("jobs/"),
-    };
-    let res = client
-        .get_conditional(&path, move |r| {
-            let mut table = JobTable::new();
-            let meta = slurmrestd::parse_jobs_meta(v, r, &mut table)?;
-            Ok((table, meta))
-        })
-        .await;
-    match res {
-        Ok(None) => {
-            out.kind = Some("unchanged");
-            out.steps.push(Step {
-                endpoint: "jobs",
-                started,
-                result: Ok(0),
-            });
-        }
-        Ok(Some(f)) => {
-            let (table, meta) = f.value;
-            out.bytes += f.bytes;
-            out.steps.push(Step {
-                endpoint: "jobs",
-                started,
-                result: Ok(f.bytes),
-            });
-            if since.is_some() && slurmrestd::is_no_change(&meta) {
+    // Full poll; a refused `?update_time=` is repeated without it at once.
+    let mut conditional = opts.jobs_update_time && conditional_ok && sync.table.is_some();
+    loop {
+        let started = Instant::now();
+        let own_clock = unix_now() as i64;
+        let since = if conditional { sync.since } else { None };
+        let path = match since {
+            Some(t) => v.slurm_path(&format!("jobs/?update_time={t}")),
+            None => v.slurm_path("jobs/"),
+        };
+        let res = client
+            .get_conditional(&path, move |r| {
+                let mut table = JobTable::new();
+                let meta = slurmrestd::parse_jobs_meta(v, r, &mut table)?;
+                Ok((table, meta))
+            })
+            .await;
+        match res {
+            Ok(None) => {
                 out.kind = Some("unchanged");
-            } else {
-                out.kind = Some("full");
-                sync.table = Some(table);
-                sync.since = Some(match meta.last_update {
-                    Some(t) => t - 1,
-                    None => own_clock - OWN_CLOCK_MARGIN_S,
+                out.steps.push(Step {
+                    endpoint: "jobs",
+                    started,
+                    result: Ok(0),
                 });
             }
-            sync.polls_since_full = 0;
+            Ok(Some(f)) => {
+                let (table, meta) = f.value;
+                out.bytes += f.bytes;
+                out.steps.push(Step {
+                    endpoint: "jobs",
+                    started,
+                    result: Ok(f.bytes),
+                });
+                if since.is_some() && slurmrestd::is_no_change(&meta) {
+                    out.kind = Some("unchanged");
+                } else {
+                    out.kind = Some("full");
+                    sync.table = Some(table);
+                    sync.since = Some(match meta.last_update {
+                        Some(t) => t - 1,
+                        None => own_clock - OWN_CLOCK_MARGIN_S,
+                    });
+                }
+                sync.polls_since_full = 0;
+            }
+            Err(e) if since.is_some() && rejects_update_time(&e) => {
+                out.update_time_rejected = Some(e);
+                conditional = false;
+                continue;
+            }
+            Err(e) => out.steps.push(Step {
+                endpoint: "jobs",
+                started,
+                result: Err(e),
+            }),
         }
-        Err(e) => out.steps.push(Step {
-            endpoint: "jobs",
-            started,
-            result: Err(e),
-        }),
+        break;
     }
     if out.kind == Some("unchanged") {
         sync.polls_since_full = 0;

@@ -85,7 +85,10 @@ pub(crate) fn read<S, V>(
 where
     S: for<'de> DeserializeSeed<'de, Value = V>,
 {
-    let mut de = serde_json::Deserializer::from_reader(BufReader::new(body));
+    // Bare `Infinity`/`NaN` (≤ 24.11) become strings `Number` reads.
+    let mut de = serde_json::Deserializer::from_reader(BufReader::new(
+        super::nonfinite::NonFinite::new(body),
+    ));
     let (data, errors) = de.deserialize_map(TopLevel {
         field,
         seed: Some(seed),
@@ -132,6 +135,8 @@ pub(crate) fn read_elements_meta<T: DeserializeOwned>(
     field: &'static str,
     each: impl FnMut(T),
 ) -> Result<ListMeta, ParseError> {
+    // Bare `Infinity`/`NaN` are handled inside the scanner, only where
+    // serde_json rejects a value (this path carries /jobs and /nodes).
     let top = super::scan::read_array(body, field, each)?;
     let last_update = match &top.last_update {
         Some(raw) => serde_json::from_slice::<super::number::Number>(raw)?.as_time(),

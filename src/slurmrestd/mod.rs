@@ -7,6 +7,7 @@ pub use body::ListMeta;
 pub mod client;
 mod diag;
 pub mod error;
+mod nonfinite;
 mod normalize;
 pub mod number;
 mod scan;

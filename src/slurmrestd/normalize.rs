@@ -227,16 +227,42 @@ pub(crate) struct PartitionFields {
     pub total_cpus: Option<u64>,
     pub total_nodes: Option<u64>,
     pub state_words: Vec<String>,
+    /// The partition's configured TRES string (v0.0.38 `tres`, v0.0.40+
+    /// `tres.configured`); empty when absent.
+    pub tres: String,
 }
 
 pub(crate) fn partition(f: PartitionFields) -> Partition {
+    let (tres_cpus, tres_nodes, tres_gpus) = partition_tres(&f.tres);
     Partition {
         name: f.name,
         nodes: hostlist::expand(&f.nodes).unwrap_or_default(),
         total_cpus: f.total_cpus.unwrap_or(0),
         total_nodes: f.total_nodes.unwrap_or(0),
         state: f.state_words.join("+"),
+        tres_cpus,
+        tres_nodes,
+        tres_gpus,
     }
+}
+
+/// CPU, node and GPU totals of a partition TRES string, each only when its
+/// key is present (a missing `gres/gpu` means "not tracked", not zero). An
+/// invalid string gives nothing.
+fn partition_tres(s: &str) -> (Option<u64>, Option<u64>, Option<u64>) {
+    let Some(t) = tres::parse(s) else {
+        return (None, None, None);
+    };
+    let has = |pred: &dyn Fn(&str) -> bool| {
+        s.split(',')
+            .filter_map(|e| e.split_once('='))
+            .any(|(k, _)| pred(k.trim()))
+    };
+    (
+        has(&|k| k == "cpu").then_some(t.cpus),
+        has(&|k| k == "node").then_some(t.nodes),
+        has(&|k| k == "gres/gpu" || k.starts_with("gres/gpu:")).then_some(t.gpus),
+    )
 }
 
 #[cfg(test)]
@@ -245,6 +271,29 @@ mod tests {
 
     fn w(s: &[&str]) -> Vec<String> {
         s.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn partition_tres_totals() {
+        assert_eq!(
+            partition_tres(
+                "cpu=256,mem=1000G,node=4,billing=570,gres/gpu=32,gres/gpu:h100=32,license/ansys=4"
+            ),
+            (Some(256), Some(4), Some(32))
+        );
+        assert_eq!(
+            partition_tres("gres/gpu:a100=4,gres/gpu:h100=8"),
+            (None, None, Some(12))
+        );
+        // gres/gpu not tracked: unknown, not zero.
+        assert_eq!(
+            partition_tres("cpu=64,mem=250G,node=1"),
+            (Some(64), Some(1), None)
+        );
+        for bad in ["", "cpu", "cpu=x,node=1", "node=-1"] {
+            assert_eq!(partition_tres(bad).2, None, "{bad}");
+        }
+        assert_eq!(partition_tres("cpu=x,node=1"), (None, None, None));
     }
 
     #[test]

@@ -68,6 +68,27 @@ impl Number {
         }
     }
 
+    /// A float where infinity is a real value (fairshare level and factor:
+    /// an association with shares and no usage has Level FS = ∞, which
+    /// `sshare` prints as `inf`). ∞ arrives as `{"infinite": true}`
+    /// (v0.0.42+), a bare `Infinity` (≤ 24.11), or the placeholder
+    /// `(double) INFINITE64` = 1.8446744073709552e19 (25.05+ serializer,
+    /// v0.0.40/v0.0.41 and plain floats of v0.0.43+, logged by slurmrestd as
+    /// "Dumping (0xffffffffffffffff) as place holder for Infinity"). Unset,
+    /// NaN and `(double) NO_VAL` (4294967294.0) are `None`.
+    pub fn as_f64_or_inf(self) -> Option<f64> {
+        match self {
+            Number::Infinite => Some(f64::INFINITY),
+            Number::Float(f) if f.is_nan() => None,
+            Number::Float(f) if f.is_infinite() => Some(f),
+            Number::Float(f) if f == INFINITE64 as f64 => Some(f64::INFINITY),
+            n => match n.classify() {
+                Number::Infinite => Some(f64::INFINITY),
+                n => n.as_f64(),
+            },
+        }
+    }
+
     /// A Unix time: 0 and unset mean "never" in Slurm.
     pub fn as_time(self) -> Option<i64> {
         self.as_i64().filter(|t| *t > 0)
@@ -104,6 +125,14 @@ impl<'de> Visitor<'de> for NumberVisitor {
     }
     fn visit_unit<E: de::Error>(self) -> Result<Number, E> {
         Ok(Number::Unset)
+    }
+    /// Only the strings [`super::nonfinite`] writes for bare `Infinity`,
+    /// `-Infinity` and `NaN`; any other string is not a number.
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Number, E> {
+        match super::nonfinite::marker_value(v) {
+            Some(f) => Ok(Number::Float(f)),
+            None => Err(E::invalid_type(de::Unexpected::Str(v), &self)),
+        }
     }
     fn visit_none<E: de::Error>(self) -> Result<Number, E> {
         Ok(Number::Unset)
@@ -188,6 +217,9 @@ impl<'de> Deserialize<'de> for PlainNumber {
             fn visit_unit<E: de::Error>(self) -> Result<PlainNumber, E> {
                 Ok(PlainNumber(Number::Unset))
             }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<PlainNumber, E> {
+                NumberVisitor.visit_str(v).map(PlainNumber)
+            }
         }
         d.deserialize_any(V)
     }
@@ -228,6 +260,46 @@ mod tests {
     }
 
     #[test]
+    fn infinity_where_it_is_a_value() {
+        // Recorded v0.0.40/v0.0.41 (25.05, 25.11): root user's level is the
+        // INFINITE64 placeholder (sshare: inf), root's is NO_VAL (sshare: empty).
+        assert_eq!(
+            n("1.8446744073709552e+19").as_f64_or_inf(),
+            Some(f64::INFINITY)
+        );
+        assert_eq!(
+            n("18446744073709552000").as_f64_or_inf(),
+            Some(f64::INFINITY)
+        );
+        assert_eq!(n("4294967294.0").as_f64_or_inf(), None);
+        assert_eq!(
+            n(r#"{"set":false,"infinite":true,"number":0.0}"#).as_f64_or_inf(),
+            Some(f64::INFINITY)
+        );
+        assert_eq!(
+            n(r#"{"set":true,"infinite":false,"number":18446744073709552000}"#).as_f64_or_inf(),
+            Some(f64::INFINITY)
+        );
+        assert_eq!(
+            n(r#"{"set":false,"infinite":false,"number":0.0}"#).as_f64_or_inf(),
+            None
+        );
+        assert_eq!(n("1.25").as_f64_or_inf(), Some(1.25));
+        assert_eq!(n("0").as_f64_or_inf(), Some(0.0));
+        // The strings NonFinite writes for bare literals.
+        assert_eq!(n(r#""+inf  ""#).as_f64_or_inf(), Some(f64::INFINITY));
+        assert_eq!(n(r#""-inf   ""#).as_f64_or_inf(), Some(f64::NEG_INFINITY));
+        assert_eq!(n(r#""N""#).as_f64_or_inf(), None);
+        assert_eq!(
+            n(r#"{"number":"+inf  "}"#).as_f64_or_inf(),
+            Some(f64::INFINITY)
+        );
+        // Elsewhere infinity is not a count or a float value.
+        assert_eq!(n(r#""+inf  ""#).as_f64(), None);
+        assert_eq!(n("1.8446744073709552e+19").as_f64(), None);
+    }
+
+    #[test]
     fn sentinels_and_hostile_values() {
         // v0.0.38 prints cpu_load NO_VAL and free_memory NO_VAL64 as -2.
         assert_eq!(n("4294967294").as_u64(), None);
@@ -247,6 +319,8 @@ mod tests {
         assert_eq!(n("12.9").as_u64(), Some(12));
         for bad in [
             r#""5""#,
+            r#""inf""#,
+            r#""Infinity""#,
             "true",
             "[1]",
             r#"{"number":{"number":1}}"#,

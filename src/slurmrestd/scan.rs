@@ -18,6 +18,8 @@ use std::io::{ErrorKind, Read};
 
 use serde::de::{DeserializeOwned, Error as _, IgnoredAny};
 
+use super::nonfinite;
+
 /// Bytes asked of the reader at a time.
 const CHUNK: usize = 256 * 1024;
 
@@ -89,7 +91,24 @@ impl<'r> Scanner<'r> {
                     }
                     self.lookahead = have + have.max(4096);
                 }
-                Some(Err(e)) => return Err(e),
+                Some(Err(e)) => {
+                    // Bare `Infinity`/`NaN` (Slurm <= 24.11) are rewritten only
+                    // now, after serde_json refused the element, so
+                    // well-formed bodies never pay for the scan.
+                    let fix = nonfinite::rewrite_in_place(&mut self.buf[self.start..self.end]);
+                    if fix.changed {
+                        continue;
+                    }
+                    if fix.partial && !self.eof {
+                        let have = self.end - self.start;
+                        if have > self.max_value {
+                            return Err(self.too_large());
+                        }
+                        self.lookahead = have + 1;
+                        continue;
+                    }
+                    return Err(e);
+                }
                 None if self.eof => {
                     return Err(syntax(
                         "EOF while parsing a value",
@@ -370,13 +389,21 @@ fn read_array_capped<T: DeserializeOwned>(
                 }
                 top.count = Some(elements(&mut sc, &mut each)?);
             } else if key == "errors" {
-                top.errors = Some(sc.value()?.to_vec());
+                top.errors = Some(owned(sc.value()?));
             } else if key == "warnings" {
-                top.warnings = Some(sc.value()?.to_vec());
+                top.warnings = Some(owned(sc.value()?));
             } else if key == "last_update" {
-                top.last_update = Some(sc.value()?.to_vec());
+                top.last_update = Some(owned(sc.value()?));
             } else {
-                serde_json::from_slice::<IgnoredAny>(sc.value()?)?;
+                let v = sc.value()?;
+                if let Err(e) = serde_json::from_slice::<IgnoredAny>(v) {
+                    // Maybe a bare literal: check a rewritten copy (rare).
+                    let mut v = v.to_vec();
+                    if !nonfinite::rewrite_in_place(&mut v).changed {
+                        return Err(e);
+                    }
+                    serde_json::from_slice::<IgnoredAny>(&v)?;
+                }
             }
             match sc.peek()? {
                 Some(b',') => sc.start += 1,
@@ -392,6 +419,13 @@ fn read_array_capped<T: DeserializeOwned>(
         return Err(syntax("trailing characters", sc.pos()));
     }
     Ok(top)
+}
+
+/// A small top-level value kept for later parsing, bare literals rewritten.
+fn owned(v: &[u8]) -> Vec<u8> {
+    let mut v = v.to_vec();
+    nonfinite::rewrite_in_place(&mut v);
+    v
 }
 
 fn elements<T: DeserializeOwned>(sc: &mut Scanner<'_>, each: &mut impl FnMut(T)) -> Result<usize> {
@@ -480,6 +514,43 @@ mod tests {
         assert_eq!(elems(r#"{"jobs":[]}"#, 1).unwrap(), (vec![], Some(0)));
         assert_eq!(elems(r#"{"j\u006fbs":[1]}"#, 1).unwrap().1, Some(1));
         assert_eq!(elems(r#"{}"#, 1).unwrap().1, None);
+    }
+
+    #[test]
+    fn bare_non_finite_literals_are_read_as_marker_strings() {
+        // Slurm <= 24.11 prints non-finite doubles bare, anywhere.
+        let body = r#"{"meta":{"x":-Infinity},"jobs":[{"a":Infinity,"s":"Infinity, NaN"},[NaN,-Infinity],1],"warnings":[{"n":NaN}],"last_update":5}"#;
+        for step in [1, 2, 3, 5, 7, 1 << 20] {
+            let mut out = Vec::new();
+            let top = read_array(
+                &mut Steps(body.as_bytes(), step),
+                "jobs",
+                |v: serde_json::Value| out.push(v.to_string()),
+            )
+            .unwrap_or_else(|e| panic!("step {step}: {e}"));
+            assert_eq!(
+                out,
+                [
+                    r#"{"a":"+inf  ","s":"Infinity, NaN"}"#,
+                    r#"["N","-inf   "]"#,
+                    "1"
+                ],
+                "step {step}"
+            );
+            assert_eq!(top.warnings.as_deref(), Some(&br#"[{"n":"N"}]"#[..]));
+        }
+        // Other bare words stay errors.
+        for bad in [
+            r#"{"jobs":[Infinit]}"#,
+            r#"{"jobs":[Infinityy]}"#,
+            r#"{"jobs":[{"a":Inf}]}"#,
+            r#"{"jobs":[-Inf]}"#,
+            r#"{"meta":Nan,"jobs":[]}"#,
+        ] {
+            for step in [1, 3, 4096] {
+                assert!(elems(bad, step).is_err(), "{bad:?} {step}");
+            }
+        }
     }
 
     #[test]

@@ -220,6 +220,8 @@ struct WirePartition {
     total_nodes: Number,
     #[serde(deserialize_with = "state_words")]
     state: Vec<String>,
+    #[serde(deserialize_with = "string_or_null")]
+    tres: String,
 }
 
 pub fn parse_partitions(body: &mut dyn Read) -> Result<Vec<Partition>, ParseError> {
@@ -233,6 +235,7 @@ pub fn parse_partitions(body: &mut dyn Read) -> Result<Vec<Partition>, ParseErro
                 total_cpus: p.total_cpus.as_u64(),
                 total_nodes: p.total_nodes.as_u64(),
                 state_words: p.state,
+                tres: p.tres,
             })
         })
         .collect())

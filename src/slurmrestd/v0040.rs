@@ -239,6 +239,14 @@ struct WirePartition {
     nodes: Option<PartitionNodes>,
     cpus: Option<PartitionCpus>,
     partition: Option<PartitionState>,
+    tres: Option<PartitionTres>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct PartitionTres {
+    #[serde(deserialize_with = "string_or_null")]
+    configured: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -277,6 +285,7 @@ pub fn parse_partitions(
                 total_cpus: p.cpus.and_then(|c| c.total.as_u64()),
                 total_nodes: nodes.total.as_u64(),
                 state_words: p.partition.map(|s| s.state).unwrap_or_default(),
+                tres: p.tres.map(|t| t.configured).unwrap_or_default(),
             })
         })
         .collect())
@@ -330,9 +339,9 @@ fn share(s: WireShare) -> Share {
     let is_user = s.kind.iter().any(|k| k == "USER");
     let fs = s.fairshare.unwrap_or_default();
     let (account, user, fairshare) = if is_user {
-        (s.parent.clone(), Some(s.name), fs.factor.as_f64())
+        (s.parent.clone(), Some(s.name), fs.factor.as_f64_or_inf())
     } else {
-        (s.name, None, fs.level.as_f64())
+        (s.name, None, fs.level.as_f64_or_inf())
     };
     Share {
         account,

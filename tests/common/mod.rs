@@ -20,6 +20,13 @@ pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
+/// A crafted error body (`tests/fixtures/slurmrestd/crafted/<name>`), to be
+/// replaced by a live recording of the same name.
+pub fn crafted_body(name: &str) -> Bytes {
+    let p = fixtures().join("slurmrestd/crafted").join(name);
+    Bytes::from(std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display())))
+}
+
 pub fn recording(version: ApiVersion) -> Recording {
     Recording::from_dir(
         &fixtures().join("slurmrestd").join(version.as_str()),
@@ -85,6 +92,9 @@ pub struct LiveJobs {
     pub job_fault: Option<u16>,
     /// `/jobs/` answers with this HTTP status.
     pub jobs_fault: Option<u16>,
+    /// `/jobs/?update_time=` (only) answers with this status, content type
+    /// and body (e.g. 24.11's 422 refusing the query).
+    pub conditional_answer: Option<(u16, &'static str, Bytes)>,
 }
 
 fn num(v: &serde_json::Value) -> Option<u64> {
@@ -115,6 +125,7 @@ impl LiveJobs {
             state_truncated: false,
             job_fault: None,
             jobs_fault: None,
+            conditional_answer: None,
         }
     }
 
@@ -216,6 +227,9 @@ impl LiveJobs {
                 .split('&')
                 .find_map(|kv| kv.strip_prefix("update_time="))
                 .map(|t| t.parse::<i64>().unwrap());
+            if let (Some(_), Some((code, ct, b))) = (since, &self.conditional_answer) {
+                return Some(full(StatusCode::from_u16(*code).unwrap(), ct, b.clone()));
+            }
             if let Some(t) = since {
                 // slurmctld: no change when last_job_update < update_time.
                 if self.last_change < t {

@@ -1,4 +1,5 @@
-//! Partition metrics: capacity from the partition's nodes, allocation and
+//! Partition metrics: capacity from the partition's TRES (the sum over its
+//! nodes where the TRES string lacks a key), allocation and
 //! job counts from the queue (a node in two partitions counts in both, as in sinfo).
 
 use std::collections::HashMap;
@@ -14,8 +15,8 @@ pub fn collect(
     set: &mut MetricSet,
 ) {
     const NODES: &str = "Nodes in the partition.";
-    const CPUS: &str = "CPUs in the partition (sum over its nodes).";
-    const GPUS: &str = "GPUs in the partition (sum over its nodes).";
+    const CPUS: &str = "CPUs in the partition, as scontrol show partition counts them.";
+    const GPUS: &str = "GPUs in the partition, as scontrol show partition counts them.";
     const ACPUS: &str = "CPUs allocated to jobs of the partition.";
     const AGPUS: &str = "GPUs allocated to jobs of the partition.";
     const JOBS: &str =
@@ -38,30 +39,26 @@ pub fn collect(
             .iter()
             .filter_map(|n| by_name.get(n.as_str()).copied())
             .collect();
-        let node_count = if p.nodes.is_empty() {
+        // The partition's TRES string counts what /nodes leaves out (FUTURE
+        // nodes), as scontrol does; without it, sum the nodes we have.
+        let node_count = p.tres_nodes.unwrap_or(if p.nodes.is_empty() {
             p.total_nodes
         } else {
             p.nodes.len() as u64
-        };
-        // Nodes absent from /nodes (FUTURE) have no CPUs there: fall back to the partition's own total.
-        let cpus = if members.len() == p.nodes.len() && !members.is_empty() {
-            members.iter().map(|n| n.cpus).sum()
-        } else {
-            p.total_cpus.max(members.iter().map(|n| n.cpus).sum())
-        };
-        set.gauge(
-            "slurm_cluster_partition_nodes",
-            NODES,
-            label(),
-            node_count as f64,
-        );
+        });
+        let cpus = p.tres_cpus.unwrap_or_else(|| {
+            if members.len() == p.nodes.len() && !members.is_empty() {
+                members.iter().map(|n| n.cpus).sum()
+            } else {
+                p.total_cpus.max(members.iter().map(|n| n.cpus).sum())
+            }
+        });
+        let gpus = p
+            .tres_gpus
+            .unwrap_or_else(|| members.iter().map(|n| n.gpus).sum());
+        set.gauge("slurm_cluster_partition_nodes", NODES, label(), node_count as f64);
         set.gauge("slurm_cluster_partition_cpus", CPUS, label(), cpus as f64);
-        set.gauge(
-            "slurm_cluster_partition_gpus",
-            GPUS,
-            label(),
-            members.iter().map(|n| n.gpus).sum::<u64>() as f64,
-        );
+        set.gauge("slurm_cluster_partition_gpus", GPUS, label(), gpus as f64);
         if let Some(jobs) = jobs {
             let (mut acpus, mut agpus) = (0, 0);
             for ((part, _, _), a) in &jobs.allocated {
