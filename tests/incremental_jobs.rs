@@ -305,7 +305,7 @@ async fn stale_jobs_are_served_until_max_age_then_only_after_a_full_poll() {
     let mut o = opts(V44, 3);
     o.max_data_age = Duration::from_millis(400);
     let (state, url, mut p) = setup(V44, o).await;
-    let jobs = |s: &MetricSet| s.families().iter().any(|f| f.name == "slurm_jobs");
+    let jobs = |s: &MetricSet| s.families().iter().any(|f| f.name == "slurm_cluster_jobs");
     let ep = |s: &MetricSet, m: &str| s.value(m, &[("endpoint", "jobs")]);
     let first = p.poll().await;
     assert!(jobs(&first));
@@ -368,7 +368,7 @@ async fn failing_conditional_full_polls_keep_up_stale_and_series_consistent() {
     let (mut served_down, mut dropped) = (0, 0);
     for i in 0..40 {
         let set = p.poll().await;
-        let served = set.families().iter().any(|f| f.name == "slurm_jobs");
+        let served = set.families().iter().any(|f| f.name == "slurm_cluster_jobs");
         let ep = |m: &str| set.value(m, &[("endpoint", "jobs")]).unwrap();
         let (up, stale) = (
             ep("slurm_exporter_endpoint_up"),
