@@ -194,7 +194,7 @@ async fn refused_update_time_is_dropped_for_the_version() {
         l.conditional_answer = Some((
             500,
             "application/json",
-            crafted_body("nodes_update_time_500.body"),
+            live_body("24.11.5", v, "_err_slurm_nodes_update_time.json"),
         ))
     });
     let supported = |s: &MetricSet| {

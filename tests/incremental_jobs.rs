@@ -250,7 +250,7 @@ async fn refused_update_time_is_dropped_for_the_version() {
         l.conditional_answer = Some((
             422,
             "application/json",
-            crafted_body("jobs_update_time_422.body"),
+            live_body("24.11.5", V41, "_err_slurm_jobs_update_time.json"),
         ))
     });
     let first = p.poll().await;
@@ -368,7 +368,10 @@ async fn failing_conditional_full_polls_keep_up_stale_and_series_consistent() {
     let (mut served_down, mut dropped) = (0, 0);
     for i in 0..40 {
         let set = p.poll().await;
-        let served = set.families().iter().any(|f| f.name == "slurm_cluster_jobs");
+        let served = set
+            .families()
+            .iter()
+            .any(|f| f.name == "slurm_cluster_jobs");
         let ep = |m: &str| set.value(m, &[("endpoint", "jobs")]).unwrap();
         let (up, stale) = (
             ep("slurm_exporter_endpoint_up"),

@@ -20,10 +20,14 @@ pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
-/// A crafted error body (`tests/fixtures/slurmrestd/crafted/<name>`), to be
-/// replaced by a live recording of the same name.
-pub fn crafted_body(name: &str) -> Bytes {
-    let p = fixtures().join("slurmrestd/crafted").join(name);
+/// A body recorded from the live e2e rig (`tests/fixtures/live/<release>/slurmrestd/<version>/<file>`).
+pub fn live_body(release: &str, version: ApiVersion, file: &str) -> Bytes {
+    let p = fixtures()
+        .join("live")
+        .join(release)
+        .join("slurmrestd")
+        .join(version.as_str())
+        .join(file);
     Bytes::from(std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display())))
 }
 

@@ -56,7 +56,12 @@ pub fn collect(
         let gpus = p
             .tres_gpus
             .unwrap_or_else(|| members.iter().map(|n| n.gpus).sum());
-        set.gauge("slurm_cluster_partition_nodes", NODES, label(), node_count as f64);
+        set.gauge(
+            "slurm_cluster_partition_nodes",
+            NODES,
+            label(),
+            node_count as f64,
+        );
         set.gauge("slurm_cluster_partition_cpus", CPUS, label(), cpus as f64);
         set.gauge("slurm_cluster_partition_gpus", GPUS, label(), gpus as f64);
         if let Some(jobs) = jobs {
