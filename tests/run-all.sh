@@ -4,8 +4,8 @@
 # lint gates, the Rust tests (unit, integration, golden + promtool), the
 # dashboard/rule/manifest checks, a short fuzz run of every parser (cargo-fuzz,
 # installed from crates.io if missing), and the live end-to-end test against a
-# real Slurm and a real Prometheus (tests/e2e/run.sh installs Slurm, MariaDB,
-# munge).
+# real Slurm 22.05, 24.11 and 26.05 and a real Prometheus (tests/e2e/run.sh installs
+# Slurm, MariaDB, munge; the newer releases go into mmdebstrap chroots).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -41,7 +41,12 @@ step "cargo test" cargo test --all-targets --locked
 step "dashboards, rules, manifests (tests/ops/check.sh)" bash tests/ops/check.sh
 step "fuzz smoke: every cargo-fuzz target ${SMOKE_SECONDS:=10}s from its corpus (fuzz/smoke.sh)" \
   env SMOKE_SECONDS="$SMOKE_SECONDS" bash fuzz/smoke.sh
-step "live end-to-end: real Slurm 22.05 + real Prometheus (tests/e2e/run.sh)" bash tests/e2e/run.sh
+# The same live suite on the three Slurm releases users run: Debian 12's own 22.05 on this
+# host, trixie's 24.11 and sid's 26.05 in chroots made with mmdebstrap (tests/e2e/chroot.sh;
+# cached under /var/cache/slurm-gpu-exporter/e2e-chroots where the machine keeps it).
+for release in 22.05 24.11 26.05; do
+  step "live end-to-end: real Slurm $release + real Prometheus (tests/e2e/run.sh $release)" bash tests/e2e/run.sh "$release"
+done
 
 echo
 echo "Summary: $passed passed, $failed failed"

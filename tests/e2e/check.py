@@ -349,6 +349,70 @@ def check_usage(exporter, prom, window=60):
     return ok
 
 
+# Numbers the exporter and Slurm's own OpenMetrics (26.05, scraped into the same
+# Prometheus) both carry: (what, ours, Slurm's). Slurm's memory is MiB.
+NATIVE_PAIRS = [
+    ("running jobs", 'sum(slurm_cluster_jobs{state="running"})', "sum(slurm_jobs_running)"),
+    ("GPUs allocated", "sum(slurm_cluster_jobs_allocated_gpus)", "sum(slurm_jobs_gpus_alloc)"),
+    ("CPUs allocated", "sum(slurm_cluster_jobs_allocated_cpus)", "sum(slurm_jobs_cpus_alloc)"),
+    ("memory allocated", "sum(slurm_cluster_jobs_allocated_memory_bytes)", "sum(slurm_jobs_memory_alloc) * 1048576"),
+    ("GPUs allocated per account", "sum by (account) (slurm_cluster_jobs_allocated_gpus)",
+     "sum by (account) (slurm_account_jobs_gpus_alloc)"),
+    ("CPUs allocated per account", "sum by (account) (slurm_cluster_jobs_allocated_cpus)",
+     "sum by (account) (slurm_account_jobs_cpus_alloc)"),
+    ("all configured nodes (ours + Slurm's FUTURE count)",
+     "sum(slurm_cluster_nodes) + sum(slurm_nodes_future)", "sum(slurm_nodes)"),
+    ("mixed nodes", 'sum(slurm_cluster_nodes{state="mixed"})', "sum(slurm_nodes_mixed)"),
+    ("drained or draining nodes", 'sum(slurm_cluster_nodes_with_flag{flag="DRAIN"})', "sum(slurm_nodes_drain)"),
+    ("nodes per partition", "sum by (partition) (slurm_cluster_partition_nodes)",
+     "sum by (partition) (slurm_partition_nodes)"),
+    ("CPUs per partition", "sum by (partition) (slurm_cluster_partition_cpus)",
+     "sum by (partition) (slurm_partition_cpus)"),
+    ("GPUs per partition", "sum by (partition) (slurm_cluster_partition_gpus)",
+     "sum by (partition) (slurm_partition_gpus)"),
+    ("running jobs per partition", 'sum by (partition) (slurm_cluster_partition_jobs{state="running"})',
+     "sum by (partition) (slurm_partition_jobs_running)"),
+    # Slurm's per-node series include FUTURE nodes, which slurmrestd does not list.
+    ("nodes with per-node series", "count(slurm_cluster_node_cpus) + sum(slurm_nodes_future)",
+     "count(slurm_node_cpus)"),
+] + [
+    (f"{what} per node (FUTURE nodes aside)", f"sum by (node) ({ours})",
+     f"sum by (node) ({theirs}) and on (node) group by (node) (slurm_cluster_node_cpus)")
+    for what, ours, theirs in (
+        ("CPUs", "slurm_cluster_node_cpus", "slurm_node_cpus"),
+        ("GPUs", "slurm_cluster_node_gpus", "slurm_node_gpus"),
+        ("allocated CPUs", "slurm_cluster_node_allocated_cpus", "slurm_node_cpus_alloc"),
+        ("allocated GPUs", "slurm_cluster_node_allocated_gpus", "slurm_node_gpus_alloc"),
+        ("memory", "slurm_cluster_node_memory_bytes", "slurm_node_memory_bytes * 1048576"),
+        ("allocated memory", "slurm_cluster_node_allocated_memory_bytes", "slurm_node_memory_alloc_bytes * 1048576"),
+    )
+]
+
+
+def prom_vector(prom, expr):
+    body = prom_query(prom, expr)
+    if body.get("status") != "success":
+        return None
+    return {tuple(sorted(r["metric"].items())): float(r["value"][1])
+            for r in body["data"]["result"] if float(r["value"][1]) != 0}
+
+
+def check_native(prom, timeout=60):
+    """Every number the exporter shares with Slurm's own metrics agrees (read
+    from one Prometheus that scrapes both), retried while scrapes catch up."""
+    ok = True
+    for what, ours, theirs in NATIVE_PAIRS:
+        deadline = time.time() + timeout
+        while True:
+            a, b = prom_vector(prom, ours), prom_vector(prom, theirs)
+            good = a is not None and b is not None and len(b) > 0 and a == b
+            if good or time.time() > deadline:
+                break
+            time.sleep(2)
+        ok &= report(f"exporter == Slurm's own metrics: {what}", good, f"ours {a} :: Slurm's {b}")
+    return ok
+
+
 def prom_query(prom, expr):
     url = prom + "/api/v1/query?" + urllib.parse.urlencode({"query": expr})
     try:
@@ -514,7 +578,8 @@ def wait_metric(exporter, name, want, timeout):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("phase", choices=["equality", "usage", "prometheus", "restd-down", "restd-up"])
+    ap.add_argument("phase", choices=["equality", "usage", "prometheus", "native", "restd-down", "restd-up",
+                                      "ctld-down", "ctld-up", "token-expired", "token-renewed"])
     ap.add_argument("--exporter", default="http://127.0.0.1:19342")
     ap.add_argument("--release", default="22.05", help="Slurm major.minor under test")
     ap.add_argument("--prometheus", default="http://127.0.0.1:19090")
@@ -535,6 +600,30 @@ def main():
         check_targets(args.prometheus, split(args.dead_targets))
         check_dashboards(args.prometheus, args.dashboards, split(args.allow_empty))
         check_alerts(args.prometheus, split(args.firing), split(args.silent))
+    elif args.phase == "native":
+        check_native(args.prometheus)
+    elif args.phase == "ctld-down":
+        # slurmrestd answers, slurmctld does not: the exporter says so and keeps the last data.
+        ok, detail = wait_metric(args.exporter, "slurm_exporter_slurmrestd_up", 0.0, 90)
+        report("slurmctld stopped: exporter reports the failing polls and keeps answering", ok, detail)
+        jobs = metric_value(args.exporter, "slurm_cluster_jobs")
+        report("slurmctld stopped: last good data still served", jobs is not None, f"present={jobs is not None}")
+        errs = [(l, v) for n, l, v in parse_metrics(http_get(args.exporter + "/metrics"))
+                if n == "slurm_exporter_errors_total" and l.get("endpoint") == "jobs"]
+        report("slurmctld stopped: errors counted for /jobs", any(v > 0 for _, v in errs), f"{errs}")
+    elif args.phase == "ctld-up":
+        ok, detail = wait_metric(args.exporter, "slurm_exporter_slurmrestd_up", 1.0, 120)
+        report("slurmctld restarted: exporter recovers", ok, detail)
+        check_equality(args.exporter)
+    elif args.phase == "token-expired":
+        ok, detail = wait_metric(args.exporter, "slurm_exporter_slurmrestd_up", 0.0, 60)
+        report("expired token: exporter reports slurmrestd unusable and keeps answering", ok, detail)
+        errs = {l.get("kind"): v for n, l, v in parse_metrics(http_get(args.exporter + "/metrics"))
+                if n == "slurm_exporter_errors_total" and l.get("endpoint") == "jobs"}
+        report("expired token: counted as an authentication error", errs.get("auth", 0) > 0, f"{errs}")
+    elif args.phase == "token-renewed":
+        ok, detail = wait_metric(args.exporter, "slurm_exporter_slurmrestd_up", 1.0, 60)
+        report("renewed token: exporter recovers without a restart", ok, detail)
     elif args.phase == "restd-down":
         ok, detail = wait_metric(args.exporter, "slurm_exporter_slurmrestd_up", 0.0, 60)
         report("slurmrestd stopped: exporter reports it down and keeps answering", ok, detail)

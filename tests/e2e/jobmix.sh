@@ -16,7 +16,8 @@
 #              bob-infer (--gpus-per-node=1), md-gromacs (--gres=gpu:h100:1), cfd-openfoam (cpu),
 #              param-sweep array 0-9%3 (3 running, 7 pending JobArrayTaskLimit)
 #   pending  : pretrain-70b (--gpus=4, Resources), extra-eval (qos gpu_limit, QOSMaxGRESPerUser),
-#              held-job (--hold, JobHeldUser), postprocess (afterok:train-llama, Dependency)
+#              held-job (--hold, JobHeldUser), postprocess (afterok:train-llama, Dependency),
+#              pinned-down (-w gpu-node02, ReqNodeNotAvail with UnavailableNodes in squeue's %r)
 # 6 of 8 GPUs end up allocated. Running jobs sleep 3600.
 set -euo pipefail
 
@@ -71,7 +72,9 @@ job_state() {
 	if [[ -z $st ]]; then st=$(sacct -n -X -P -j "$1" -o State 2>/dev/null | head -n1 | cut -d' ' -f1) || true; fi
 	printf '%s\n' "$st"
 }
-job_reason() { squeue -h -j "$1" -o %r 2>/dev/null | head -n1 || true; }
+# squeue prints the state description where there is one ("ReqNodeNotAvail,
+# UnavailableNodes:gpu-node02"): the reason is the part before the comma.
+job_reason() { squeue -h -j "$1" -o %r 2>/dev/null | head -n1 | cut -d, -f1 || true; }
 # final state as recorded by slurmdbd (sacct), e.g. COMPLETED, FAILED, CANCELLED
 acct_state() { sacct -n -X -P -j "$1" -o State 2>/dev/null | head -n1 | cut -d' ' -f1 || true; }
 acct_exit() { sacct -n -X -P -j "$1" -o ExitCode 2>/dev/null | head -n1 || true; }
@@ -124,6 +127,8 @@ submit cancel-pending gildong ai_project gpu CANCELLED - -- -c 4 -t 1-00:00:00 -
 wait_state "$JOB_CANCEL_PENDING" PENDING 30
 log "cancelling pending job $JOB_CANCEL_PENDING (as gildong)"
 runuser -u gildong -- scancel "$JOB_CANCEL_PENDING"
+# a job pinned to a down node: squeue's %r shows a description next to the reason
+submit pinned-down bob hpc_project gpu PENDING ReqNodeNotAvail -- -c 2 -t 1:00:00 -w gpu-node02 --gpus=1 --wrap "$LONG"
 
 mv "$STATE_DIR/jobmix.tsv.tmp" "$STATE_DIR/jobmix.tsv"
 mv "$STATE_DIR/jobmix.env.tmp" "$STATE_DIR/jobmix.env"

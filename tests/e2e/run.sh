@@ -20,13 +20,10 @@ E2E_TAG=e2e
 # shellcheck source=tests/e2e/lib.sh
 . tests/e2e/lib.sh
 
+# shellcheck source=tests/e2e/rig.sh
+. tests/e2e/rig.sh
 RELEASE=${1:-22.05}
-case $RELEASE in
-22.05) SUITE="" ;;     # Debian 12's own packages, on the host
-24.11) SUITE=trixie ;; # slurmrestd v0.0.40-v0.0.42
-26.05) SUITE=sid ;;    # slurmrestd v0.0.42-v0.0.45, native OpenMetrics
-*) die "unknown release $RELEASE (22.05, 24.11 or 26.05)" ;;
-esac
+rig_suite "$RELEASE" >/dev/null
 E2E_TAG=e2e-$RELEASE
 
 TOP=${E2E_STATE_DIR:-$(mktemp -d /tmp/sge-e2e.XXXXXX)}
@@ -44,8 +41,6 @@ EXPORTER=http://127.0.0.1:$P_EXPORTER
 NODE_AGENT=http://127.0.0.1:$P_AGENT
 PROM=http://127.0.0.1:$P_PROM
 FAILED=0
-CHROOT=""
-IN=() # command prefix that runs a Slurm binary where Slurm is installed
 
 own_start() { # own_start NAME LOG CMD...
 	local name=$1 out=$2
@@ -76,13 +71,8 @@ cleanup() {
 		log "E2E_PAUSE: everything still runs; . $STATE/env (PATH=$TOP/bin:\$PATH); touch $TOP/continue to stop"
 		while [[ ! -e $TOP/continue ]]; do sleep 2; done
 	fi
-	for n in prometheus node-agent node-agent-cpu efa-traffic exporter-cluster slurmrestd-restarted; do own_stop "$n"; done
-	if [[ -n $CHROOT ]]; then
-		"${IN[@]}" bash /opt/sge-e2e/slurm-down.sh "$STATE" >"$OWN/log/slurm-down.log" 2>&1
-		bash tests/e2e/chroot.sh leave "$CHROOT" "$TOP"
-	else
-		bash tests/e2e/slurm-down.sh "$STATE" >"$OWN/log/slurm-down.log" 2>&1
-	fi
+	for n in prometheus node-agent node-agent-cpu efa-traffic exporter-cluster; do own_stop "$n"; done
+	rig_down >"$OWN/log/slurm-down.log" 2>&1
 	if [[ $rc -ne 0 || $FAILED -ne 0 ]]; then
 		echo "=== e2e failed; logs in $TOP (tails follow)"
 		tail_logs "$OWN"/log/*.log "$STATE"/log/slurmctld.log "$STATE"/log/slurmrestd.log
@@ -107,40 +97,7 @@ command -v prometheus >/dev/null || die "prometheus not installed (slurm-up.sh i
 export E2E_MYSQL_PORT=$P_MYSQL E2E_SLURMCTLD_PORT=$P_CTLD E2E_SLURMD_PORT=$P_SLURMD \
 	E2E_SLURMDBD_PORT=$P_DBD E2E_SLURMRESTD_PORT=$P_REST E2E_PHANTOM_PORT=$P_PHANTOM
 step "1/6 Slurm $RELEASE up and job mix"
-if [[ -n $SUITE ]]; then
-	CHROOT=$(bash tests/e2e/chroot.sh ensure "$SUITE")
-	# The job users exist on the host too, with the uids the chroot gives them.
-	for u in alice gildong bob; do
-		getent passwd "$u" >/dev/null || useradd --create-home --shell /bin/bash --user-group "$u"
-		export "E2E_UID_$u=$(id -u "$u")"
-	done
-	bash tests/e2e/chroot.sh enter "$CHROOT" "$TOP"
-	mkdir -p "$CHROOT/opt/sge-e2e"
-	cp tests/e2e/*.sh "$CHROOT/opt/sge-e2e/"
-	IN=(chroot "$CHROOT" env E2E_IN_CHROOT=1 E2E_SKIP_INSTALL=1)
-	"${IN[@]}" bash /opt/sge-e2e/slurm-up.sh "$STATE"
-	"${IN[@]}" bash /opt/sge-e2e/jobmix.sh "$STATE"
-	# The Slurm CLI for this script and check.py: the chroot's, through wrappers.
-	mkdir -p "$TOP/bin"
-	for t in squeue sinfo sacct scontrol sshare sdiag sreport sacctmgr sprio scancel sbatch; do
-		printf '#!/bin/sh\nexec chroot %q env SLURM_CONF=%q /usr/bin/%s "$@"\n' \
-			"$CHROOT" "$STATE/etc/slurm.conf" "$t" >"$TOP/bin/$t"
-		chmod 755 "$TOP/bin/$t"
-	done
-	export PATH=$TOP/bin:$PATH
-else
-	bash tests/e2e/slurm-up.sh "$STATE"
-	bash tests/e2e/jobmix.sh "$STATE"
-fi
-# shellcheck disable=SC1091
-. "$STATE/env"
-log "Slurm $E2E_SLURM_RELEASE, slurmrestd $SLURMRESTD_API_VERSION at $SLURMRESTD_URL"
-[[ $E2E_SLURM_RELEASE == "$RELEASE".* ]] || die "asked for Slurm $RELEASE, got $E2E_SLURM_RELEASE"
-expect_port_owner mariadbd "$P_MYSQL" "$E2E_PID_MYSQLD"
-expect_port_owner slurmdbd "$P_DBD" "$E2E_PID_SLURMDBD"
-expect_port_owner slurmctld "$P_CTLD" "$E2E_PID_SLURMCTLD"
-expect_port_owner slurmd "$P_SLURMD" "$E2E_PID_SLURMD"
-expect_port_owner slurmrestd "$P_REST" "$E2E_PID_SLURMRESTD"
+rig_up "$RELEASE"
 
 step "2/6 exporter: cluster scraper against slurmrestd, node agent against a fixture tree"
 # ai_project's GPU budget is spent within seconds; hpc_project's is far away.
@@ -152,8 +109,10 @@ accounts:
     gpu_hours: 100000
     cpu_hours: 100000
 EOF
+# The exporter's own copy of the token: the expired-token phase replaces it.
+install -m 600 "$SLURMRESTD_TOKEN_FILE" "$OWN/exporter-token"
 own_start exporter-cluster "$OWN/log/exporter-cluster.log" "$BIN" cluster \
-	--slurmrestd-url "$SLURMRESTD_URL" --slurmrestd-token-file "$SLURMRESTD_TOKEN_FILE" \
+	--slurmrestd-url "$SLURMRESTD_URL" --slurmrestd-token-file "$OWN/exporter-token" \
 	--usage-state-file "$OWN/usage-state.json" --budgets "$OWN/budgets.yaml" \
 	--slurmrestd-user-name "$SLURMRESTD_TOKEN_USER" --poll-interval 2s --slurmrestd-timeout 10s \
 	--web.listen-address "127.0.0.1:$P_EXPORTER"
@@ -220,6 +179,17 @@ for f in alerts/*.yaml; do
 	sed -E -e 's/^([[:space:]]*)for:[[:space:]]*[0-9]+[smhd]/\1for: 5s/' \
 		-e 's/^([[:space:]]*)interval:[[:space:]]*[0-9]+[smhd]/\1interval: 2s/' "$f" >"$OWN/rules/$(basename "$f")"
 done
+# Slurm 25.11+ serve their own OpenMetrics on the slurmctld port: scraped into the same
+# Prometheus, as Slinky does, so that the checks run with both sets of series present.
+NATIVE_SCRAPE=""
+if ((E2E_SLURM_MM >= 2511)); then
+	NATIVE_SCRAPE="  - job_name: slurm-native
+    static_configs:"
+	for ep in jobs nodes partitions scheduler jobs-users-accts; do
+		NATIVE_SCRAPE+="
+      - {targets: [\"127.0.0.1:$E2E_SLURMCTLD_PORT\"], labels: {cluster: \"$E2E_CLUSTER\", __metrics_path__: \"/metrics/$ep\", endpoint: \"$ep\"}}"
+	done
+fi
 cat >"$OWN/prometheus.yml" <<EOF
 global:
   scrape_interval: 2s
@@ -229,6 +199,7 @@ rule_files:
 scrape_configs:
   - job_name: slurm-gpu-exporter-cluster
     static_configs: [{targets: ["127.0.0.1:$P_EXPORTER"], labels: {cluster: "$E2E_CLUSTER"}}]
+$NATIVE_SCRAPE
   - job_name: slurm-gpu-exporter-node
     # $P_DEAD: a node whose agent died (nothing listens there).
     static_configs: [{targets: ["127.0.0.1:$P_AGENT", "127.0.0.1:$P_AGENT_CPU", "127.0.0.1:$P_DEAD"], labels: {cluster: "$E2E_CLUSTER"}}]
@@ -246,13 +217,55 @@ if [[ -n ${E2E_RECORD_DIR:-} ]]; then
 fi
 phase "4b/6 GPU-hour counters equal sacct over a window" python3 tests/e2e/check.py usage --release "$RELEASE" --exporter "$EXPORTER" --prometheus "$PROM"
 
-step "5/6 slurmrestd stopped and restarted"
+if ((E2E_SLURM_MM >= 2511)); then
+	phase "4c/6 exporter equals Slurm's own OpenMetrics in the same Prometheus" \
+		python3 tests/e2e/check.py native --release "$RELEASE" --prometheus "$PROM"
+fi
+
+# restart_slurm_daemon NAME CMD...: start it again as slurm-up.sh would, and record
+# it in slurm-up's pid files so that slurm-down.sh stops it as its own.
+restart_slurm_daemon() {
+	local name=$1 pid
+	shift
+	(cd "$STATE" && E2E_SLURM_DAEMON_OF=$STATE exec setsid "${IN[@]}" "$@") </dev/null >>"$STATE/log/$name.stdout" 2>&1 &
+	pid=$!
+	echo "$pid" >"$STATE/run/pids/$name.pid"
+	pid_starttime "$pid" >"$STATE/run/pids/$name.start"
+	log "restarted $name pid $pid"
+	LAST_PID=$pid
+}
+
+step "5/6 slurmrestd, slurmctld and the token: stopped, expired, restored"
 kill -TERM "$E2E_PID_SLURMRESTD"
 phase "slurmrestd down" python3 tests/e2e/check.py restd-down --release "$RELEASE" --exporter "$EXPORTER" --prometheus "$PROM"
-own_start slurmrestd-restarted "$STATE/log/slurmrestd.log" "${IN[@]}" \
-	env SLURM_JWT=daemon SLURM_CONF="$SLURM_CONF" \
+restart_slurm_daemon slurmrestd env SLURM_JWT=daemon SLURM_CONF="$SLURM_CONF" \
 	/usr/sbin/slurmrestd -u slurmrestd -g slurmrestd -a rest_auth/jwt "127.0.0.1:$E2E_SLURMRESTD_PORT"
 phase "slurmrestd up again" python3 tests/e2e/check.py restd-up --release "$RELEASE" --exporter "$EXPORTER" --prometheus "$PROM"
+expect_port_owner slurmrestd "$E2E_SLURMRESTD_PORT" "$LAST_PID"
+
+log "stopping slurmctld (pid $E2E_PID_SLURMCTLD); slurmrestd stays up"
+kill -TERM "$E2E_PID_SLURMCTLD"
+for _ in $(seq 1 100); do pid_alive "$E2E_PID_SLURMCTLD" || break; sleep 0.2; done
+phase "slurmctld down" python3 tests/e2e/check.py ctld-down --release "$RELEASE" --exporter "$EXPORTER"
+# -D without -i/-c: it reloads its saved state, so the jobs survive
+restart_slurm_daemon slurmctld env SLURM_CONF="$SLURM_CONF" /usr/sbin/slurmctld -D
+wait_until "slurmctld back" 90 "$LAST_PID" "$STATE/log/slurmctld.log" -- sh -c 'scontrol ping | grep -q "is UP"'
+expect_port_owner slurmctld "$E2E_SLURMCTLD_PORT" "$LAST_PID"
+phase "slurmctld up again: values equal the CLI" python3 tests/e2e/check.py ctld-up --release "$RELEASE" --exporter "$EXPORTER"
+
+log "replacing the exporter's token by an expired one"
+expired=$(scontrol token lifespan=1 username="$SLURMRESTD_TOKEN_USER")
+sleep 3
+printf '%s\n' "${expired#SLURM_JWT=}" >"$OWN/exporter-token.new" && mv "$OWN/exporter-token.new" "$OWN/exporter-token"
+phase "expired token" python3 tests/e2e/check.py token-expired --release "$RELEASE" --exporter "$EXPORTER"
+install -m 600 "$SLURMRESTD_TOKEN_FILE" "$OWN/exporter-token.new" && mv "$OWN/exporter-token.new" "$OWN/exporter-token"
+phase "renewed token" python3 tests/e2e/check.py token-renewed --release "$RELEASE" --exporter "$EXPORTER"
+if grep -qF "${expired#SLURM_JWT=}" "$OWN/log/exporter-cluster.log" || grep -qF "$(cat "$SLURMRESTD_TOKEN_FILE")" "$OWN/log/exporter-cluster.log"; then
+	FAILED=1
+	warn "a token appears in the exporter's log"
+else
+	log "no token in the exporter's log"
+fi
 
 # An up GPU node drained by an admin (jobs keep running): the drain alert's case.
 scontrol update nodename="$E2E_NODE" state=drain reason="e2e: drained for maintenance"
