@@ -26,7 +26,7 @@ use crate::cli::{parse_duration, WebArgs};
 use crate::cluster::poller::Poller;
 use crate::cluster::usage::tracker::CheckError;
 use crate::cluster::{spawn_poll_loop, ClusterArgs};
-use crate::node::{Agent, AgentConfig, CollectionThread};
+use crate::node::{Agent, AgentConfig};
 use crate::replay;
 use crate::server::{self, html_escape, Publisher};
 use sim::{Cluster, SimClock};
@@ -147,7 +147,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let node_root = dir.join("node");
     let mut demo_node =
         node::DemoNode::create(&node_root, cluster.clone()).context("cannot write the demo node")?;
-    let agent = Agent::new(
+    let mut vm_agent = Agent::new(
         AgentConfig::new(
             sim::NODE,
             demo_node.proc_root().to_path_buf(),
@@ -155,22 +155,36 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         ),
         Some(demo_node.gpus().factory()),
     )?;
+    let (mut faulty_agent, _faulty_gpus) =
+        node::faulty_node(&dir.join("gpu-node03")).context("cannot write the demo's faulty node")?;
+    let (mut mismatch_agent, _mismatch_gpus) = node::mismatch_node(&dir.join("gpu-node02"))
+        .context("cannot write the demo's gpu-node02")?;
     let node_pub = Publisher::new();
-    let collection = CollectionThread::spawn(agent, args.collect_interval, node_pub.clone())?;
-    // The node follows the cluster a little more often than the agent collects.
-    let tick = (args.collect_interval / 2).max(Duration::from_millis(200));
     let stop = Arc::new(AtomicBool::new(false));
-    let follower = tokio::task::spawn_blocking({
+    // One thread follows the cluster and collects the three nodes' agents; their
+    // metrics are published as one set (shared families merged).
+    let collection = std::thread::Builder::new().name("demo-nodes".into()).spawn({
         let stop = stop.clone();
+        let node_pub = node_pub.clone();
+        let interval = args.collect_interval.max(Duration::from_millis(200));
         move || {
             while !stop.load(Ordering::Relaxed) {
-                std::thread::sleep(tick);
+                let start = std::time::Instant::now();
                 if let Err(e) = demo_node.tick() {
                     tracing::warn!(error = %e, "demo node: cannot update its files");
                 }
+                let mut set = vm_agent.collect();
+                set.extend(faulty_agent.collect());
+                set.extend(mismatch_agent.collect());
+                node_pub.publish(&set);
+                let wait = interval.saturating_sub(start.elapsed());
+                let until = std::time::Instant::now() + wait;
+                while !stop.load(Ordering::Relaxed) && std::time::Instant::now() < until {
+                    std::thread::sleep(Duration::from_millis(50).min(wait));
+                }
             }
         }
-    });
+    })?;
 
     let web = server::WebServer::bind(&args.web, DEFAULT_LISTEN)
         .await?
@@ -199,8 +213,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .await;
     poll.abort();
     stop.store(true, Ordering::Relaxed);
-    let _ = follower.await;
-    collection.stop().await;
+    let _ = tokio::task::spawn_blocking(move || collection.join()).await;
     let _ = std::fs::remove_dir_all(&dir);
     served.context("HTTP server failed")
 }

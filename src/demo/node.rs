@@ -27,6 +27,70 @@ use crate::node::testkit::{write_efa_device, write_process, ProcSpec};
 /// EFA devices of the demo node (a p5.48xlarge has 32; four keep it small).
 pub const EFA_DEVICES: [&str; 4] = ["rdmap16s0", "rdmap32s0", "rdmap48s0", "rdmap64s0"];
 
+/// The EFA device whose remote peer is flaky (index into [`EFA_DEVICES`]).
+pub const FLAKY_DEVICE: usize = 3;
+
+/// Drained node `gpu-node03` ("PSU replacement"), whose agent still runs:
+/// the faulty H100s of [`FakeNvml::h100x8_faulty`] (one fallen off the bus,
+/// one with growing ECC errors and failed row remapping, one in thermal
+/// slowdown, XIDs) and no EFA driver loaded (no `class/infiniband`: zero
+/// EFA devices). Gives the GPU health panels and alerts something to show.
+pub fn faulty_node(root: &Path) -> std::io::Result<(crate::node::Agent, FakeNvml)> {
+    let proc_root = root.join("proc");
+    let sys_root = root.join("sys");
+    std::fs::create_dir_all(&sys_root)?;
+    write_process(
+        &proc_root,
+        &ProcSpec {
+            pid: 1180,
+            comm: "slurmd",
+            cgroup: "0::/system.slice/slurmd.service\n".into(),
+            memlock: (Limit::Unlimited, Limit::Unlimited),
+            environ: &[],
+        },
+    )?;
+    let gpus = FakeNvml::h100x8_faulty();
+    {
+        // Drained: nothing runs; GPUs idle.
+        let mut fleet = gpus.lock();
+        for g in fleet.gpus.iter_mut() {
+            g.utilization = (0, 0);
+            g.memory.0 = 536_870_912;
+            g.power_mw = 68_000;
+        }
+    }
+    let agent = crate::node::Agent::new(
+        crate::node::AgentConfig::new(FAULTY_NODE, proc_root, sys_root),
+        Some(gpus.factory()),
+    )?;
+    Ok((agent, gpus))
+}
+
+/// Node `gpu-node02`, DOWN in Slurm (slurmd not responding) after a driver
+/// upgrade without a reboot: its agent runs, but NVML answers "Driver/library
+/// version mismatch", so its GPU collector reports itself down.
+pub fn mismatch_node(root: &Path) -> std::io::Result<(crate::node::Agent, FakeNvml)> {
+    let proc_root = root.join("proc");
+    let sys_root = root.join("sys");
+    std::fs::create_dir_all(&proc_root)?;
+    for (d, name) in EFA_DEVICES.iter().enumerate() {
+        write_efa_device(&sys_root, name, d, false)?;
+    }
+    let gpus = FakeNvml::h100x8();
+    gpus.set_unavailable(Some("Driver/library version mismatch"));
+    let agent = crate::node::Agent::new(
+        crate::node::AgentConfig::new(MISMATCH_NODE, proc_root, sys_root),
+        Some(gpus.factory()),
+    )?;
+    Ok((agent, gpus))
+}
+
+/// The recorded cluster's node whose slurmd does not respond.
+pub const MISMATCH_NODE: &str = "gpu-node02";
+
+/// The recorded cluster's drained node.
+pub const FAULTY_NODE: &str = "gpu-node03";
+
 /// Whether a job leaves its GPUs idle (loaded model, no work).
 pub fn idles(job_id: u64) -> bool {
     job_id % 4 == 2
@@ -184,7 +248,7 @@ impl DemoNode {
                 g.processes = procs;
             }
         }
-        self.advance_efa(busy, dt)
+        self.advance_efa(busy, dt, t)
     }
 
     /// Job processes in `/proc` and on the GPUs: new jobs get theirs, ended
@@ -253,7 +317,7 @@ impl DemoNode {
 
     /// Adds `dt` seconds of traffic for `busy` GPUs' worth of utilization and
     /// writes every counter file.
-    fn advance_efa(&mut self, busy: f64, dt: f64) -> std::io::Result<()> {
+    fn advance_efa(&mut self, busy: f64, dt: f64, t: f64) -> std::io::Result<()> {
         let n = self.efa.len() as f64;
         for (d, e) in self.efa.iter_mut().enumerate() {
             // ~2.5 GB/s of RDMA per device per fully busy GPU, split over devices.
@@ -299,6 +363,15 @@ impl DemoNode {
                 "impaired_remote_conn_events",
             ] {
                 p.entry(k).or_insert(0);
+            }
+            if d == FLAKY_DEVICE {
+                // A peer behind this device's path drops out now and then:
+                // a retransmission timeout every ~20 s, the remote reported
+                // unresponsive every ~30 s and the connection impaired every ~40 s.
+                let at = |period: f64| (t / period) as u64;
+                p.insert("retrans_timeout_events", at(20.0));
+                p.insert("unresponsive_remote_events", at(30.0));
+                p.insert("impaired_remote_conn_events", at(40.0));
             }
             let dev = &mut e.device;
             *dev.entry("keep_alive_rcvd").or_default() += dt.round() as u64;

@@ -39,6 +39,8 @@ const SUBMIT_EVERY: i64 = 15 * 60;
 const GPU_QUEUE_DEPTH: usize = 3;
 /// slurmdbd keeps at most this many finished jobs (oldest dropped).
 const DB_MAX_JOBS: usize = 20_000;
+/// One `/diag` request in this many fails as a busy slurmctld's does.
+const DIAG_FAIL_EVERY: u64 = 7;
 /// Upper bound of events processed per request, so no speed can hang a request.
 const MAX_EVENTS_PER_STEP: usize = 100_000;
 
@@ -191,6 +193,7 @@ struct State {
     ping: Value,
     accounts: Value,
     requests: u64,
+    diag_requests: u64,
 }
 
 /// The living cluster, shared by the HTTP handler and the demo node.
@@ -396,6 +399,7 @@ impl Cluster {
             ping: parse(bundled!("slurm_ping.json")),
             accounts: parse(bundled!("slurmdb_accounts.json")),
             requests: 0,
+            diag_requests: 0,
         };
         let c = Cluster {
             state: Arc::new(Mutex::new(state)),
@@ -478,6 +482,18 @@ impl Cluster {
         let slurmdb = format!("/slurmdb/{V}/");
         if let Some(rest) = path.strip_prefix(&slurm) {
             st.count_rpc(rest);
+            if rest == "diag" {
+                st.diag_requests += 1;
+                // slurmctld busy now and then: the scraper keeps the last
+                // good data (stale) and counts the error.
+                if st.diag_requests % DIAG_FAIL_EVERY == 0 {
+                    return full(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "application/json",
+                        r#"{"errors":[{"description":"slurm_get_statistics() failed","error_number":5004,"error":"Socket timed out on send/recv operation","source":"slurm_get_statistics"}],"statistics":{}}"#,
+                    );
+                }
+            }
             return match rest {
                 "ping" => ok(&st.ping),
                 "jobs" => st.jobs_answer(since),

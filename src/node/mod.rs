@@ -213,7 +213,7 @@ impl Agent {
             },
             cfg,
             gpu_worker,
-            efa: EfaCollector,
+            efa: EfaCollector::default(),
             memlock: MemlockCollector,
             resolver: JobResolver::new(),
             last_success: BTreeMap::new(),
