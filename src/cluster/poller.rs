@@ -247,7 +247,7 @@ impl Poller {
         self.polls += 1;
         if let Err(e) = self.client.refresh_token() {
             self.token_errors += 1;
-            tracing::warn!(error = %e, "keeping the previous slurmrestd token");
+            tracing::warn!(error = %e, "{}", self.client.token_failure_note());
         }
 
         let version = match self.version {

@@ -91,7 +91,9 @@ fn cluster_args(
     }
     // A gap between polls longer than this (simulated seconds) is filled from
     // slurmdbd; at speed N, polls are N times further apart in cluster time.
-    let gap = (poll_interval.as_secs_f64() * speed * 3.0).max(120.0).ceil();
+    let gap = (poll_interval.as_secs_f64() * speed * 3.0)
+        .max(120.0)
+        .ceil();
     let argv: Vec<String> = vec![
         "cluster".into(),
         "--slurmrestd-url".into(),
@@ -145,8 +147,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let poll = spawn_poll_loop(poller, args.poll_interval, cluster_pub.clone());
 
     let node_root = dir.join("node");
-    let mut demo_node =
-        node::DemoNode::create(&node_root, cluster.clone()).context("cannot write the demo node")?;
+    let mut demo_node = node::DemoNode::create(&node_root, cluster.clone())
+        .context("cannot write the demo node")?;
     let mut vm_agent = Agent::new(
         AgentConfig::new(
             sim::NODE,
@@ -155,40 +157,46 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         ),
         Some(demo_node.gpus().factory()),
     )?;
-    let (mut faulty_agent, _faulty_gpus) =
-        node::faulty_node(&dir.join("gpu-node03")).context("cannot write the demo's faulty node")?;
+    let (mut faulty_agent, _faulty_gpus) = node::faulty_node(&dir.join("gpu-node03"))
+        .context("cannot write the demo's faulty node")?;
     let (mut mismatch_agent, _mismatch_gpus) = node::mismatch_node(&dir.join("gpu-node02"))
         .context("cannot write the demo's gpu-node02")?;
     let node_pub = Publisher::new();
     let stop = Arc::new(AtomicBool::new(false));
     // One thread follows the cluster and collects the three nodes' agents; their
     // metrics are published as one set (shared families merged).
-    let collection = std::thread::Builder::new().name("demo-nodes".into()).spawn({
-        let stop = stop.clone();
-        let node_pub = node_pub.clone();
-        let interval = args.collect_interval.max(Duration::from_millis(200));
-        move || {
-            while !stop.load(Ordering::Relaxed) {
-                let start = std::time::Instant::now();
-                if let Err(e) = demo_node.tick() {
-                    tracing::warn!(error = %e, "demo node: cannot update its files");
-                }
-                let mut set = vm_agent.collect();
-                set.extend(faulty_agent.collect());
-                set.extend(mismatch_agent.collect());
-                node_pub.publish(&set);
-                let wait = interval.saturating_sub(start.elapsed());
-                let until = std::time::Instant::now() + wait;
-                while !stop.load(Ordering::Relaxed) && std::time::Instant::now() < until {
-                    std::thread::sleep(Duration::from_millis(50).min(wait));
+    let collection = std::thread::Builder::new()
+        .name("demo-nodes".into())
+        .spawn({
+            let stop = stop.clone();
+            let node_pub = node_pub.clone();
+            let interval = args.collect_interval.max(Duration::from_millis(200));
+            move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let start = std::time::Instant::now();
+                    if let Err(e) = demo_node.tick() {
+                        tracing::warn!(error = %e, "demo node: cannot update its files");
+                    }
+                    let mut set = vm_agent.collect();
+                    set.extend(faulty_agent.collect());
+                    set.extend(mismatch_agent.collect());
+                    node_pub.publish(&set);
+                    let wait = interval.saturating_sub(start.elapsed());
+                    let until = std::time::Instant::now() + wait;
+                    while !stop.load(Ordering::Relaxed) && std::time::Instant::now() < until {
+                        std::thread::sleep(Duration::from_millis(50).min(wait));
+                    }
                 }
             }
-        }
-    })?;
+        })?;
 
     let web = server::WebServer::bind(&args.web, DEFAULT_LISTEN)
         .await?
-        .with_about(about(cluster.clone(), replay_addr.to_string(), node_root.clone()));
+        .with_about(about(
+            cluster.clone(),
+            replay_addr.to_string(),
+            node_root.clone(),
+        ));
     tracing::info!(
         slurmrestd = %replay_addr,
         node_tree = %node_root.display(),
@@ -275,7 +283,10 @@ fn real_month() -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
-    crate::cluster::usage::iso_utc(now).chars().take(7).collect()
+    crate::cluster::usage::iso_utc(now)
+        .chars()
+        .take(7)
+        .collect()
 }
 
 fn sim_gpu_list(gpus: &[usize]) -> String {

@@ -435,8 +435,12 @@ mod tests {
             assert!(fleet.gpus[0].power_mw > fleet.gpus[2].power_mw);
             assert!(fleet.gpus[2].power_mw > fleet.gpus[7].power_mw);
         }
-        let cg = std::fs::read_to_string(node.proc_root().join(pid_of(29, 0).to_string()).join("cgroup"))
-            .unwrap();
+        let cg = std::fs::read_to_string(
+            node.proc_root()
+                .join(pid_of(29, 0).to_string())
+                .join("cgroup"),
+        )
+        .unwrap();
         assert!(cg.contains("job_29"));
         let port = node
             .sys_root()
@@ -445,8 +449,13 @@ mod tests {
         let wrs = read(&port.join("rdma_read_wrs"));
         assert!(wrs > 0);
         let per_wr = bytes / wrs;
-        assert!((64 << 10..=1 << 20).contains(&per_wr), "{per_wr} bytes per WR");
-        let dev = node.sys_root().join("class/infiniband/rdmap16s0/hw_counters");
+        assert!(
+            (64 << 10..=1 << 20).contains(&per_wr),
+            "{per_wr} bytes per WR"
+        );
+        let dev = node
+            .sys_root()
+            .join("class/infiniband/rdmap16s0/hw_counters");
         assert_eq!(read(&dev.join("cmds_err")), 0);
         assert!(read(&dev.join("submitted_cmds")) >= 48);
         assert!(read(&port.join("rx_drops")) * 1_000_000 <= read(&port.join("rx_pkts")));

@@ -97,7 +97,9 @@ impl SimClock {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     /// Waiting; `held` jobs (user/admin hold, QOS limit) never start.
-    Pending { held: bool },
+    Pending {
+        held: bool,
+    },
     Running,
     Finished,
 }
@@ -506,7 +508,10 @@ impl Cluster {
                 }
                 "shares" => ok(&st.shares),
                 "diag" => ok(&st.diag),
-                _ => match rest.strip_prefix("job/").and_then(|i| i.parse::<u64>().ok()) {
+                _ => match rest
+                    .strip_prefix("job/")
+                    .and_then(|i| i.parse::<u64>().ok())
+                {
                     Some(id) => st.job_answer(id),
                     None => not_found(),
                 },
@@ -843,8 +848,7 @@ impl State {
         j.rec["scheduled_nodes"] = json!("");
         j.rec["dependency"] = json!("");
         j.rec["tres_alloc_str"] = j.rec["tres_req_str"].clone();
-        j.rec["billable_tres"] =
-            json!({"set": true, "infinite": false, "number": j.req.billing});
+        j.rec["billable_tres"] = json!({"set": true, "infinite": false, "number": j.req.billing});
         j.rec["gres_detail"] = if gpus.is_empty() {
             json!([])
         } else {
@@ -871,7 +875,11 @@ impl State {
             .iter()
             .find(|j| j.array_of == Some(array_id))
             .map(|j| j.rec.clone())
-            .or_else(|| self.templates.get(&text(&self.jobs[meta].rec, "name")).cloned());
+            .or_else(|| {
+                self.templates
+                    .get(&text(&self.jobs[meta].rec, "name"))
+                    .cloned()
+            });
         let Some(template) = template else {
             return false;
         };
@@ -962,10 +970,7 @@ impl State {
         } else {
             format!("gpu:h100:{}(IDX:{})", held.len(), idx_list(&held))
         });
-        vm["tres_used"] = json!(format!(
-            "cpu={cpus},mem={mem}M,gres/gpu={}",
-            held.len()
-        ));
+        vm["tres_used"] = json!(format!("cpu={cpus},mem={mem}M,gres/gpu={}", held.len()));
         if changed {
             self.last_node_change = t;
         }
@@ -1147,7 +1152,9 @@ mod tests {
 
     fn futures_executor(r: http::Response<Body>) -> Vec<u8> {
         use http_body_util::BodyExt;
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
         rt.block_on(async { r.into_body().collect().await.unwrap().to_bytes().to_vec() })
     }
 
@@ -1183,7 +1190,10 @@ mod tests {
             .map(|j| j.id)
             .collect();
         // The recorded GPU jobs have ended and new ones run.
-        assert!(!running.contains(&29) && !running.contains(&32), "{running:?}");
+        assert!(
+            !running.contains(&29) && !running.contains(&32),
+            "{running:?}"
+        );
         assert!(running.iter().any(|&id| id > 45), "{running:?}");
         // Submitted jobs keep the GPU queue filled; held jobs stay held.
         assert!(st
@@ -1213,7 +1223,10 @@ mod tests {
         drop(st);
         // The array's remaining tasks ran.
         let states = c.job_states();
-        assert!(states.get("RUNNING").copied().unwrap_or(0) > 0, "{states:?}");
+        assert!(
+            states.get("RUNNING").copied().unwrap_or(0) > 0,
+            "{states:?}"
+        );
     }
 
     #[test]
@@ -1257,8 +1270,8 @@ mod tests {
                 t0 + 4 * 3600
             ),
         );
-        let rows = crate::cluster::usage::slurmdb::parse_jobs(&mut r.to_string().as_bytes())
-            .unwrap();
+        let rows =
+            crate::cluster::usage::slurmdb::parse_jobs(&mut r.to_string().as_bytes()).unwrap();
         assert!(!rows.is_empty());
         for row in rows {
             assert!(row.end.unwrap() >= t0 + 3600 && row.start <= t0 + 4 * 3600);

@@ -652,3 +652,67 @@ pub async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received, shutting down"),
     }
 }
+
+#[cfg(test)]
+mod ready_tests {
+    use super::*;
+    use crate::cluster::poller::{PollOptions, Poller};
+    use crate::slurmrestd::client::{Client, ClientOptions, TokenSource};
+
+    fn rendered(set: &MetricSet) -> Option<Arc<Rendered>> {
+        Some(Arc::new(Rendered::from_set(set)))
+    }
+
+    #[tokio::test]
+    async fn not_ready_while_every_poll_failed() {
+        // Nothing listens on a just-closed port: every poll fails.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let client = Client::new(ClientOptions {
+            url: format!("http://127.0.0.1:{port}"),
+            token: TokenSource::None,
+            user_name: None,
+            timeout: Duration::from_secs(2),
+            max_body_bytes: 1 << 20,
+            ca_file: None,
+        })
+        .unwrap();
+        let mut poller = Poller::new(Arc::new(client), PollOptions::default());
+        let failed = poller.poll().await;
+        let r = rendered(&failed);
+        assert!(!r.as_ref().unwrap().health.is_empty());
+        assert!(
+            !is_ready(&[r]),
+            "a scraper whose every poll failed is not ready"
+        );
+        assert!(!is_ready(&[None]));
+    }
+
+    #[test]
+    fn ready_with_data_up_or_kept() {
+        let mut up = MetricSet::new();
+        let l = |e: &str| vec![("endpoint", e.to_string())];
+        up.gauge("slurm_exporter_endpoint_up", "", l("jobs"), 1.0);
+        up.gauge("slurm_exporter_endpoint_up", "", l("diag"), 0.0);
+        assert!(is_ready(&[rendered(&up)]));
+        let mut stale = MetricSet::new();
+        stale.gauge("slurm_exporter_endpoint_up", "", l("jobs"), 0.0);
+        stale.gauge("slurm_exporter_endpoint_stale", "", l("jobs"), 1.0);
+        let r = rendered(&stale);
+        assert!(r.as_ref().unwrap().health[0].stale);
+        assert!(is_ready(&[r]), "last good data still served");
+        let mut node = MetricSet::new();
+        node.gauge(
+            "slurm_node_collector_up",
+            "",
+            vec![("node", "n".into()), ("collector", "gpu".into())],
+            0.0,
+        );
+        assert!(!is_ready(&[rendered(&up), rendered(&node)]));
+        // Producers that report no sources are ready once they published.
+        assert!(is_ready(&[rendered(&MetricSet::new())]));
+    }
+}
