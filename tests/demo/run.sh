@@ -65,3 +65,14 @@ if ! python3 tests/demo/prometheus_check.py --exporter "http://127.0.0.1:$DEMO_P
 	echo "--- prometheus log (last 20 lines)"; tail -20 "$WORK/prometheus.log"
 	exit 1
 fi
+
+# The README's `report` against this Prometheus: the month's GPU-hours per
+# account and user, and the budgets.
+MONTH=$(date -u +%Y-%m)
+"$BIN" report --prometheus "http://127.0.0.1:$PROM_PORT" --month "$MONTH" -T gres/gpu,cpu -t Hours >"$WORK/report.txt"
+cat "$WORK/report.txt"
+ok=1
+for want in "Proper Name" "ai_project" "hpc_project" "gres/gpu" "Budgets for the month" "Used %"; do
+	grep -q -- "$want" "$WORK/report.txt" || { echo "[FAIL] report lacks: $want"; ok=0; }
+done
+[ "$ok" = 1 ] && echo "[PASS] report prints the month's usage and budgets" || exit 1
