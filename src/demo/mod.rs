@@ -259,7 +259,8 @@ fn about(cluster: Cluster, slurmrestd: String, node_root: PathBuf) -> server::Ab
             "<p>A simulated Slurm 25.11.7 cluster (slurmrestd API v0.0.44 at <code>{rest}</code>) \
              whose clock runs <b>{speed}×</b> real time; now <b>{when}</b> UTC in the cluster. \
              The cluster scraper polls it as in production; the node agent reads node <code>vm</code> \
-             (eight fake H100s, four EFA devices) under <code>{root}</code>.</p>\
+             (eight fake H100s, four EFA devices) under <code>{root}</code>, drained <code>gpu-node03</code> \
+             (failing GPUs) and <code>gpu-node02</code> (NVML driver/library version mismatch).</p>\
              <p>Jobs in the queue: {states}.</p>\
              <h2>GPU jobs on node vm</h2><table><tr><th>Job</th><th>Name</th><th>Account</th>\
              <th>User</th><th>GPUs</th><th>GPUs are</th></tr>{rows}</table>\

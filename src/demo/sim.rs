@@ -855,9 +855,15 @@ impl State {
             json!([format!("gpu:h100:{}(IDX:{})", gpus.len(), idx_list(&gpus))])
         };
         let mut res = resources;
-        res["cpus"] = json!(j.req.cpus);
-        res["nodes"]["allocation"][0]["cpus"]["count"] = json!(j.req.cpus);
-        res["nodes"]["allocation"][0]["memory"]["allocated"] = json!(j.req.mem_mb);
+        if let Some(o) = res.as_object_mut() {
+            o.insert("cpus".into(), json!(j.req.cpus));
+        }
+        if let Some(a) = res.pointer_mut("/nodes/allocation/0/cpus/count") {
+            *a = json!(j.req.cpus);
+        }
+        if let Some(a) = res.pointer_mut("/nodes/allocation/0/memory/allocated") {
+            *a = json!(j.req.mem_mb);
+        }
         j.rec["job_resources"] = res;
         j.gpus = gpus;
         self.bump_diag("jobs_started");
