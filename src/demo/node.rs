@@ -76,6 +76,22 @@ pub fn mismatch_node(root: &Path) -> std::io::Result<(crate::node::Agent, FakeNv
     for (d, name) in EFA_DEVICES.iter().enumerate() {
         write_efa_device(&sys_root, name, d, false)?;
     }
+    // No jobs since slurmd went down: the devices count no traffic, only
+    // the firmware's keep-alives and the admin commands of their setup.
+    for name in EFA_DEVICES {
+        let dev = sys_root.join("class/infiniband").join(name);
+        for (file, ..) in crate::node::collectors::efa::DEVICE_COUNTERS {
+            let v = match file {
+                "submitted_cmds" | "completed_cmds" => 96,
+                "keep_alive_rcvd" => 86_400,
+                _ => 0,
+            };
+            write_atomic(&dev.join("hw_counters").join(file), v)?;
+        }
+        for (file, ..) in crate::node::collectors::efa::PORT_COUNTERS {
+            write_atomic(&dev.join("ports/1/hw_counters").join(file), 0)?;
+        }
+    }
     let gpus = FakeNvml::h100x8();
     gpus.set_unavailable(Some("Driver/library version mismatch"));
     let agent = crate::node::Agent::new(
@@ -459,5 +475,19 @@ mod tests {
         assert_eq!(read(&dev.join("cmds_err")), 0);
         assert!(read(&dev.join("submitted_cmds")) >= 48);
         assert!(read(&port.join("rx_drops")) * 1_000_000 <= read(&port.join("rx_pkts")));
+    }
+
+    #[test]
+    fn idle_node_counters_are_quiet() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_agent, gpus) = mismatch_node(dir.path()).unwrap();
+        assert!(gpus.lock().unavailable.is_some());
+        let dev = dir.path().join("sys/class/infiniband/rdmap16s0");
+        assert_eq!(read(&dev.join("hw_counters/cmds_err")), 0);
+        assert_eq!(
+            read(&dev.join("hw_counters/submitted_cmds")),
+            read(&dev.join("hw_counters/completed_cmds"))
+        );
+        assert_eq!(read(&dev.join("ports/1/hw_counters/rdma_read_bytes")), 0);
     }
 }
