@@ -123,6 +123,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     tokio::spawn(replay::serve_tcp(replay_listener, cluster.handler()));
 
     let dir = demo_dir()?;
+    // Removed however run ends (an error after this point included).
+    let _cleanup = RemoveOnDrop(dir.clone());
     std::fs::write(dir.join("budgets.yaml"), BUDGETS_YAML)
         .with_context(|| format!("cannot write {}", dir.display()))?;
     let cargs = cluster_args(
@@ -222,8 +224,15 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     poll.abort();
     stop.store(true, Ordering::Relaxed);
     let _ = tokio::task::spawn_blocking(move || collection.join()).await;
-    let _ = std::fs::remove_dir_all(&dir);
     served.context("HTTP server failed")
+}
+
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 fn demo_dir() -> anyhow::Result<PathBuf> {
