@@ -43,10 +43,14 @@ pub enum LogFormat {
 pub enum Command {
     /// Cluster scraper: polls slurmrestd and serves queue, node, partition,
     /// fairshare and scheduler metrics (one per cluster).
+    #[command(mut_arg("listen_address", |a| a.default_value(crate::cluster::DEFAULT_LISTEN)))]
     Cluster(crate::cluster::ClusterArgs),
     /// Node agent: GPU (NVML), EFA, memlock and job attribution metrics (one per compute node).
+    #[command(mut_arg("listen_address", |a| a.default_value(crate::node::DEFAULT_LISTEN)))]
     Node(crate::node::NodeArgs),
-    /// Serves real metrics from bundled recorded slurmrestd responses and node fixtures; no cluster needed.
+    /// A small living GPU cluster: the real cluster scraper and node agent
+    /// against a simulated Slurm 25.11 cluster and p5-like nodes; no cluster needed.
+    #[command(mut_arg("listen_address", |a| a.default_value(crate::demo::DEFAULT_LISTEN)))]
     Demo(crate::demo::DemoArgs),
     /// Prints a month of GPU/CPU/billing usage per account and user from
     /// Prometheus, in the columns of `sreport cluster AccountUtilizationByUser`.
@@ -97,6 +101,24 @@ pub fn init_logging(level: &str, format: LogFormat) {
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Whether a failed run prints its error's backtrace too: only when asked
+/// for, with a debug or trace log level.
+pub fn wants_error_detail(log_level: &str) -> bool {
+    let l = log_level.to_ascii_lowercase();
+    l.contains("debug") || l.contains("trace")
+}
+
+/// What a failed run prints: `error: <message>: <cause>: ...` on one line,
+/// plus anyhow's debug report (with a backtrace when one was captured) if
+/// `detail`.
+pub fn error_report(e: &anyhow::Error, detail: bool) -> String {
+    if detail {
+        format!("error: {e:#}\n\n{e:?}\n")
+    } else {
+        format!("error: {e:#}\n")
     }
 }
 
@@ -151,6 +173,45 @@ mod tests {
         }
         let e = Cli::try_parse_from(["x", "node", "--web.listen-address=::1:9342"]).unwrap_err();
         assert!(e.to_string().contains("needs brackets"), "{e}");
+    }
+
+    #[test]
+    fn help_shows_each_programs_listen_default() {
+        use clap::CommandFactory;
+        let mut cmd = Cli::command();
+        for (sub, want) in [
+            ("cluster", "0.0.0.0:9342"),
+            ("node", "0.0.0.0:9343"),
+            ("demo", "127.0.0.1:9342"),
+        ] {
+            let help = cmd
+                .find_subcommand_mut(sub)
+                .unwrap()
+                .render_long_help()
+                .to_string();
+            assert!(
+                help.contains(&format!("[default: {want}]")),
+                "{sub}: {help}"
+            );
+        }
+        let c = Cli::try_parse_from(["x", "node"]).unwrap();
+        let Command::Node(n) = c.command else {
+            panic!()
+        };
+        assert_eq!(n.web.listen_address.as_deref(), Some("0.0.0.0:9343"));
+    }
+
+    #[test]
+    fn error_report_is_one_clean_line_unless_asked() {
+        let e = anyhow::anyhow!("cannot listen on 1.2.3.4:1").context("HTTP server failed");
+        let plain = error_report(&e, wants_error_detail("info"));
+        assert_eq!(
+            plain,
+            "error: HTTP server failed: cannot listen on 1.2.3.4:1\n"
+        );
+        assert!(
+            error_report(&e, wants_error_detail("slurm_gpu_exporter=debug")).contains("Caused by")
+        );
     }
 
     #[test]

@@ -1,9 +1,23 @@
 use clap::Parser;
 use slurm_gpu_exporter::cli::{init_logging, Cli, Command};
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.log_level, cli.log_format);
+    let debug = slurm_gpu_exporter::cli::wants_error_detail(&cli.log_level);
+    match run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // Not `main() -> Result`: its Debug output adds a backtrace
+            // whenever RUST_BACKTRACE is set in the environment. One line,
+            // with its causes; the backtrace only at debug log level.
+            eprint!("{}", slurm_gpu_exporter::cli::error_report(&e, debug));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     if matches!(cli.command, Command::Cluster(_)) {
         slurm_gpu_exporter::memory::use_single_arena();
     }

@@ -1,6 +1,7 @@
 //! A stand-in slurmrestd that replays recorded responses over HTTP (TCP or
-//! a unix socket). The demo runs the real cluster scraper against it, and
-//! the integration tests use it as their mock slurmrestd.
+//! a unix socket): the integration tests' mock slurmrestd, and the HTTP
+//! serving of the demo's simulated cluster (`crate::demo::sim`, whose
+//! answers move with its clock).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -78,31 +79,6 @@ impl Recording {
             rec.insert(&version.slurm_path(stem), body);
         }
         Ok(rec)
-    }
-
-    /// The recordings bundled into the binary for `demo`: Slurm 25.11.7, API v0.0.44.
-    pub fn bundled_demo() -> Recording {
-        let v = ApiVersion::V0044;
-        let mut rec = Recording::default();
-        macro_rules! add {
-            ($ep:literal) => {
-                rec.insert(
-                    &v.slurm_path($ep),
-                    Bytes::from_static(include_bytes!(concat!(
-                        "../tests/fixtures/slurmrestd/v0.0.44/slurm_",
-                        $ep,
-                        ".json"
-                    ))),
-                );
-            };
-        }
-        add!("jobs");
-        add!("nodes");
-        add!("partitions");
-        add!("shares");
-        add!("diag");
-        add!("ping");
-        rec
     }
 
     /// A handler answering like slurmrestd: 200 JSON for recorded paths,

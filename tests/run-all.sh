@@ -2,7 +2,8 @@
 # The whole test suite: the README's second command, and what .ci/run runs.
 # Installs what it needs from Debian's packages (as root), then runs format and
 # lint gates, the Rust tests (unit, integration, golden + promtool), the
-# dashboard/rule/manifest checks, a short fuzz run of every parser (cargo-fuzz,
+# dashboard/rule/manifest checks, the demo against a real Prometheus with
+# every dashboard query, a short fuzz run of every parser (cargo-fuzz,
 # installed from crates.io if missing), and the live end-to-end test against a
 # real Slurm 22.05, 24.11 and 26.05 and a real Prometheus (tests/e2e/run.sh installs
 # Slurm, MariaDB, munge; the newer releases go into mmdebstrap chroots).
@@ -39,6 +40,8 @@ step "cargo fmt --check" cargo fmt --all -- --check
 step "cargo clippy -D warnings" cargo clippy --all-targets --locked -- -D warnings
 step "cargo test" cargo test --all-targets --locked
 step "dashboards, rules, manifests (tests/ops/check.sh)" bash tests/ops/check.sh
+step "demo + real Prometheus: every dashboard query has data, every named metric emitted (tests/demo/run.sh)" \
+  bash tests/demo/run.sh
 step "fuzz smoke: every cargo-fuzz target ${SMOKE_SECONDS:=10}s from its corpus (fuzz/smoke.sh)" \
   env SMOKE_SECONDS="$SMOKE_SECONDS" bash fuzz/smoke.sh
 # The same live suite on the three Slurm releases users run: Debian 12's own 22.05 on this

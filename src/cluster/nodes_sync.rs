@@ -262,9 +262,14 @@ mod tests {
 
     #[test]
     fn refused_queries_are_told_from_other_failures() {
-        // v0.0.41 refusing an epoch time (crafted from the 9202 + 9000 answer recorded on 25.11.7).
-        let recorded =
-            include_bytes!("../../tests/fixtures/slurmrestd/crafted/jobs_update_time_422.body");
+        // v0.0.41 refusing an epoch time: the 9202 + 9000 answers recorded on Slurm 24.11.5.
+        let recorded = include_bytes!(
+            "../../tests/fixtures/live/24.11.5/slurmrestd/v0.0.41/_err_slurm_jobs_update_time.json"
+        );
+        let nodes = include_bytes!(
+            "../../tests/fixtures/live/24.11.5/slurmrestd/v0.0.41/_err_slurm_nodes_update_time.json"
+        );
+        assert!(rejects_update_time(&status(500, nodes)));
         assert!(rejects_update_time(&status(422, recorded)));
         assert!(rejects_update_time(&status(500, recorded)));
         assert!(rejects_update_time(&status(422, b"")));

@@ -232,7 +232,7 @@ impl Agent {
             },
             cfg,
             gpu_worker,
-            efa: EfaCollector,
+            efa: EfaCollector::default(),
             memlock: MemlockCollector,
             resolver: JobResolver::new(),
             namer,

@@ -9,6 +9,7 @@
 //! with counter resets in the month (a scraper restart without its state
 //! file) are recomputed from their raw samples.
 
+pub mod budget;
 pub mod format;
 pub mod prom;
 
@@ -421,7 +422,15 @@ pub async fn run(args: ReportArgs) -> anyhow::Result<()> {
     } else {
         args.format
     };
-    let out = format::render(&window, &usage, &tres, args.unit, fmt);
+    let mut out = format::render(&window, &usage, &tres, args.unit, fmt);
+    if matches!(fmt, Format::Table | Format::Parsable) {
+        let budgets = budget::fetch(&prom, &window, &tres, &args.selector, &args.cluster).await?;
+        out.push_str(&budget::render(
+            &budgets,
+            args.unit,
+            fmt == Format::Parsable,
+        ));
+    }
     print!("{out}");
     if fmt != Format::Json {
         for n in &usage.notes {

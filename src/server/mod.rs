@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod listen;
+pub mod files;
 pub mod tls;
 pub mod web_config;
 
@@ -45,6 +46,59 @@ pub struct Rendered {
     pub openmetrics_gzip: Bytes,
     pub text_len: usize,
     pub openmetrics_len: usize,
+    /// Health of each data source in this collection, for `/readyz` and
+    /// the landing page.
+    pub health: Vec<SourceHealth>,
+}
+
+/// One data source of a producer: a slurmrestd endpoint of the cluster
+/// scraper or a collector of the node agent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceHealth {
+    /// `slurmrestd /jobs`, `collector gpu`, ...
+    pub source: String,
+    /// Its last poll or collection succeeded.
+    pub up: bool,
+    /// It failed, and the last good data is served instead.
+    pub stale: bool,
+}
+
+/// Self-metric families that say whether a source answered, with the label
+/// naming it and the prefix shown for it.
+const HEALTH_FAMILIES: [(&str, &str, &str); 2] = [
+    ("slurm_exporter_endpoint_up", "endpoint", "slurmrestd "),
+    ("slurm_node_collector_up", "collector", "collector "),
+];
+
+fn source_health(set: &MetricSet) -> Vec<SourceHealth> {
+    let mut out = Vec::new();
+    for (family, label, prefix) in HEALTH_FAMILIES {
+        let Some(f) = set.families().iter().find(|f| f.name == family) else {
+            continue;
+        };
+        for s in &f.samples {
+            let name = s.label(label).unwrap_or_default().to_string();
+            let stale = family == "slurm_exporter_endpoint_up"
+                && set.value("slurm_exporter_endpoint_stale", &[("endpoint", &name)]) == Some(1.0);
+            out.push(SourceHealth {
+                source: format!("{prefix}{name}"),
+                up: s.value == 1.0,
+                stale,
+            });
+        }
+    }
+    out
+}
+
+/// Ready: every producer has published, and each one that reports its
+/// sources has at least one source whose data it serves (up, or failing
+/// with its last good data kept). A scraper whose every poll failed, or whose
+/// kept data has expired, is not ready.
+pub fn is_ready(snapshots: &[Option<Arc<Rendered>>]) -> bool {
+    snapshots.iter().all(|s| match s {
+        None => false,
+        Some(r) => r.health.is_empty() || r.health.iter().any(|h| h.up || h.stale),
+    })
 }
 
 // Prometheus always asks for gzip, so snapshots are kept compressed only:
@@ -91,6 +145,7 @@ impl Rendered {
             openmetrics_gzip,
             text_len,
             openmetrics_len,
+            health: source_health(set),
         }
     }
 
@@ -125,11 +180,16 @@ impl Publisher {
     }
 }
 
+/// What a program adds to its landing page: an HTML fragment, built on
+/// each view.
+pub type About = Arc<dyn Fn() -> String + Send + Sync>;
+
 #[derive(Clone)]
 struct AppState {
     publishers: Arc<Vec<Publisher>>,
     telemetry_path: String,
     title: &'static str,
+    about: Option<About>,
 }
 
 /// Serves the given publishers' latest snapshots (concatenated) until
@@ -148,12 +208,14 @@ pub async fn serve(
 }
 
 /// What [`serve_with`] serves, and how.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ServeOptions {
     pub telemetry_path: String,
     pub title: &'static str,
     /// TLS, auth, headers, rate limit; `None` is plain HTTP, open to all.
     pub web_config: Option<Arc<WebConfig>>,
+    /// Extra landing-page content.
+    pub about: Option<About>,
 }
 
 /// [`serve`] with an optional web config: TLS (handshakes in their own
@@ -186,6 +248,7 @@ pub struct WebServer {
     listener: TcpListener,
     telemetry_path: String,
     web_config: Option<Arc<WebConfig>>,
+    about: Option<About>,
 }
 
 impl WebServer {
@@ -210,7 +273,14 @@ impl WebServer {
             listener,
             telemetry_path: web.telemetry_path.clone(),
             web_config,
+            about: None,
         })
+    }
+
+    /// Adds `about` to the landing page.
+    pub fn with_about(mut self, about: About) -> Self {
+        self.about = Some(about);
+        self
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -248,6 +318,7 @@ impl WebServer {
             telemetry_path: self.telemetry_path,
             title,
             web_config: self.web_config,
+            about: self.about,
         };
         serve_with(self.listener, opts, publishers, shutdown).await
     }
@@ -255,7 +326,12 @@ impl WebServer {
 
 /// [`router`] plus the web config's auth, headers and rate limit.
 pub fn router_with(opts: &ServeOptions, publishers: Vec<Publisher>) -> Router {
-    let app = router(&opts.telemetry_path, opts.title, publishers);
+    let app = router_about(
+        &opts.telemetry_path,
+        opts.title,
+        publishers,
+        opts.about.clone(),
+    );
     let Some(cfg) = &opts.web_config else {
         return app;
     };
@@ -352,16 +428,27 @@ async fn guarded(g: &Guard, req: Request, next: Next) -> Response {
 }
 
 pub fn router(telemetry_path: &str, title: &'static str, publishers: Vec<Publisher>) -> Router {
+    router_about(telemetry_path, title, publishers, None)
+}
+
+fn router_about(
+    telemetry_path: &str,
+    title: &'static str,
+    publishers: Vec<Publisher>,
+    about: Option<About>,
+) -> Router {
     let state = AppState {
         publishers: Arc::new(publishers),
         telemetry_path: telemetry_path.to_string(),
         title,
+        about,
     };
     Router::new()
         .route(telemetry_path, get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/", get(landing))
+        .route("/{dir}/{name}", get(bundled_file))
         .with_state(state)
 }
 
@@ -460,26 +547,91 @@ fn accepts_gzip(headers: &HeaderMap) -> bool {
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
-    if state.publishers.iter().all(|p| p.latest().is_some()) {
+    let snapshots: Vec<_> = state.publishers.iter().map(|p| p.latest()).collect();
+    if is_ready(&snapshots) {
         "ready\n".into_response()
-    } else {
+    } else if snapshots.iter().any(Option::is_none) {
         (
             StatusCode::SERVICE_UNAVAILABLE,
             "first collection pending\n",
         )
             .into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no data: every source failed (see the landing page and the logs)\n",
+        )
+            .into_response()
     }
 }
 
+async fn bundled_file(
+    axum::extract::Path((dir, name)): axum::extract::Path<(String, String)>,
+) -> Response {
+    match files::get(&dir, &name) {
+        Some((ct, body)) => ([(header::CONTENT_TYPE, ct)], body).into_response(),
+        None => (StatusCode::NOT_FOUND, "not found\n").into_response(),
+    }
+}
+
+/// Escapes text for HTML.
+pub fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
 async fn landing(State(state): State<AppState>) -> Html<String> {
+    let mut rows = String::new();
+    let snapshots: Vec<_> = state.publishers.iter().map(|p| p.latest()).collect();
+    for s in &snapshots {
+        match s {
+            None => rows.push_str("<tr><td>(first collection pending)</td><td>-</td></tr>"),
+            Some(r) => {
+                for h in &r.health {
+                    let (class, word) = match (h.up, h.stale) {
+                        (true, _) => ("up", "up"),
+                        (false, true) => ("stale", "failing; last good data served"),
+                        (false, false) => ("down", "down"),
+                    };
+                    rows.push_str(&format!(
+                        "<tr><td>{}</td><td class=\"{class}\">{word}</td></tr>",
+                        html_escape(&h.source)
+                    ));
+                }
+            }
+        }
+    }
+    let ready = if is_ready(&snapshots) {
+        "ready"
+    } else {
+        "not ready"
+    };
+    let about = state.about.as_ref().map(|f| f()).unwrap_or_default();
     Html(format!(
-        "<!doctype html><html><head><title>{t}</title></head><body>\
-         <h1>{t}</h1><p>slurm-gpu-exporter {v}</p><ul>\
-         <li><a href=\"{p}\">{p}</a></li><li><a href=\"/healthz\">/healthz</a></li>\
-         <li><a href=\"/readyz\">/readyz</a></li></ul></body></html>\n",
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{t}</title><style>\
+         body{{font-family:sans-serif;max-width:60em;margin:2em auto;padding:0 1em}}\
+         table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:.2em .6em;text-align:left}}\
+         .up{{color:#080}}.down{{color:#b00;font-weight:bold}}.stale{{color:#a60}}</style></head><body>\
+         <h1>{t}</h1><p>slurm-gpu-exporter {v}</p>{about}\
+         <h2>Endpoints</h2><ul>\
+         <li><a href=\"{p}\">{p}</a>: the metrics (Prometheus text, or OpenMetrics on request)</li>\
+         <li><a href=\"/healthz\">/healthz</a>: the process answers</li>\
+         <li><a href=\"/readyz\">/readyz</a>: {ready} (ready once a source has data to serve)</li></ul>\
+         <h2>Sources</h2><table><tr><th>Source</th><th>State</th></tr>{rows}</table>\
+         <h2>Documentation (of this build)</h2><ul>{docs}</ul>\
+         <h2>Grafana dashboards to import</h2>\
+         <p>Grafana: Dashboards → New → Import, upload the file, pick the Prometheus data source.</p><ul>{dashboards}</ul>\
+         <h2>Prometheus recording and alert rules</h2>\
+         <p>Load all of them (<code>rule_files</code>): the dashboards use the recording rules.</p><ul>{rules}</ul>\
+         </body></html>\n",
         t = state.title,
         v = env!("CARGO_PKG_VERSION"),
-        p = state.telemetry_path
+        p = html_escape(&state.telemetry_path),
+        docs = files::links("docs"),
+        dashboards = files::links("dashboards"),
+        rules = files::links("alerts"),
     ))
 }
 
@@ -497,5 +649,69 @@ pub async fn shutdown_signal() {
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
         _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received, shutting down"),
+    }
+}
+
+#[cfg(test)]
+mod ready_tests {
+    use super::*;
+    use crate::cluster::poller::{PollOptions, Poller};
+    use crate::slurmrestd::client::{Client, ClientOptions, TokenSource};
+
+    fn rendered(set: &MetricSet) -> Option<Arc<Rendered>> {
+        Some(Arc::new(Rendered::from_set(set)))
+    }
+
+    #[tokio::test]
+    async fn not_ready_while_every_poll_failed() {
+        // Nothing listens on a just-closed port: every poll fails.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let client = Client::new(ClientOptions {
+            url: format!("http://127.0.0.1:{port}"),
+            token: TokenSource::None,
+            user_name: None,
+            timeout: Duration::from_secs(2),
+            max_body_bytes: 1 << 20,
+            ca_file: None,
+        })
+        .unwrap();
+        let mut poller = Poller::new(Arc::new(client), PollOptions::default());
+        let failed = poller.poll().await;
+        let r = rendered(&failed);
+        assert!(!r.as_ref().unwrap().health.is_empty());
+        assert!(
+            !is_ready(&[r]),
+            "a scraper whose every poll failed is not ready"
+        );
+        assert!(!is_ready(&[None]));
+    }
+
+    #[test]
+    fn ready_with_data_up_or_kept() {
+        let mut up = MetricSet::new();
+        let l = |e: &str| vec![("endpoint", e.to_string())];
+        up.gauge("slurm_exporter_endpoint_up", "", l("jobs"), 1.0);
+        up.gauge("slurm_exporter_endpoint_up", "", l("diag"), 0.0);
+        assert!(is_ready(&[rendered(&up)]));
+        let mut stale = MetricSet::new();
+        stale.gauge("slurm_exporter_endpoint_up", "", l("jobs"), 0.0);
+        stale.gauge("slurm_exporter_endpoint_stale", "", l("jobs"), 1.0);
+        let r = rendered(&stale);
+        assert!(r.as_ref().unwrap().health[0].stale);
+        assert!(is_ready(&[r]), "last good data still served");
+        let mut node = MetricSet::new();
+        node.gauge(
+            "slurm_node_collector_up",
+            "",
+            vec![("node", "n".into()), ("collector", "gpu".into())],
+            0.0,
+        );
+        assert!(!is_ready(&[rendered(&up), rendered(&node)]));
+        // Producers that report no sources are ready once they published.
+        assert!(is_ready(&[rendered(&MetricSet::new())]));
     }
 }

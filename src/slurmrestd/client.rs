@@ -184,6 +184,8 @@ pub struct Client {
     display: String,
     token: TokenSource,
     cached_token: Mutex<Secret>,
+    /// The token file was read empty (warned once until it is not).
+    empty_token_warned: std::sync::atomic::AtomicBool,
     user_name: Option<String>,
     timeout: Duration,
     max_body_bytes: u64,
@@ -205,6 +207,7 @@ impl Client {
             display,
             token: opts.token,
             cached_token: Mutex::new(initial),
+            empty_token_warned: Default::default(),
             user_name: opts.user_name,
             timeout: opts.timeout,
             max_body_bytes: opts.max_body_bytes,
@@ -224,13 +227,35 @@ impl Client {
         &self.display
     }
 
-    /// Re-reads the token file; on failure the previous token is kept.
+    /// Re-reads the token file; on failure the previous token is kept. An
+    /// empty file is read as no token, with a warning (once until it fills).
     pub fn refresh_token(&self) -> Result<(), FetchError> {
         if let TokenSource::File(path) = &self.token {
             let raw = read_token_file(path)?;
+            let empty = raw.is_empty();
+            let was = self
+                .empty_token_warned
+                .swap(empty, std::sync::atomic::Ordering::Relaxed);
+            if empty && !was {
+                tracing::warn!(path = %path.display(), "slurmrestd token file is empty: requests go without a token until it holds one");
+            }
             *self.cached_token.lock().unwrap_or_else(|e| e.into_inner()) = raw;
         }
         Ok(())
+    }
+
+    /// Whether a token is sent with requests.
+    pub fn has_token(&self) -> bool {
+        !self.token().is_empty()
+    }
+
+    /// What happens after a failed token read, for the log line.
+    pub fn token_failure_note(&self) -> &'static str {
+        if self.has_token() {
+            "keeping the previous slurmrestd token"
+        } else {
+            "no slurmrestd token read yet: requests go without a token"
+        }
     }
 
     fn token(&self) -> Secret {
@@ -706,5 +731,55 @@ mod tests {
         std::fs::write(&p, "  xyz \n").unwrap();
         assert_eq!(read_token_file(&p).unwrap().expose(), "xyz");
         assert!(read_token_file(&dir.path().join("missing")).is_err());
+    }
+
+    fn file_client(path: &Path) -> Client {
+        Client::new(ClientOptions {
+            url: "http://127.0.0.1:1".into(),
+            token: TokenSource::File(path.to_path_buf()),
+            user_name: None,
+            timeout: Duration::from_secs(1),
+            max_body_bytes: 1024,
+            ca_file: None,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn token_failure_note_says_whether_a_token_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t");
+        let c = file_client(&p);
+        // Missing at start: there is no previous token to keep.
+        assert!(c.refresh_token().is_err());
+        assert!(!c.has_token());
+        assert!(c.token_failure_note().starts_with("no slurmrestd token"));
+        std::fs::write(&p, "abc").unwrap();
+        c.refresh_token().unwrap();
+        std::fs::remove_file(&p).unwrap();
+        assert!(c.refresh_token().is_err());
+        assert_eq!(
+            c.token_failure_note(),
+            "keeping the previous slurmrestd token"
+        );
+    }
+
+    #[test]
+    fn empty_token_file_is_no_token_and_noted() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t");
+        std::fs::write(&p, "\n").unwrap();
+        let c = file_client(&p);
+        c.refresh_token().unwrap();
+        assert!(!c.has_token());
+        assert!(c
+            .empty_token_warned
+            .load(std::sync::atomic::Ordering::Relaxed));
+        std::fs::write(&p, "abc").unwrap();
+        c.refresh_token().unwrap();
+        assert!(c.has_token());
+        assert!(!c
+            .empty_token_warned
+            .load(std::sync::atomic::Ordering::Relaxed));
     }
 }

@@ -193,7 +193,10 @@ pub const DEVICE_COUNTERS: [(&str, &str, &str); 12] = [
 ];
 
 #[derive(Debug, Default)]
-pub struct EfaCollector;
+pub struct EfaCollector {
+    /// `class/infiniband` was missing at the last collection (said once).
+    no_class: bool,
+}
 
 struct PortReading {
     dev: usize,
@@ -214,6 +217,17 @@ impl EfaCollector {
             path: sysfs.root().join("class/infiniband").display().to_string(),
             source: e,
         })?;
+        let class = sysfs.root().join("class/infiniband");
+        let no_class = devices.is_empty() && !class.exists();
+        if no_class && !self.no_class {
+            // Not an error (a node without RDMA), but a wrong --path.sysfs
+            // looks the same: say it once.
+            tracing::warn!(
+                path = %class.display(),
+                "no class/infiniband under --path.sysfs: no RDMA driver is loaded here, or --path.sysfs is not the host's /sys; EFA metrics stay at 0 devices"
+            );
+        }
+        self.no_class = no_class;
         out.gauge(
             "slurm_efa_devices",
             "EFA devices found (PCI vendor 0x1d0f under /sys/class/infiniband).",
@@ -318,5 +332,24 @@ fn read_counter(path: &Path, device: &str, unreadable: &mut u64) -> Option<u64> 
             tracing::debug!(device, path = %path.display(), error = %e, "skipping EFA counter");
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_infiniband_class_is_zero_devices_and_noted_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let sysfs = SysFs::new(dir.path());
+        let mut c = EfaCollector::default();
+        let mut set = MetricSet::new();
+        c.collect(&sysfs, "n1", &mut set).unwrap();
+        assert!(c.no_class, "a sysfs without class/infiniband is noted");
+        assert_eq!(set.value("slurm_efa_devices", &[("node", "n1")]), Some(0.0));
+        std::fs::create_dir_all(dir.path().join("class/infiniband")).unwrap();
+        c.collect(&sysfs, "n1", &mut MetricSet::new()).unwrap();
+        assert!(!c.no_class, "an existing (empty) class is not");
     }
 }
