@@ -695,6 +695,7 @@ impl Poller {
                 polls: self.polls,
                 slurmrestd_up,
                 token_errors: self.token_errors,
+                token_expiry: self.client.token_expiry(),
             },
             &mut set,
         );

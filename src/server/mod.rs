@@ -6,8 +6,8 @@
 //! call [`WebServer::bind`] with their `WebArgs`, then [`WebServer::serve`].
 
 pub mod auth;
-pub mod listen;
 pub mod files;
+pub mod listen;
 pub mod tls;
 pub mod web_config;
 

@@ -98,6 +98,15 @@ pub enum FetchError {
     TooLarge { path: String, limit: u64 },
     #[error("GET {path}: cannot parse response: {source}")]
     Parse { path: String, source: ParseError },
+    /// An error answer while the token's own `exp` claim lies in the past:
+    /// Slurm 22.05 answers an expired JWT with HTTP 500 "Unspecified error",
+    /// later releases with 401, so the claim is what tells it apart.
+    #[error("GET {path}: HTTP {status}: the slurmrestd token expired at {expired_at} (Unix time); renew it (scontrol token, or Slinky's Token resource)")]
+    TokenExpired {
+        path: String,
+        status: StatusCode,
+        expired_at: i64,
+    },
     #[error("cannot read token file {path:?}: {source}")]
     TokenFile {
         path: PathBuf,
@@ -127,6 +136,7 @@ impl FetchError {
                 _ => "parse",
             },
             FetchError::TokenFile { .. } => "token",
+            FetchError::TokenExpired { .. } => "auth",
         }
     }
 
@@ -258,6 +268,13 @@ impl Client {
         }
     }
 
+    /// The `exp` claim of the token in use (Unix seconds), when it is a JWT
+    /// that has one. Read without verifying the signature: it only explains
+    /// failures and feeds the expiry gauge; slurmctld does the verifying.
+    pub fn token_expiry(&self) -> Option<i64> {
+        jwt_expiry(self.token().expose())
+    }
+
     fn token(&self) -> Secret {
         self.cached_token
             .lock()
@@ -348,6 +365,13 @@ impl Client {
         }
         if status != StatusCode::OK {
             let raw = self.read_prefix(body, deadline, ERROR_BODY_MAX).await;
+            if let Some(expired_at) = self.token_expiry().filter(|exp| *exp <= unix_now()) {
+                return Err(FetchError::TokenExpired {
+                    path: path.to_string(),
+                    status,
+                    expired_at,
+                });
+            }
             return Err(FetchError::Status {
                 path: path.to_string(),
                 status,
@@ -527,6 +551,30 @@ const SNIPPET_MAX: usize = 512;
 /// error JSON puts `meta` first; its `errors` follow within a few KiB).
 const ERROR_BODY_MAX: usize = 64 * 1024;
 
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// `exp` of a JWT (`header.payload.signature`, base64url JSON payload).
+fn jwt_expiry(token: &str) -> Option<i64> {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    #[derive(serde::Deserialize)]
+    struct Claims {
+        exp: Option<f64>,
+    }
+    let claims: Claims = serde_json::from_slice(&bytes).ok()?;
+    claims
+        .exp
+        .filter(|e| e.is_finite() && *e >= 0.0 && *e < 1e12)
+        .map(|e| e as i64)
+}
+
 fn read_token_file(path: &Path) -> Result<Secret, FetchError> {
     // A JWT is well under 64 KiB; anything larger is not a token.
     let mut f = std::fs::File::open(path).map_err(|source| FetchError::TokenFile {
@@ -692,6 +740,24 @@ use std::future::Future as _;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn jwt_expiry_is_read_from_the_claims() {
+        use base64::Engine as _;
+        let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+        let tok = |claims: &str| format!("{}.{}.sig", b64(r#"{"alg":"HS256"}"#), b64(claims));
+        // As `scontrol token` makes them: exp, iat, sun.
+        assert_eq!(
+            jwt_expiry(&tok(r#"{"exp":1796378512,"iat":1796378511,"sun":"root"}"#)),
+            Some(1796378512)
+        );
+        assert_eq!(jwt_expiry(&tok(r#"{"sun":"root"}"#)), None);
+        assert_eq!(jwt_expiry(&tok(r#"{"exp":"soon"}"#)), None);
+        assert_eq!(jwt_expiry(&tok(r#"{"exp":1e300}"#)), None);
+        assert_eq!(jwt_expiry("not-a-jwt"), None);
+        assert_eq!(jwt_expiry("a.%%%.b"), None);
+        assert_eq!(jwt_expiry(""), None);
+    }
 
     #[test]
     fn secret_debug_is_redacted() {

@@ -24,6 +24,8 @@ pub struct ExporterStatus<'a> {
     pub polls: u64,
     pub slurmrestd_up: bool,
     pub token_errors: u64,
+    /// `exp` of the JWT in use (Unix seconds); `None` without one.
+    pub token_expiry: Option<i64>,
 }
 
 pub fn collect(s: &ExporterStatus<'_>, set: &mut MetricSet) {
@@ -112,6 +114,22 @@ pub fn collect(s: &ExporterStatus<'_>, set: &mut MetricSet) {
         vec![],
         s.token_errors as f64,
     );
+    // Absent without a token or when the token carries no `exp` claim.
+    const EXP: &str =
+        "Expiry (Unix time) of the slurmrestd JWT in use, from its exp claim: alert before it passes.";
+    set.family(
+        "slurm_exporter_token_expiry_timestamp_seconds",
+        EXP,
+        Kind::Gauge,
+    );
+    if let Some(exp) = s.token_expiry {
+        set.gauge(
+            "slurm_exporter_token_expiry_timestamp_seconds",
+            EXP,
+            vec![],
+            exp as f64,
+        );
+    }
     set.family(
         "slurm_exporter_api_version_info",
         "slurmrestd API version in use (detected or pinned).",
