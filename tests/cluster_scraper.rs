@@ -647,3 +647,77 @@ async fn metrics_gzip_negotiation() {
     assert_eq!(gunzip(&body), set.encode_openmetrics());
     srv.abort();
 }
+
+/// A JWT as `scontrol token` makes it (HS256; the signature is never checked here).
+fn jwt_with_exp(exp: i64) -> String {
+    use base64::Engine as _;
+    let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+    format!(
+        "{}.{}.c2lnbmF0dXJl",
+        b64(r#"{"alg":"HS256","typ":"JWT"}"#),
+        b64(&format!(
+            r#"{{"exp":{exp},"iat":{},"sun":"root"}}"#,
+            exp - 60
+        ))
+    )
+}
+
+/// Slurm 22.05 answers an expired JWT with HTTP 500 "Unspecified error"
+/// (seen live): the token's own `exp` tells it from other 500s, so the
+/// failure is counted as `auth`. The expiry is exported for alerting.
+#[tokio::test]
+async fn expired_token_is_an_auth_error_whatever_the_status() {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let unspecified = JobsFault::Status(
+        500,
+        "application/json",
+        r#"{"errors":[{"error":"Unspecified error","errno":-1}],"jobs":[]}"#,
+    );
+    for (exp, kind) in [(now - 10, "auth"), (now + 86_400, "http_5xx")] {
+        let token = jwt_with_exp(exp);
+        let state = mock(vec![(V44, recording(V44))]);
+        state.lock().unwrap().token = Some(token.clone());
+        let url = start_tcp(state.clone()).await;
+        let mut p = poller(client(
+            &url,
+            TokenSource::Static(Secret::new(token)),
+            Duration::from_secs(5),
+            64 << 20,
+        ));
+        let good = p.poll().await;
+        assert_eq!(
+            good.value("slurm_exporter_token_expiry_timestamp_seconds", &[]),
+            Some(exp as f64)
+        );
+        state.lock().unwrap().jobs_fault = unspecified.clone();
+        let bad = p.poll().await;
+        assert_eq!(up(&bad, "jobs"), Some(0.0));
+        assert_eq!(
+            errors(&bad, "jobs", kind),
+            1.0,
+            "exp {exp} -> {kind}: {}",
+            bad.encode_text()
+                .lines()
+                .filter(|l| l.contains("errors_total"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+    // Without a JWT (no claims) the series is absent.
+    let state = mock(vec![(V44, recording(V44))]);
+    let url = start_tcp(state).await;
+    let mut p = poller(client(
+        &url,
+        TokenSource::None,
+        Duration::from_secs(5),
+        64 << 20,
+    ));
+    let set = p.poll().await;
+    assert_eq!(
+        set.value("slurm_exporter_token_expiry_timestamp_seconds", &[]),
+        None
+    );
+}

@@ -365,7 +365,12 @@ impl Client {
         }
         if status != StatusCode::OK {
             let raw = self.read_prefix(body, deadline, ERROR_BODY_MAX).await;
-            if let Some(expired_at) = self.token_expiry().filter(|exp| *exp <= unix_now()) {
+            // Only the statuses an auth failure comes as: a 404 still drives version detection.
+            let auth_like = matches!(status.as_u16(), 401 | 403 | 500);
+            if let Some(expired_at) = self
+                .token_expiry()
+                .filter(|exp| auth_like && *exp <= unix_now())
+            {
                 return Err(FetchError::TokenExpired {
                     path: path.to_string(),
                     status,

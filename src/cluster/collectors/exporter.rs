@@ -117,11 +117,6 @@ pub fn collect(s: &ExporterStatus<'_>, set: &mut MetricSet) {
     // Absent without a token or when the token carries no `exp` claim.
     const EXP: &str =
         "Expiry (Unix time) of the slurmrestd JWT in use, from its exp claim: alert before it passes.";
-    set.family(
-        "slurm_exporter_token_expiry_timestamp_seconds",
-        EXP,
-        Kind::Gauge,
-    );
     if let Some(exp) = s.token_expiry {
         set.gauge(
             "slurm_exporter_token_expiry_timestamp_seconds",
