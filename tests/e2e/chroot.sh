@@ -94,8 +94,16 @@ cmd_enter() {
 }
 
 cmd_leave() {
-	local dir=$1 shared=$2 m
-	for m in "$dir$shared" "$dir/sys" "$dir/proc"; do
+	local dir=$1 shared=$2 m others
+	if is_mounted "$dir$shared"; then umount -l "$dir$shared" || warn "umount $dir$shared failed"; fi
+	# Another rig may still run in the same chroot (its state dir bound below it): then
+	# /proc and /sys stay for it.
+	others=$(findmnt -rn -o TARGET | awk -v d="$dir" 'index($0, d "/") == 1 && $0 != d "/proc" && $0 != d "/sys"')
+	if [[ -n $others ]]; then
+		log "chroot $dir still holds $(wc -l <<<"$others") other mount(s): keeping /proc and /sys"
+		return 0
+	fi
+	for m in "$dir/sys" "$dir/proc"; do
 		if is_mounted "$m"; then umount -l "$m" || warn "umount $m failed"; fi
 	done
 }
