@@ -31,6 +31,11 @@ fn errors(set: &MetricSet, endpoint: &str, kind: &str) -> f64 {
     )
 }
 
+/// A poller with a 5 s timeout and a 64 MiB body limit.
+fn default_poller(url: &str, token: TokenSource) -> Poller {
+    poller(client(url, token, Duration::from_secs(5), 64 << 20))
+}
+
 fn running_jobs(set: &MetricSet) -> f64 {
     set.sum("slurm_cluster_jobs", &[("state", "running")])
 }
@@ -112,12 +117,7 @@ async fn unix_socket_transport() {
         handler(state),
     ));
     let url = format!("unix://{}", sock.display());
-    let mut p = poller(client(
-        &url,
-        TokenSource::None,
-        Duration::from_secs(5),
-        64 << 20,
-    ));
+    let mut p = default_poller(&url, TokenSource::None);
     let set = p.poll().await;
     assert_eq!(up(&set, "nodes"), Some(1.0));
     assert!(set.sum("slurm_cluster_nodes", &[]) > 0.0);
@@ -365,12 +365,7 @@ async fn pinned_version_not_served_is_said_plainly() {
 async fn version_change_between_polls_is_redetected() {
     let state = mock(vec![(V44, recording(V44))]);
     let url = start_tcp(state.clone()).await;
-    let mut p = poller(client(
-        &url,
-        TokenSource::None,
-        Duration::from_secs(5),
-        64 << 20,
-    ));
+    let mut p = default_poller(&url, TokenSource::None);
     p.poll().await;
     assert_eq!(p.api_version(), Some(V44));
     // slurmrestd is upgraded/downgraded: v0.0.44 disappears, v0.0.41 appears.
@@ -589,12 +584,7 @@ async fn metrics_gzip_negotiation() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let state = mock(vec![(V44, recording(V44))]);
     let url = start_tcp(state).await;
-    let mut p = poller(client(
-        &url,
-        TokenSource::None,
-        Duration::from_secs(5),
-        64 << 20,
-    ));
+    let mut p = default_poller(&url, TokenSource::None);
     let set = p.poll().await;
     let publisher = Publisher::new();
     publisher.publish(&set);
@@ -681,12 +671,7 @@ async fn expired_token_is_an_auth_error_whatever_the_status() {
         let state = mock(vec![(V44, recording(V44))]);
         state.lock().unwrap().token = Some(token.clone());
         let url = start_tcp(state.clone()).await;
-        let mut p = poller(client(
-            &url,
-            TokenSource::Static(Secret::new(token)),
-            Duration::from_secs(5),
-            64 << 20,
-        ));
+        let mut p = default_poller(&url, TokenSource::Static(Secret::new(token)));
         let good = p.poll().await;
         assert_eq!(
             good.value("slurm_exporter_token_expiry_timestamp_seconds", &[]),
@@ -709,12 +694,7 @@ async fn expired_token_is_an_auth_error_whatever_the_status() {
     // Without a JWT (no claims) the series is absent.
     let state = mock(vec![(V44, recording(V44))]);
     let url = start_tcp(state).await;
-    let mut p = poller(client(
-        &url,
-        TokenSource::None,
-        Duration::from_secs(5),
-        64 << 20,
-    ));
+    let mut p = default_poller(&url, TokenSource::None);
     let set = p.poll().await;
     assert_eq!(
         set.value("slurm_exporter_token_expiry_timestamp_seconds", &[]),

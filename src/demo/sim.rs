@@ -161,6 +161,32 @@ struct SimJob {
     array_of: Option<u64>,
 }
 
+impl SimJob {
+    /// A newly submitted job (or array task) waiting to start.
+    fn pending(
+        id: u64,
+        outcome: &'static str,
+        rec: Value,
+        req: Req,
+        array_of: Option<u64>,
+    ) -> SimJob {
+        SimJob {
+            id,
+            outcome,
+            rec,
+            phase: Phase::Pending { held: false },
+            req,
+            gpus: Vec::new(),
+            start: 0,
+            end: 0,
+            after: None,
+            begin: 0,
+            array: None,
+            array_of,
+        }
+    }
+}
+
 /// A job holding GPUs of node `vm`, for the demo node.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GpuJob {
@@ -742,20 +768,8 @@ impl State {
         rec["exit_code"]["return_code"] = number(0);
         rec["stdout_expanded"] = json!(format!("/var/tmp/slurm25/jobout/{name}-{id}.out"));
         let req = parse_req(&text(&rec, "tres_req_str"));
-        self.jobs.push(SimJob {
-            id,
-            outcome: outcome(id, name),
-            rec,
-            phase: Phase::Pending { held: false },
-            req,
-            gpus: Vec::new(),
-            start: 0,
-            end: 0,
-            after: None,
-            begin: 0,
-            array: None,
-            array_of: None,
-        });
+        self.jobs
+            .push(SimJob::pending(id, outcome(id, name), rec, req, None));
         self.bump_diag("jobs_submitted");
         self.last_job_change = t;
     }
@@ -913,20 +927,8 @@ impl State {
             rec["array_job_id"] = number(array_id as i64);
             rec["array_task_id"] = number(lo as i64);
             rec["array_task_string"] = json!("");
-            self.jobs.push(SimJob {
-                id,
-                outcome: "COMPLETED",
-                rec,
-                phase: Phase::Pending { held: false },
-                req,
-                gpus: Vec::new(),
-                start: 0,
-                end: 0,
-                after: None,
-                begin: 0,
-                array: None,
-                array_of: Some(array_id),
-            });
+            self.jobs
+                .push(SimJob::pending(id, "COMPLETED", rec, req, Some(array_id)));
             let i = self.jobs.len() - 1;
             self.start(i, t, Vec::new());
             lo += 1;

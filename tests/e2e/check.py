@@ -413,6 +413,42 @@ def check_native(prom, timeout=60):
     return ok
 
 
+def check_sreport(exporter, sreport_cmd, start, end):
+    """After every job ended and slurmdbd rolled the hours up: per account, the
+    GPU-seconds sreport reports for the closed hours [start, end) equal the
+    exporter's usage counters, which started before the first job."""
+    samples = parse_metrics(http_get(exporter + "/metrics"))
+    counters = {k[0]: v for k, v in group(samples, "slurm_account_tres_usage_seconds_total", ["account"],
+                                         {"tres": "gres/gpu"}).items()}
+    fmt = "%Y-%m-%dT%H:%M:%S"
+    cmd = sreport_cmd + ["-t", "seconds", "-P", "cluster", "AccountUtilizationByUser",
+                         f"start={time.strftime(fmt, time.localtime(start))}",
+                         f"end={time.strftime(fmt, time.localtime(end))}", "tres=gres/gpu"]
+    got, deadline, out = {}, time.time() + 90, ""
+    while time.time() < deadline:
+        out = subprocess.run(cmd, capture_output=True, text=True).stdout
+        lines = [l for l in out.splitlines() if "|" in l]
+        got = {}
+        if lines:
+            head = lines[0].split("|")
+            for l in lines[1:]:
+                row = dict(zip(head, l.split("|")))
+                if row.get("Login", "") == "" and row.get("Account") not in ("", "root", None):
+                    got[row["Account"]] = float(row["Used"])
+        # the rollup runs right after slurmdbd starts: wait until it wrote the hours
+        if got and all(got.get(a, 0) > 0 for a in counters if counters[a] > 0):
+            break
+        time.sleep(3)
+    ok = report("sreport: closed hours rolled up", bool(got), out.strip()[:600])
+    for account in sorted(set(got) | set(counters)):
+        if account in ("research_dept", "root"):
+            continue  # parent rows: the sum of their children
+        a, b = counters.get(account, 0.0), got.get(account, 0.0)
+        ok &= report(f"usage counter == sreport -t seconds gres/gpu over the closed hours: {account}",
+                     abs(a - b) <= 1.0, f"exporter {a:.0f} GPU-s, sreport {b:.0f} GPU-s")
+    return ok
+
+
 def prom_query(prom, expr):
     url = prom + "/api/v1/query?" + urllib.parse.urlencode({"query": expr})
     try:
@@ -579,9 +615,11 @@ def wait_metric(exporter, name, want, timeout):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("phase", choices=["equality", "usage", "prometheus", "native", "restd-down", "restd-up",
-                                      "ctld-down", "ctld-up", "token-expired", "token-renewed"])
+                                      "ctld-down", "ctld-up", "token-expired", "token-renewed", "sreport"])
     ap.add_argument("--exporter", default="http://127.0.0.1:19342")
     ap.add_argument("--release", default="22.05", help="Slurm major.minor under test")
+    ap.add_argument("--sreport", default="sreport", help="sreport command (space-separated prefix)")
+    ap.add_argument("--window", default="", help="START,END Unix seconds (sreport phase)")
     ap.add_argument("--prometheus", default="http://127.0.0.1:19090")
     ap.add_argument("--dashboards", default="dashboards")
     ap.add_argument("--firing", default="")
@@ -600,6 +638,9 @@ def main():
         check_targets(args.prometheus, split(args.dead_targets))
         check_dashboards(args.prometheus, args.dashboards, split(args.allow_empty))
         check_alerts(args.prometheus, split(args.firing), split(args.silent))
+    elif args.phase == "sreport":
+        start, end = (int(x) for x in args.window.split(","))
+        check_sreport(args.exporter, args.sreport.split(), start, end)
     elif args.phase == "native":
         check_native(args.prometheus)
     elif args.phase == "ctld-down":
