@@ -118,14 +118,21 @@ def cli_snapshot():
     snap["nodes per base state (scontrol show node)"] = dict(nodes)
     snap["drained nodes (scontrol show node)"] = {("DRAIN",): float(drained)} if drained else {}
 
-    # Pending reasons as squeue prints them. squeue shows the job's state
-    # description where slurmctld set one ("ReqNodeNotAvail, UnavailableNodes:gpu-node[02-03]");
-    # the exporter's label is the reason's name, the part before the first comma.
+    # Pending reasons: the reason's name, as `squeue --json` gives it (state_reason).
+    # `squeue -o %r` prints the job's state description instead where slurmctld set
+    # one ("Nodes required for job are DOWN, DRAINED or reserved ...", "ReqNodeNotAvail,
+    # UnavailableNodes:..."): free text, so not a label (docs/metrics.md, "Pending reason").
     reasons = defaultdict(float)
-    for line in run(["squeue", "-r", "-h", "-t", "PD", "-o", "%a|%r"]).splitlines():
-        account, reason = line.split("|", 1)
-        reasons[(account, reason.split(",")[0].strip())] += 1
-    snap["pending jobs per account and reason (squeue -o %r)"] = dict(reasons)
+    texts = dict(l.split("|", 1) for l in run(["squeue", "-r", "-h", "-t", "PD", "-o", "%i|%r"]).splitlines())
+    for j in squeue["jobs"]:
+        state = j["job_state"] if isinstance(j["job_state"], str) else j["job_state"][0]
+        if state != "PENDING":
+            continue
+        reasons[(j["account"], j.get("state_reason") or "None")] += pending_tasks(j)
+        if j.get("state_description"):
+            print(f"  job {j.get('job_id')}: reason {j.get('state_reason')}, squeue -o %r: "
+                  f"{texts.get(str(j.get('job_id')), '?')!r}", flush=True)
+    snap["pending jobs per account and reason (squeue --json state_reason)"] = dict(reasons)
 
     # Partition totals: scontrol counts every configured node, FUTURE ones too.
     parts = {}
@@ -150,6 +157,20 @@ def cli_snapshot():
     if SHARES:
         snap["fairshare (sshare -a -l)"] = sshare_snapshot()
     return snap
+
+
+def pending_tasks(job):
+    """Jobs a squeue --json record stands for: a pending array's meta record
+    ("3-9%3", "1,4-6") holds every task not yet started, as `squeue -r` lists them."""
+    spec = (job.get("array_task_string") or "").split("%")[0]
+    if not spec:
+        return 1
+    n = 0
+    for part in spec.split(","):
+        rng, _, step = part.partition(":")
+        lo, _, hi = rng.partition("-")
+        n += (int(hi or lo) - int(lo)) // int(step or 1) + 1
+    return n
 
 
 def sshare_snapshot():
@@ -215,7 +236,7 @@ def exporter_view(samples):
         "finished jobs per state and account (sacct)": finished,
         "nodes per base state (scontrol show node)": group(samples, "slurm_cluster_nodes", ["state"]),
         "drained nodes (scontrol show node)": group(samples, "slurm_cluster_nodes_with_flag", ["flag"], {"flag": "DRAIN"}),
-        "pending jobs per account and reason (squeue -o %r)": group(samples, "slurm_cluster_jobs_pending", ["account", "reason"]),
+        "pending jobs per account and reason (squeue --json state_reason)": group(samples, "slurm_cluster_jobs_pending", ["account", "reason"]),
         "partition nodes, CPUs, GPUs (scontrol show partition)": {
             (p, kind): v
             for kind, metric in (("nodes", "slurm_cluster_partition_nodes"), ("cpus", "slurm_cluster_partition_cpus"),
