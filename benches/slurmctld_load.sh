@@ -39,6 +39,7 @@ cleanup() {
 trap cleanup EXIT
 
 rig_up "$RELEASE"
+rig_jobmix
 for u in sge-exporter sge-cli; do
 	if [[ -n $CHROOT ]]; then
 		chroot "$CHROOT" sh -c "getent passwd $u >/dev/null || useradd --system --user-group --no-create-home $u"

@@ -442,9 +442,9 @@ def check_sreport(exporter, sreport_cmd, start, end):
     counters = {k[0]: v for k, v in group(samples, "slurm_account_tres_usage_seconds_total", ["account"],
                                          {"tres": "gres/gpu"}).items()}
     fmt = "%Y-%m-%dT%H:%M:%S"
-    cmd = sreport_cmd + ["-t", "seconds", "-P", "cluster", "AccountUtilizationByUser",
+    cmd = sreport_cmd + ["-t", "seconds", "-T", "gres/gpu", "-P", "cluster", "AccountUtilizationByUser",
                          f"start={time.strftime(fmt, time.localtime(start))}",
-                         f"end={time.strftime(fmt, time.localtime(end))}", "tres=gres/gpu"]
+                         f"end={time.strftime(fmt, time.localtime(end))}"]
     got, deadline, out = {}, time.time() + 90, ""
     while time.time() < deadline:
         out = subprocess.run(cmd, capture_output=True, text=True).stdout
@@ -460,7 +460,8 @@ def check_sreport(exporter, sreport_cmd, start, end):
         if got and all(got.get(a, 0) > 0 for a in counters if counters[a] > 0):
             break
         time.sleep(3)
-    ok = report("sreport: closed hours rolled up", bool(got), out.strip()[:600])
+    ok = report("sreport: closed hours rolled up, in GPU-seconds", bool(got) and "gres/gpu" in out,
+                out.strip()[:600])
     for account in sorted(set(got) | set(counters)):
         if account in ("research_dept", "root"):
             continue  # parent rows: the sum of their children

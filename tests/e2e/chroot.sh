@@ -23,7 +23,7 @@ source "$HERE/lib.sh"
 
 CACHE=${E2E_CHROOT_CACHE:-/var/cache/slurm-gpu-exporter/e2e-chroots}
 MIRROR=${E2E_DEBIAN_MIRROR:-http://deb.debian.org/debian}
-PACKAGES=slurmctld,slurmd,slurmdbd,slurmrestd,slurm-client,slurm-wlm-jwt-plugin,munge,mariadb-server,curl,jq,procps,util-linux,passwd
+PACKAGES=slurmctld,slurmd,slurmdbd,slurmrestd,slurm-client,slurm-wlm-jwt-plugin,munge,mariadb-server,curl,jq,procps,util-linux,passwd,libfaketime
 MARKER=.slurm-gpu-exporter-chroot
 
 suite_ok() { [[ $1 =~ ^[a-z]+$ ]] || die "bad suite '$1'"; }

@@ -62,7 +62,9 @@ def record_version(out, version, release, gpu_job, since):
              f"/slurm/{version}/jobs?update_time={since}",
              f"/slurm/{version}/nodes?update_time={since}",
              f"/slurm/{version}/partitions?update_time={since}",
-             f"/slurmdb/{version}/jobs?start_time={since - 3600}"]
+             f"/slurmdb/{version}/jobs?start_time={since - 3600}",
+             f"/slurmdb/{version}/associations", f"/slurmdb/{version}/qos",
+             f"/slurmdb/{version}/accounts"]
     if version != "v0.0.38":
         paths += [f"/slurm/{version}/shares", f"/slurm/{version}/jobs/state"]
     requests = []
@@ -99,6 +101,13 @@ def record_cli(out, release):
         "sshare.txt": ["sshare", "-a", "-l", "-P"],
         "sdiag.txt": ["sdiag"],
         "squeue_reasons.txt": ["squeue", "-r", "-h", "-t", "PD", "-o", "%i|%a|%r"],
+        "sshare.json": ["sshare", "--json"],
+        "sacctmgr_show_assoc.txt": ["sacctmgr", "-P", "show", "assoc",
+                                    "format=cluster,account,user,partition,parentname,share,grptres,grptresmins,"
+                                    "grptresrunmins,grpjobs,grpsubmit,maxtres,maxtrespernode,maxjobs,maxsubmit,qos"],
+        "sacctmgr_show_qos.txt": ["sacctmgr", "-P", "show", "qos",
+                                  "format=name,priority,grptres,grptresmins,grptresrunmins,grpjobs,grpsubmit,"
+                                  "maxtres,maxtrespu,maxtrespa,maxjobspu,maxsubmitpu,flags"],
     }
     done = []
     for name, cmd in cmds.items():

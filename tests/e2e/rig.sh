@@ -3,10 +3,11 @@
 # Sourced after lib.sh, from the repository root. Needs TOP (a fresh state directory)
 # and the E2E_*_PORT variables (free ports) set.
 #
-#   rig_up RELEASE      Slurm up (22.05 on this host; 24.11/26.05 in an mmdebstrap chroot)
-#                       and the job mix, then sources $TOP/slurm/env. Sets CHROOT (empty
+#   rig_up RELEASE      Slurm up (22.05 on this host; 24.11/26.05 in an mmdebstrap chroot),
+#                       then sources $TOP/slurm/env. Sets CHROOT (empty
 #                       on the host) and IN (the command prefix that runs a program where
 #                       Slurm is installed), and puts the chroot's Slurm CLI first on PATH.
+#   rig_jobmix          submits the job mix (tests/e2e/jobmix.sh) and waits until it settles.
 #   rig_down            stops everything rig_up started, by pid; unmounts the chroot.
 
 CHROOT=""
@@ -34,9 +35,10 @@ rig_up() {
 		bash tests/e2e/chroot.sh enter "$CHROOT" "$TOP"
 		mkdir -p "$CHROOT/opt/sge-e2e"
 		cp tests/e2e/*.sh "$CHROOT/opt/sge-e2e/"
-		IN=(chroot "$CHROOT" env E2E_IN_CHROOT=1 E2E_SKIP_INSTALL=1)
+		# The chroot's own PATH: the host-side wrappers below live in the state dir, which is
+		# visible inside too, and must not be found there.
+		IN=(chroot "$CHROOT" env PATH=/usr/sbin:/usr/bin:/sbin:/bin E2E_IN_CHROOT=1 E2E_SKIP_INSTALL=1)
 		"${IN[@]}" bash /opt/sge-e2e/slurm-up.sh "$state"
-		"${IN[@]}" bash /opt/sge-e2e/jobmix.sh "$state"
 		# The Slurm CLI for the caller and check.py: the chroot's, through wrappers.
 		mkdir -p "$TOP/bin"
 		for t in squeue sinfo sacct scontrol sshare sdiag sreport sacctmgr sprio scancel sbatch; do
@@ -47,7 +49,6 @@ rig_up() {
 		export PATH=$TOP/bin:$PATH
 	else
 		bash tests/e2e/slurm-up.sh "$state"
-		bash tests/e2e/jobmix.sh "$state"
 	fi
 	# shellcheck disable=SC1091
 	. "$state/env"
@@ -60,12 +61,29 @@ rig_up() {
 	expect_port_owner slurmrestd "$E2E_SLURMRESTD_PORT" "$E2E_PID_SLURMRESTD"
 }
 
+rig_jobmix() {
+	if [[ -n $CHROOT ]]; then
+		"${IN[@]}" bash /opt/sge-e2e/jobmix.sh "$TOP/slurm"
+	else
+		bash tests/e2e/jobmix.sh "$TOP/slurm"
+	fi
+}
+
+# in_rig CMD...: run a program where Slurm is installed, with this rig's SLURM_CONF.
+in_rig() {
+	if [[ -n $CHROOT ]]; then
+		chroot "$CHROOT" env PATH=/usr/sbin:/usr/bin:/sbin:/bin SLURM_CONF="$SLURM_CONF" "$@"
+	else
+		env SLURM_CONF="$SLURM_CONF" "$@"
+	fi
+}
+
 # as_slurm_user USER CMD...: run a Slurm client as USER where Slurm is installed.
 as_slurm_user() {
 	local user=$1
 	shift
 	if [[ -n $CHROOT ]]; then
-		chroot --userspec="$user:$user" "$CHROOT" env SLURM_CONF="$SLURM_CONF" HOME=/tmp "$@"
+		chroot "$CHROOT" runuser -u "$user" -- env PATH=/usr/bin:/bin SLURM_CONF="$SLURM_CONF" HOME=/tmp "$@"
 	else
 		runuser -u "$user" -- env SLURM_CONF="$SLURM_CONF" "$@"
 	fi

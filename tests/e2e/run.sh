@@ -96,8 +96,9 @@ command -v prometheus >/dev/null || die "prometheus not installed (slurm-up.sh i
 
 export E2E_MYSQL_PORT=$P_MYSQL E2E_SLURMCTLD_PORT=$P_CTLD E2E_SLURMD_PORT=$P_SLURMD \
 	E2E_SLURMDBD_PORT=$P_DBD E2E_SLURMRESTD_PORT=$P_REST E2E_PHANTOM_PORT=$P_PHANTOM
-step "1/6 Slurm $RELEASE up and job mix"
+step "1/6 Slurm $RELEASE up, the cluster scraper, then the job mix"
 rig_up "$RELEASE"
+RIG_START=$(date +%s)
 
 step "2/6 exporter: cluster scraper against slurmrestd, node agent against a fixture tree"
 # ai_project's GPU budget is spent within seconds; hpc_project's is far away.
@@ -116,6 +117,10 @@ own_start exporter-cluster "$OWN/log/exporter-cluster.log" "$BIN" cluster \
 	--usage-state-file "$OWN/usage-state.json" --budgets "$OWN/budgets.yaml" \
 	--slurmrestd-user-name "$SLURMRESTD_TOKEN_USER" --poll-interval 2s --slurmrestd-timeout 10s \
 	--web.listen-address "127.0.0.1:$P_EXPORTER"
+# The scraper runs before the first job, so its usage counters hold every GPU-second
+# slurmdbd will report (the sreport phase at the end compares them).
+wait_until "cluster scraper /readyz" 60 "" "$OWN/log/exporter-cluster.log" -- curl -sf "$EXPORTER/readyz"
+rig_jobmix
 # GPU -> job mapping files as Slinky's prolog writes them (one file per GPU
 # index holding the job id), from the live jobs' GPU indices (scontrol -d).
 mkdir -p "$OWN/job-mapping"
@@ -166,7 +171,6 @@ own_start node-agent-cpu "$OWN/log/node-agent-cpu.log" "$BIN" node \
 	--path.procfs tests/fixtures/node/sluid-cgroupv2/proc --path.sysfs tests/fixtures/node/sluid-cgroupv2/sys \
 	--slurm-node-name cpu-node01 --collect-interval 2s --gpu.backend nvml \
 	--nvml.library "$OWN/no-such-libnvidia-ml.so.1" --web.listen-address "127.0.0.1:$P_AGENT_CPU"
-wait_until "cluster scraper /readyz" 60 "" "$OWN/log/exporter-cluster.log" -- curl -sf "$EXPORTER/readyz"
 wait_until "node agent /readyz" 60 "" "$OWN/log/node-agent.log" -- curl -sf "$NODE_AGENT/readyz"
 expect_port_owner exporter-cluster "$P_EXPORTER" "$(<"$OWN/pids/exporter-cluster.pid")"
 expect_port_owner node-agent "$P_AGENT" "$(<"$OWN/pids/node-agent.pid")"
@@ -277,6 +281,32 @@ phase "6/6 Prometheus: targets, every dashboard query, alerts" python3 tests/e2e
 	--silent "$(cat tests/e2e/expected-silent.txt | grep -v '^#' | paste -sd, -)" \
 	--allow-empty "$(cat tests/e2e/allow-empty-panels.txt 2>/dev/null | grep -v '^#' | paste -sd, -)"
 
+
+step "7/7 every job ended, hours closed: usage counters against sreport"
+# All jobs end; slurmdbd restarts with its clock 2 h ahead (libfaketime) so that its
+# start-up rollup closes the hours this run lived in; sreport reads them at the same
+# offset. slurmctld, munge and the exporter keep the real time.
+for u in alice gildong bob; do scancel -u "$u" || true; done
+for _ in $(seq 1 120); do
+	[[ -z $(squeue -h -t R,CG,S -o %i) ]] && break
+	sleep 1
+done
+sleep 6 # the scraper's polls see every end
+FAKE=(env LD_PRELOAD=/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 FAKETIME=+2h FAKETIME_DONT_FAKE_MONOTONIC=1)
+log "restarting slurmdbd (pid $E2E_PID_SLURMDBD) with its clock 2 h ahead"
+kill -TERM "$E2E_PID_SLURMDBD"
+for _ in $(seq 1 150); do pid_alive "$E2E_PID_SLURMDBD" || break; sleep 0.2; done
+restart_slurm_daemon slurmdbd "${FAKE[@]}" /usr/sbin/slurmdbd -D
+wait_until "slurmdbd back" 60 "$LAST_PID" "$STATE/log/slurmdbd.log" -- sh -c 'sacctmgr -n show cluster | grep -q .'
+HOUR_START=$((RIG_START / 3600 * 3600))
+HOUR_END=$(($(date +%s) / 3600 * 3600 + 3600))
+if [[ -n $CHROOT ]]; then
+	SREPORT="chroot $CHROOT ${FAKE[*]} SLURM_CONF=$SLURM_CONF /usr/bin/sreport"
+else
+	SREPORT="${FAKE[*]} SLURM_CONF=$SLURM_CONF /usr/bin/sreport"
+fi
+phase "usage counters == sreport over the closed hours" python3 tests/e2e/check.py sreport --release "$RELEASE" \
+	--exporter "$EXPORTER" --sreport "$SREPORT" --window "$HOUR_START,$HOUR_END"
 
 if [[ $FAILED -ne 0 ]]; then
 	log "e2e: FAILED"

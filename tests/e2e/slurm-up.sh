@@ -46,7 +46,7 @@ API=v0.0.38 # replaced below by the release's newest
 
 # prometheus runs on the host; a chroot (E2E_IN_CHROOT=1) only needs Slurm's side
 PACKAGES=(slurmctld slurmd slurmdbd slurmrestd slurm-client slurm-wlm-jwt-plugin munge
-	mariadb-server curl jq)
+	mariadb-server curl jq libfaketime)
 [[ ${E2E_IN_CHROOT:-0} == 1 ]] || PACKAGES+=(prometheus)
 
 ETC=$STATE_DIR/etc
@@ -202,6 +202,9 @@ innodb_buffer_pool_size=512M
 innodb_log_file_size=64M
 innodb_lock_wait_timeout=900
 innodb_flush_log_at_trx_commit=2
+# MariaDB 11.6+ (trixie, sid): slurmdbd refuses to work safely with snapshot isolation on;
+# loose- keeps bookworm's 10.11, which lacks the option, from failing on it.
+loose-innodb_snapshot_isolation=OFF
 [client]
 socket=$MYSQL_SOCK
 port=$MYSQL_PORT
