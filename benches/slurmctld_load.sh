@@ -51,16 +51,17 @@ tok=$(scontrol token lifespan=86400 username=sge-exporter)
 printf '%s\n' "${tok#SLURM_JWT=}" >"$TOP/exporter-token"
 chmod 600 "$TOP/exporter-token"
 
-# rpcs USER -> "total count<TAB>type=count,..." from sdiag's per-user and per-type tables.
-# The per-type table is for everyone, so each side is measured alone.
+# rpcs USER -> "count<TAB>total_time_us<TAB>type=count,..." from sdiag's per-user and
+# per-type tables (slurmctld's time spent in that user's RPCs, microseconds). The
+# per-type table is for everyone, so each side is measured alone.
 rpcs_of() {
 	sdiag | awk -v u="$1" '
 		/^Remote Procedure Call statistics by message type/ { sec = "type"; next }
 		/^Remote Procedure Call statistics by user/ { sec = "user"; next }
 		/^Pending RPC statistics/ { sec = "" }
-		sec == "user" && $1 == u { for (i = 2; i <= NF; i++) if ($i ~ /^count:/) { split($i, a, ":"); n = a[2] } }
-		sec == "type" && $1 ~ /^[A-Z_]+$/ { for (i = 2; i <= NF; i++) if ($i ~ /^count:/) { split($i, a, ":"); if (a[2] > 0) t = t sep $1 "=" a[2]; sep = "," } }
-		END { printf "%d\t%s\n", n, t }'
+		sec == "user" && $1 == u { for (i = 2; i <= NF; i++) { split($i, a, ":"); if (a[1] == "count") n = a[2]; if (a[1] == "total_time") us = a[2] } }
+		sec == "type" && $1 ~ /^[A-Z_]+$/ { for (i = 2; i <= NF; i++) if ($i ~ /^count:/) { split($i, a, ":"); if (a[2] > 0) { t = t sep $1 "=" a[2]; sep = "," } } }
+		END { printf "%d\t%d\t%s\n", n, us, t }'
 }
 
 log "exporter: $MINUTES min at --poll-interval 30s as user sge-exporter"
@@ -70,7 +71,7 @@ sdiag -r >/dev/null
 	--web.listen-address "127.0.0.1:$P_EXPORTER" >"$TOP/exporter.log" 2>&1 &
 EXPORTER_PID=$!
 sleep $((MINUTES * 60))
-IFS=$'\t' read -r exp_n exp_types <<<"$(rpcs_of sge-exporter)"
+IFS=$'\t' read -r exp_n exp_us exp_types <<<"$(rpcs_of sge-exporter)"
 polls=$(curl -sf "http://127.0.0.1:$P_EXPORTER/metrics" | awk '/^slurm_exporter_polls_total /{print $2}')
 kill "$EXPORTER_PID"
 wait "$EXPORTER_PID" 2>/dev/null || true
@@ -84,19 +85,23 @@ for ((i = 0; i < CLI_SCRAPES; i++)); do
 	as_slurm_user sge-cli sshare -a -l >/dev/null
 	as_slurm_user sge-cli sdiag >/dev/null
 done
-IFS=$'\t' read -r cli_n cli_types <<<"$(rpcs_of sge-cli)"
+IFS=$'\t' read -r cli_n cli_us cli_types <<<"$(rpcs_of sge-cli)"
 
 exp_h=$(awk -v n="$exp_n" -v m="$MINUTES" 'BEGIN { printf "%.0f", n * 60 / m }')
 cli_h=$(awk -v n="$cli_n" -v k="$CLI_SCRAPES" 'BEGIN { printf "%.0f", n / k * 120 }')
 ratio=$(awk -v a="$exp_h" -v b="$cli_h" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')
+# slurmctld's time in each side's RPCs, per hour (seconds)
+exp_sh=$(awk -v n="$exp_us" -v m="$MINUTES" 'BEGIN { printf "%.2f", n / 1e6 * 60 / m }')
+cli_sh=$(awk -v n="$cli_us" -v k="$CLI_SCRAPES" 'BEGIN { printf "%.2f", n / 1e6 / k * 120 }')
+tratio=$(awk -v a="$exp_sh" -v b="$cli_sh" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')
 cat <<EOF
 
 Slurm $E2E_SLURM_RELEASE (slurmrestd $SLURMRESTD_API_VERSION), job mix of tests/e2e/jobmix.sh, 30 s interval:
 
-| client | measured | slurmctld RPCs of its user | RPCs per hour | RPC types in the window, all users (count) |
-|---|---|---|---|---|
-| cluster scraper (slurmrestd, incremental /jobs, conditional /nodes) | $MINUTES min, $polls polls | $exp_n | $exp_h | $exp_types |
-| CLI exporter (squeue --json, sinfo --json, sshare -a -l, sdiag per scrape) | $CLI_SCRAPES scrapes | $cli_n | $cli_h | $cli_types |
+| client | measured | slurmctld RPCs of its user | RPCs per hour | slurmctld time in them per hour | RPC types in the window, all users (count) |
+|---|---|---|---|---|---|
+| cluster scraper (slurmrestd, incremental /jobs, conditional /nodes) | $MINUTES min, $polls polls | $exp_n | $exp_h | $exp_sh s | $exp_types |
+| CLI exporter (squeue --json, sinfo --json, sshare -a -l, sdiag per scrape) | $CLI_SCRAPES scrapes | $cli_n | $cli_h | $cli_sh s | $cli_types |
 
-Ratio scraper / CLI exporter: $ratio
+Ratio scraper / CLI exporter: $ratio (RPCs), $tratio (slurmctld time)
 EOF
