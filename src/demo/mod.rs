@@ -65,6 +65,8 @@ fn parse_speed(s: &str) -> Result<f64, String> {
 
 /// Monthly budgets of the demo's accounts: at full use the node's 8 GPUs
 /// give ~5,900 GPU-hours a month, so both accounts cross their GPU budget.
+/// Prices: example AWS on-demand prices per GPU (docs/usage.md#prices), so
+/// the cost counters, the money panels and `report`'s cost column have data.
 pub const BUDGETS_YAML: &str = "\
 # Budgets of the demo cluster's accounts (TRES-hours per calendar month, UTC).
 accounts:
@@ -74,6 +76,16 @@ accounts:
   hpc_project:
     gpu_hours: 1200
     cpu_hours: 25000
+# Money per TRES-hour (examples, not defaults: docs/usage.md#prices).
+prices:
+  currency: USD
+  gpu_hour:
+    default: 4.10     # p4dn.24xlarge on-demand $32.77/h / 8 GPUs
+    gpu_types:
+      h100: 12.29     # p5.48xlarge on-demand $98.32/h / 8 GPUs
+  cpu_hour:
+    partitions:
+      cpu: 0.05       # CPU-only partition; CPUs of GPU nodes are in the GPU price
 ";
 
 /// Cluster-scraper flags of the demo: production defaults plus the
