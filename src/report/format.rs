@@ -124,7 +124,8 @@ pub fn rows(usage: &MonthUsage, tres: &[String], unit: Unit) -> Vec<Row> {
                         per: &dyn Fn(&str) -> f64,
                         cost: BTreeMap<String, f64>,
                         budget_of: bool| {
-            let total: f64 = cost.values().sum();
+            // fold from +0.0: an empty f64 sum is -0.0, printed "-0.00".
+            let total = cost.values().fold(0.0, |a, b| a + b);
             for t in tres {
                 let secs = per(t);
                 let budget_seconds = if budget_of {
@@ -437,5 +438,51 @@ rig25|hpc_project|gildong||gres/gpu|7
         let v: serde_json::Value = serde_json::from_str(&j).unwrap();
         assert_eq!(v["rows"][0]["tres"], "cpu");
         assert_eq!(v["rows"].as_array().unwrap().len(), 14);
+    }
+
+    #[test]
+    fn budget_and_cost_columns() {
+        let mut u = usage();
+        // GPU-seconds × 12.29 / 3600 and CPU-seconds × 0.05 / 3600.
+        for (acc, user, t, v) in [
+            ("ai_project", "alice", "gres/gpu", 878.0 * 12.29 / 3600.0),
+            ("ai_project", "gildong", "gres/gpu", 878.0 * 12.29 / 3600.0),
+            ("hpc_project", "gildong", "gres/gpu", 439.0 * 12.29 / 3600.0),
+            ("hpc_project", "gildong", "cpu", 1831.0 * 0.05 / 3600.0),
+        ] {
+            u.cost
+                .insert(("rig25".into(), acc.into(), user.into(), t.into()), v);
+        }
+        u.currencies.insert("USD".into());
+        u.budgets.insert(
+            ("rig25".into(), "ai_project".into(), "gres/gpu".into()),
+            7200.0,
+        );
+        let tres = ["gres/gpu".to_string(), "mem".to_string()];
+        let p = render(&window(), &u, &tres, Unit::Seconds, Format::Parsable);
+        assert!(
+            p.contains("Cluster|Account|Login|Proper Name|TRES Name|Used|Budget|Cost (USD)|Total Cost (USD)\n"),
+            "{p}"
+        );
+        // The account row carries the budget; cost is the row's TRES, total all priced TRES.
+        assert!(p.contains("rig25|ai_project|||gres/gpu|1756|7200|5.99|5.99\n"), "{p}");
+        assert!(p.contains("rig25|hpc_project|gildong||gres/gpu|439||1.50|1.52\n"), "{p}");
+        // mem carries no price: empty Cost, the Total still shown.
+        assert!(p.contains("rig25|hpc_project|gildong||mem|0|||1.52\n"), "{p}");
+        // alice in hpc_project has usage but no cost series: 0.00.
+        assert!(p.contains("rig25|hpc_project|alice||gres/gpu|885||0.00|0.00\n"), "{p}");
+        assert!(p.contains("rig25|root|||gres/gpu|3080||7.49|7.52\n"), "{p}");
+        let j = render(&window(), &u, &tres, Unit::Hours, Format::Json);
+        let v: serde_json::Value = serde_json::from_str(&j).unwrap();
+        assert_eq!(v["currency"], "USD");
+        let row = &v["rows"][2];
+        assert_eq!(row["account"], "ai_project");
+        assert_eq!(row["budget"], "2");
+        assert_eq!(row["budget_seconds"], 7200.0);
+        assert_eq!(row["cost_amount"], 2.0 * 878.0 * 12.29 / 3600.0);
+        let c = render(&window(), &u, &tres, Unit::Hours, Format::Csv);
+        assert!(c.starts_with("Cluster,Account,Login,Proper Name,TRES Name,Used,Budget,Cost (USD),Total Cost (USD)\n"), "{c}");
+        let t = render(&window(), &u, &tres, Unit::Hours, Format::Table);
+        assert!(t.contains("Budget Cost (USD) Total Cost (USD)"), "{t}");
     }
 }
