@@ -132,8 +132,8 @@ fn demo_at_speed_moves_time_and_adds_up_usage_and_budgets() {
         &["tres=\"gres/gpu\"", "currency=\"USD\""],
     );
     assert!(gpu_cost > 0.0, "no GPU cost");
-    let want = h100_seconds / 3600.0 * 12.29
-        + (gpu_seconds - h100_seconds).max(0.0) / 3600.0 * 4.10;
+    let want =
+        h100_seconds / 3600.0 * 12.29 + (gpu_seconds - h100_seconds).max(0.0) / 3600.0 * 4.10;
     assert!(
         (gpu_cost - want).abs() <= 1e-6 * want,
         "GPU cost {gpu_cost} vs usage x price {want}"

@@ -221,10 +221,26 @@ async fn month_report_from_real_prometheus() {
     let usage_of = |i: usize, t: i64| (series[i].value)(t);
     let (gpu, cpu) = (12.29 / 3600.0, 0.05 / 3600.0);
     let costs: Vec<Gen> = [
-        (0usize, r#"account="ai_project",user="alice",partition="gpu",tres="gres/gpu",currency="USD""#, gpu),
-        (1, r#"account="ai_project",user="alice",partition="gpu",tres="cpu",currency="USD""#, cpu),
-        (2, r#"account="ai_project",user="gildong",partition="gpu",tres="gres/gpu",currency="USD""#, gpu),
-        (3, r#"account="hpc_project",user="alice",partition="cpu",tres="gres/gpu",currency="USD""#, gpu),
+        (
+            0usize,
+            r#"account="ai_project",user="alice",partition="gpu",tres="gres/gpu",currency="USD""#,
+            gpu,
+        ),
+        (
+            1,
+            r#"account="ai_project",user="alice",partition="gpu",tres="cpu",currency="USD""#,
+            cpu,
+        ),
+        (
+            2,
+            r#"account="ai_project",user="gildong",partition="gpu",tres="gres/gpu",currency="USD""#,
+            gpu,
+        ),
+        (
+            3,
+            r#"account="hpc_project",user="alice",partition="cpu",tres="gres/gpu",currency="USD""#,
+            gpu,
+        ),
     ]
     .into_iter()
     .map(|(i, labels, price)| {
@@ -323,7 +339,9 @@ async fn month_report_from_real_prometheus() {
     }
     assert!(usage.currencies.contains("USD") && usage.currencies.len() == 1);
     assert_eq!(
-        usage.budgets.get(&("rig25".into(), "ai_project".into(), "gres/gpu".into())),
+        usage
+            .budgets
+            .get(&("rig25".into(), "ai_project".into(), "gres/gpu".into())),
         Some(&(2500.0 * 3600.0))
     );
 

@@ -154,7 +154,9 @@ fn check_prices(p: PriceFile, problems: &mut Vec<String>) -> Prices {
     let currency = p.currency.trim().to_string();
     if currency.is_empty()
         || currency.chars().count() > 16
-        || currency.chars().any(|c| c.is_control() || c.is_whitespace() || c == '"')
+        || currency
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace() || c == '"')
     {
         problems.push(format!(
             "prices: currency must be a short name without spaces (e.g. USD), got {:?}",
@@ -198,9 +200,8 @@ fn check_prices(p: PriceFile, problems: &mut Vec<String>) -> Prices {
     }
     let empty = |r: &Rate| r.default.is_none() && r.partitions.is_empty();
     if empty(&gpu_rate) && gpu.gpu_types.is_empty() && empty(&cpu) && empty(&billing) {
-        problems.push(
-            "prices: no price given (set gpu_hour, cpu_hour or billing_hour)".to_string(),
-        );
+        problems
+            .push("prices: no price given (set gpu_hour, cpu_hour or billing_hour)".to_string());
     }
     Prices {
         currency,
@@ -448,18 +449,51 @@ mod tests {
     #[test]
     fn bad_prices_say_what_is_wrong() {
         for (text, want) in [
-            ("prices: {currency: USD, gpu_hour: {default: -1}}", "gpu_hour.default must be a number >= 0, got -1"),
-            ("prices: {currency: USD, gpu_hour: {default: .nan}}", "gpu_hour.default must be a number >= 0, got NaN"),
-            ("prices: {currency: USD, cpu_hour: {partitions: {cpu: .inf}}}", "cpu_hour.partitions.cpu must be a number >= 0"),
-            ("prices: {currency: USD, gpu_hour: {gpu_types: {h100: -2}}}", "gpu_hour.gpu_types.h100 must be"),
-            ("prices: {currency: USD, gpu_hour: {gpu_types: {\"a,b\": 2}}}", "not a GPU type name"),
-            ("prices: {currency: US D, gpu_hour: {default: 1}}", "currency must be"),
-            ("prices: {currency: \"\", gpu_hour: {default: 1}}", "currency must be"),
+            (
+                "prices: {currency: USD, gpu_hour: {default: -1}}",
+                "gpu_hour.default must be a number >= 0, got -1",
+            ),
+            (
+                "prices: {currency: USD, gpu_hour: {default: .nan}}",
+                "gpu_hour.default must be a number >= 0, got NaN",
+            ),
+            (
+                "prices: {currency: USD, cpu_hour: {partitions: {cpu: .inf}}}",
+                "cpu_hour.partitions.cpu must be a number >= 0",
+            ),
+            (
+                "prices: {currency: USD, gpu_hour: {gpu_types: {h100: -2}}}",
+                "gpu_hour.gpu_types.h100 must be",
+            ),
+            (
+                "prices: {currency: USD, gpu_hour: {gpu_types: {\"a,b\": 2}}}",
+                "not a GPU type name",
+            ),
+            (
+                "prices: {currency: US D, gpu_hour: {default: 1}}",
+                "currency must be",
+            ),
+            (
+                "prices: {currency: \"\", gpu_hour: {default: 1}}",
+                "currency must be",
+            ),
             ("prices: {currency: USD}", "no price given"),
-            ("prices: {gpu_hour: {default: 1}}", "missing field `currency`"),
-            ("prices: {currency: USD, gpu_hours: {default: 1}}", "unknown field `gpu_hours`"),
-            ("prices: {currency: USD, gpu_hour: {defualt: 1}}", "unknown field `defualt`"),
-            ("prices: {currency: USD, cpu_hour: {gpu_types: {h100: 1}}}", "unknown field `gpu_types`"),
+            (
+                "prices: {gpu_hour: {default: 1}}",
+                "missing field `currency`",
+            ),
+            (
+                "prices: {currency: USD, gpu_hours: {default: 1}}",
+                "unknown field `gpu_hours`",
+            ),
+            (
+                "prices: {currency: USD, gpu_hour: {defualt: 1}}",
+                "unknown field `defualt`",
+            ),
+            (
+                "prices: {currency: USD, cpu_hour: {gpu_types: {h100: 1}}}",
+                "unknown field `gpu_types`",
+            ),
             ("prices: {currency: USD, gpu_hour: 4.1}", "not valid"),
         ] {
             let e = parse(text).unwrap_err().to_string();

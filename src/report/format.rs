@@ -152,7 +152,11 @@ pub fn rows(usage: &MonthUsage, tres: &[String], unit: Unit) -> Vec<Row> {
                     budget_seconds,
                     cost: cost_amount.map(money).unwrap_or_default(),
                     cost_amount,
-                    total_cost: if has_cost { money(total) } else { String::new() },
+                    total_cost: if has_cost {
+                        money(total)
+                    } else {
+                        String::new()
+                    },
                     total_cost_amount: has_cost.then_some(total),
                 });
             }
@@ -465,12 +469,24 @@ rig25|hpc_project|gildong||gres/gpu|7
             "{p}"
         );
         // The account row carries the budget; cost is the row's TRES, total all priced TRES.
-        assert!(p.contains("rig25|ai_project|||gres/gpu|1756|7200|5.99|5.99\n"), "{p}");
-        assert!(p.contains("rig25|hpc_project|gildong||gres/gpu|439||1.50|1.52\n"), "{p}");
+        assert!(
+            p.contains("rig25|ai_project|||gres/gpu|1756|7200|5.99|5.99\n"),
+            "{p}"
+        );
+        assert!(
+            p.contains("rig25|hpc_project|gildong||gres/gpu|439||1.50|1.52\n"),
+            "{p}"
+        );
         // mem carries no price: empty Cost, the Total still shown.
-        assert!(p.contains("rig25|hpc_project|gildong||mem|0|||1.52\n"), "{p}");
+        assert!(
+            p.contains("rig25|hpc_project|gildong||mem|0|||1.52\n"),
+            "{p}"
+        );
         // alice in hpc_project has usage but no cost series: 0.00.
-        assert!(p.contains("rig25|hpc_project|alice||gres/gpu|885||0.00|0.00\n"), "{p}");
+        assert!(
+            p.contains("rig25|hpc_project|alice||gres/gpu|885||0.00|0.00\n"),
+            "{p}"
+        );
         assert!(p.contains("rig25|root|||gres/gpu|3080||7.49|7.52\n"), "{p}");
         let j = render(&window(), &u, &tres, Unit::Hours, Format::Json);
         let v: serde_json::Value = serde_json::from_str(&j).unwrap();

@@ -219,7 +219,12 @@ mod tests {
         assert_eq!(
             set.value(
                 "slurm_account_tres_cost_total",
-                &[("user", "bob"), ("tres", "gres/gpu"), ("currency", "EUR"), ("partition", "gpu")]
+                &[
+                    ("user", "bob"),
+                    ("tres", "gres/gpu"),
+                    ("currency", "EUR"),
+                    ("partition", "gpu")
+                ]
             ),
             Some(3.5)
         );
