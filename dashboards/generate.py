@@ -28,6 +28,9 @@ CPAU = C + ',partition=~"$partition",account=~"$account",user=~"$user"'
 CN = C + ',node=~"$node"'
 JOB = C + ',job_id="$job_id"'
 GPU_HOURS = 'slurm_account_tres_usage_seconds_total{' + CPAU + ',tres="gres/gpu"}'
+# Money: the cost counter (usage × the --budgets price table), all priced TRES or GPUs only.
+COST = 'slurm_account_tres_cost_total{' + CPAU + '}'
+GPU_COST = 'slurm_account_tres_cost_total{' + CPAU + ',tres="gres/gpu"}'
 EFA_NODE_BPS = (
     'rate(slurm_efa_port_rdma_read_bytes_total{' + C + '}[$__rate_interval])'
     ' + rate(slurm_efa_port_rdma_write_bytes_total{' + C + '}[$__rate_interval])'
@@ -312,6 +315,12 @@ def gpu_usage_by_account() -> dict:
               [q(f"count by (account) ({idle})", "{{account}}")], w=12, h=9, stack=True,
               desc="Allocated GPUs below 5 % utilization over the last 10 minutes, by account. "
                    "Alert SlurmGPUsAllocatedIdle fires after 30 minutes."),
+        Panel("timeseries", "Cost of allocated but idle GPUs per hour",
+              [q('sum by (account, currency) (account:slurm_gpus_allocated_idle_cost_per_second:sum{' + CA + '}) * 3600',
+                 "{{account}} ({{currency}})")], w=12, h=9, stack=True, decimals=2,
+              desc="Money per hour spent on allocated GPUs idle for the last 10 minutes: their count × the price "
+                   "per GPU-hour the holder pays (recording rule account:slurm_gpus_allocated_idle_cost_per_second:sum, "
+                   "from the cost counter and the node agent's utilization). Empty without prices in --budgets."),
         Panel("table", "Allocated but idle GPUs now",
               [q(idle, instant=True, table=True)], w=12, h=9, unit="percentunit",
               transformations=merge_table({"Value": "max utilization (10 min)"},
@@ -333,12 +342,15 @@ def gpu_usage_by_account() -> dict:
               desc="Running jobs whose GPUs average below the 90 % target (recording rule "
                    "job:slurm_gpu_allocated_utilization_ratio:avg)."),
         Row("GPU-hours"),
-        Panel("table", "GPU-hours this month by account and user",
-              [q(f"sum by (account, user) (increase({GPU_HOURS}[$__range])) / 3600", instant=True, table=True)],
-              w=12, h=10, time_from="now/M", transformations=merge_table({"Value": "GPU-hours"}, sort_by="GPU-hours"),
-              overrides=[unit_override("GPU-hours", "none", 1)],
+        Panel("table", "GPU-hours and GPU cost this month by account and user",
+              [q(f"sum by (account, user) (increase({GPU_HOURS}[$__range])) / 3600", instant=True, table=True),
+               q(f"sum by (account, user) (increase({GPU_COST}[$__range]))", instant=True, table=True)],
+              w=12, h=10, time_from="now/M",
+              transformations=merge_table({"Value #A": "GPU-hours", "Value #B": "GPU cost"}, sort_by="GPU-hours"),
+              overrides=[unit_override("GPU-hours", "none", 1), unit_override("GPU cost", "none", 2)],
               desc="Allocated GPU-hours since the start of the calendar month, per account and user "
-                   "(sreport cluster AccountUtilizationByUser for gres/gpu)."),
+                   "(sreport cluster AccountUtilizationByUser for gres/gpu), and their cost in the currency of "
+                   "the --budgets price table (slurm_account_tres_cost_total, tres=gres/gpu)."),
         Panel("timeseries", "GPU-hours per day by account",
               [q('account:slurm_gpu_hours:increase1d{' + CA + '}', "{{account}}", interval="1d")],
               w=12, h=10, unit="none", stack=True, custom={"drawStyle": "bars", "fillOpacity": 80},
@@ -708,6 +720,22 @@ def usage_table(title: str, by: str, desc: str, time_shift: str = "") -> Panel:
                  desc=desc)
 
 
+def money_table(title: str, by: str) -> Panel:
+    targets = [q(f"sum by ({by}) (increase({COST}[$__range]))", instant=True, table=True),
+               q(f"sum by ({by}) (increase({GPU_COST}[$__range]))", instant=True, table=True),
+               q(f"sum by ({by}) (increase({GPU_HOURS}[$__range])) / 3600", instant=True, table=True)]
+    cols = {"Value #A": "Cost", "Value #B": "GPU cost", "Value #C": "GPU-hours"}
+    return Panel("table", title, targets, w=12, h=10,
+                 transformations=merge_table(cols, sort_by="Cost"),
+                 overrides=[unit_override("Cost", "none", 2), unit_override("GPU cost", "none", 2),
+                            unit_override("GPU-hours", "none", 1)],
+                 options={"footer": {"show": True, "reducer": ["sum"], "fields": "", "countRows": False}},
+                 desc="Money in the dashboard's time range (default: this month so far), in the currency of the "
+                      "--budgets price table: all priced TRES (Cost) and GPUs only (GPU cost), from "
+                      "slurm_account_tres_cost_total, next to the GPU-hours they paid for. `report` prints the "
+                      "same figures exactly for a calendar month.")
+
+
 def monthly_usage() -> dict:
     items = [
         Row("sreport cluster AccountUtilizationByUser"),
@@ -720,6 +748,20 @@ def monthly_usage() -> dict:
                     "Per account and user in the dashboard's time range (default: this month so far)."),
         usage_table("Previous month by account and user", "account, user",
                     "Per account and user over the whole previous calendar month.", time_shift="1M/M"),
+        Row("Money"),
+        money_table("Cost and GPU-hours in the selected period by account", "account"),
+        money_table("Cost and GPU-hours in the selected period by account and user", "account, user"),
+        Panel("timeseries", "Cost per day by account",
+              [q('account:slurm_cost:increase1d{' + CA + '}', "{{account}} ({{currency}})", interval="1d")],
+              w=12, h=9, unit="none", decimals=2, stack=True, custom={"drawStyle": "bars", "fillOpacity": 80},
+              time_from="now-1M/M",
+              desc="Money over the 24 hours before each point, all priced TRES (recording rule "
+                   "account:slurm_cost:increase1d), next to the GPU-hours per day below."),
+        Panel("timeseries", "Cost of allocated but idle GPUs per hour",
+              [q('sum by (account, currency) (account:slurm_gpus_allocated_idle_cost_per_second:sum{' + CA + '}) * 3600',
+                 "{{account}} ({{currency}})")], w=12, h=9, stack=True, decimals=2,
+              desc="Money per hour spent on allocated GPUs that stayed below 5 % utilization for 10 minutes "
+                   "(recording rule account:slurm_gpus_allocated_idle_cost_per_second:sum)."),
         Row("Trend"),
         Panel("timeseries", "GPU-hours per day by account",
               [q('account:slurm_gpu_hours:increase1d{' + CA + '}', "{{account}}", interval="1d")],

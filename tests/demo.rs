@@ -119,6 +119,25 @@ fn demo_at_speed_moves_time_and_adds_up_usage_and_budgets() {
     assert!(
         last.contains("slurm_account_budget_used_ratio{account=\"ai_project\",tres=\"gres/gpu\"}")
     );
+    // Money: the demo's typed H100s cost 12.29 USD per GPU-hour, so the GPU
+    // cost equals the typed GPU-seconds × 12.29 / 3600.
+    let h100_seconds = sum(
+        &last,
+        "slurm_account_tres_usage_seconds_total",
+        &["tres=\"gres/gpu:h100\""],
+    );
+    let gpu_cost = sum(
+        &last,
+        "slurm_account_tres_cost_total",
+        &["tres=\"gres/gpu\"", "currency=\"USD\""],
+    );
+    assert!(gpu_cost > 0.0, "no GPU cost");
+    let want =
+        h100_seconds / 3600.0 * 12.29 + (gpu_seconds - h100_seconds).max(0.0) / 3600.0 * 4.10;
+    assert!(
+        (gpu_cost - want).abs() <= 1e-6 * want,
+        "GPU cost {gpu_cost} vs usage x price {want}"
+    );
     // Incremental /jobs polls and conditional /nodes polls run as in production.
     assert!(
         sum(

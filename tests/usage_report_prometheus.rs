@@ -3,6 +3,8 @@
 //! gap, a series born mid-month and one from the month before) is written as
 //! OpenMetrics, turned into TSDB blocks by `promtool tsdb
 //! create-blocks-from openmetrics`, and served by `prometheus` on loopback.
+//! The cost counter (usage × price, resets alike) and a budget gauge ride
+//! along: the report's cost must be the month's usage × price exactly.
 //! Skipped (with a message) when the Debian `prometheus` package is absent.
 
 use std::fmt::Write as _;
@@ -43,21 +45,25 @@ struct Gen {
     value: Box<dyn Fn(i64) -> Option<f64>>,
 }
 
-fn openmetrics(series: &[Gen]) -> String {
+/// OpenMetrics text of families (name without `_total`, type, series).
+fn openmetrics_families(families: &[(&str, &str, &[Gen])]) -> String {
     let mut s = String::new();
-    s.push_str("# HELP slurm_account_tres_usage_seconds Allocated TRES-seconds.\n");
-    s.push_str("# TYPE slurm_account_tres_usage_seconds counter\n");
-    for g in series {
-        let mut t = g.from;
-        while t <= g.to {
-            if let Some(v) = (g.value)(t) {
-                let _ = writeln!(
-                    s,
-                    "slurm_account_tres_usage_seconds_total{{{}}} {v} {t}",
-                    g.labels
-                );
+    for (family, kind, series) in families {
+        let _ = writeln!(s, "# HELP {family} Test series.");
+        let _ = writeln!(s, "# TYPE {family} {kind}");
+        let sample = if *kind == "counter" {
+            format!("{family}_total")
+        } else {
+            family.to_string()
+        };
+        for g in series.iter() {
+            let mut t = g.from;
+            while t <= g.to {
+                if let Some(v) = (g.value)(t) {
+                    let _ = writeln!(s, "{sample}{{{}}} {v} {t}", g.labels);
+                }
+                t += STEP;
             }
-            t += STEP;
         }
     }
     s.push_str("# EOF\n");
@@ -210,8 +216,66 @@ async fn month_report_from_real_prometheus() {
             value: Box::new(move |t| Some((t - before) as f64)),
         },
     ];
+    // Money: the cost counter as the scraper credits it, usage × price in the
+    // same step (12.29 per GPU-hour, 0.05 per CPU-hour), resets included.
+    let usage_of = |i: usize, t: i64| (series[i].value)(t);
+    let (gpu, cpu) = (12.29 / 3600.0, 0.05 / 3600.0);
+    let costs: Vec<Gen> = [
+        (
+            0usize,
+            r#"account="ai_project",user="alice",partition="gpu",tres="gres/gpu",currency="USD""#,
+            gpu,
+        ),
+        (
+            1,
+            r#"account="ai_project",user="alice",partition="gpu",tres="cpu",currency="USD""#,
+            cpu,
+        ),
+        (
+            2,
+            r#"account="ai_project",user="gildong",partition="gpu",tres="gres/gpu",currency="USD""#,
+            gpu,
+        ),
+        (
+            3,
+            r#"account="hpc_project",user="alice",partition="cpu",tres="gres/gpu",currency="USD""#,
+            gpu,
+        ),
+    ]
+    .into_iter()
+    .map(|(i, labels, price)| {
+        let (from, to) = (series[i].from, series[i].to);
+        let samples: Vec<(i64, Option<f64>)> = {
+            let mut v = Vec::new();
+            let mut t = from;
+            while t <= to {
+                v.push((t, usage_of(i, t).map(|u| u * price)));
+                t += STEP;
+            }
+            v
+        };
+        Gen {
+            labels,
+            from,
+            to,
+            value: Box::new(move |t| samples.iter().find(|s| s.0 == t).and_then(|s| s.1)),
+        }
+    })
+    .collect();
+    // The budget gauge: 2500 GPU-hours for ai_project.
+    let budgets = vec![Gen {
+        labels: r#"account="ai_project",tres="gres/gpu""#,
+        from: before,
+        to: m1 + 86_400,
+        value: Box::new(|_| Some(2500.0 * 3600.0)),
+    }];
+    let om = openmetrics_families(&[
+        ("slurm_account_tres_usage_seconds", "counter", &series),
+        ("slurm_account_tres_cost", "counter", &costs),
+        ("slurm_account_budget_seconds", "gauge", &budgets),
+    ]);
     let dir = tempfile::tempdir().unwrap();
-    let (_prom, url) = start_prometheus(dir.path(), &openmetrics(&series));
+    let (_prom, url) = start_prometheus(dir.path(), &om);
     wait_ready(&url, &dir.path().join("prometheus.log")).await;
 
     let prom = Prometheus {
@@ -251,6 +315,35 @@ async fn month_report_from_real_prometheus() {
         "{:?}",
         usage.notes
     );
+    // Cost over the month = the month's usage × price, reset and gap included.
+    let cost = |acc: &str, user: &str, t: &str| {
+        usage
+            .cost
+            .get(&("rig25".into(), acc.into(), user.into(), t.into()))
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
+    let exact = |got: f64, want: f64| (got - want).abs() <= 1e-12 * want;
+    for (acc, user, t, price) in [
+        ("ai_project", "alice", "gres/gpu", gpu),
+        ("ai_project", "alice", "cpu", cpu),
+        ("ai_project", "gildong", "gres/gpu", gpu),
+        ("hpc_project", "alice", "gres/gpu", gpu),
+    ] {
+        let want = get(acc, user, t).unwrap() * price;
+        assert!(
+            exact(cost(acc, user, t), want),
+            "{acc}/{user}/{t}: cost {} != usage x price {want}",
+            cost(acc, user, t)
+        );
+    }
+    assert!(usage.currencies.contains("USD") && usage.currencies.len() == 1);
+    assert_eq!(
+        usage
+            .budgets
+            .get(&("rig25".into(), "ai_project".into(), "gres/gpu".into())),
+        Some(&(2500.0 * 3600.0))
+    );
 
     // The binary, end to end: sreport -P layout in hours.
     let out = Command::new(env!("CARGO_BIN_EXE_slurm-gpu-exporter"))
@@ -271,13 +364,36 @@ async fn month_report_from_real_prometheus() {
     let hours = |s: f64| (s / 3600.0).round_ties_even() as i64;
     let lost = STEP as f64;
     let total = 2.0 * len + (len - lost) + 0.5 * len + (m1 - born) as f64;
+    // Money columns: hpc_project/gildong has no cost series (0.00); the
+    // Total Cost of alice in ai_project adds her CPU cost.
+    let m = |v: f64| format!("{v:.2}");
+    let alice_gpu = 2.0 * len * gpu;
+    let ai_gpu = (3.0 * len - lost) * gpu;
+    let all_gpu = (3.5 * len - lost) * gpu;
+    let alice_cpu = 8.0 * len * cpu;
     for line in [
-        "Cluster|Account|Login|Proper Name|TRES Name|Used".to_string(),
-        format!("rig25|root|||gres/gpu|{}", hours(total)),
-        format!("rig25|ai_project|||gres/gpu|{}", hours(3.0 * len - lost)),
-        format!("rig25|ai_project|alice||gres/gpu|{}", hours(2.0 * len)),
+        "Cluster|Account|Login|Proper Name|TRES Name|Used|Budget|Cost (USD)|Total Cost (USD)"
+            .to_string(),
         format!(
-            "rig25|hpc_project|gildong||gres/gpu|{}",
+            "rig25|root|||gres/gpu|{}||{}|{}",
+            hours(total),
+            m(all_gpu),
+            m(all_gpu + alice_cpu)
+        ),
+        format!(
+            "rig25|ai_project|||gres/gpu|{}|2500|{}|{}",
+            hours(3.0 * len - lost),
+            m(ai_gpu),
+            m(ai_gpu + alice_cpu)
+        ),
+        format!(
+            "rig25|ai_project|alice||gres/gpu|{}||{}|{}",
+            hours(2.0 * len),
+            m(alice_gpu),
+            m(alice_gpu + alice_cpu)
+        ),
+        format!(
+            "rig25|hpc_project|gildong||gres/gpu|{}||0.00|0.00",
             hours((m1 - born) as f64)
         ),
     ] {

@@ -9,19 +9,33 @@
 //!     tres_hours:            # any other counted TRES, by its sreport name
 //!       "gres/gpu:h100": 2000
 //!       mem: 5000000         # MB-hours
+//! prices:                    # optional: money (docs/usage.md#prices)
+//!   currency: USD            # named once; the `currency` label of the cost counter
+//!   gpu_hour:                # per allocated GPU-hour
+//!     default: 4.10
+//!     partitions: {p5: 12.29}
+//!     gpu_types: {h100: 12.29}   # most specific wins: type, partition, default
+//!   cpu_hour: {default: 0.0}     # per allocated CPU-hour (default, partitions)
+//!   billing_hour: {partitions: {cpu: 0.01}}  # per billing-unit-hour
 //! ```
 //!
 //! Budgets are TRES-hours per calendar month (UTC). The file is checked
 //! completely at start: YAML syntax, unknown keys, negative or non-finite
 //! numbers, unknown TRES names; account names are checked against slurmdbd's
 //! accounts ([`Budgets::check_accounts`]).
+//!
+//! Prices turn the exact usage credits into money: the accountant adds
+//! `amount × seconds × price / 3600` to `slurm_account_tres_cost_total` in the
+//! same step that adds `amount × seconds` to the usage counter
+//! ([`Prices::rates`]), so cost over any window is usage × price. A price
+//! applies to usage credited while it is loaded (the file is read at start).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::usage::{is_known_tres, TRES_BILLING, TRES_CPU, TRES_GPU};
+use super::usage::{is_known_tres, Alloc, TRES_BILLING, TRES_CPU, TRES_GPU};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BudgetError {
@@ -49,6 +63,153 @@ pub enum BudgetError {
 struct File {
     #[serde(default)]
     accounts: BTreeMap<String, AccountBudget>,
+    #[serde(default)]
+    prices: Option<PriceFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PriceFile {
+    currency: String,
+    gpu_hour: Option<GpuRate>,
+    cpu_hour: Option<Rate>,
+    billing_hour: Option<Rate>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GpuRate {
+    default: Option<f64>,
+    #[serde(default)]
+    partitions: BTreeMap<String, f64>,
+    #[serde(default)]
+    gpu_types: BTreeMap<String, f64>,
+}
+
+/// Price per hour of one TRES unit: per partition, else the default.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rate {
+    pub default: Option<f64>,
+    #[serde(default)]
+    pub partitions: BTreeMap<String, f64>,
+}
+
+impl Rate {
+    /// Price per hour in `partition`, `None` when neither it nor a default is set.
+    pub fn get(&self, partition: &str) -> Option<f64> {
+        self.partitions.get(partition).copied().or(self.default)
+    }
+}
+
+/// The price table: currency units per TRES-hour.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Prices {
+    pub currency: String,
+    /// Per GPU-hour by partition and default.
+    pub gpu: Rate,
+    /// Per GPU-hour of a typed GPU (`gres/gpu:<type>`): wins over `gpu`.
+    pub gpu_types: BTreeMap<String, f64>,
+    pub cpu: Rate,
+    pub billing: Rate,
+}
+
+/// The TRES that carry a price, as the `tres` label of the cost counter.
+pub const PRICED_TRES: [&str; 3] = [TRES_GPU, TRES_CPU, TRES_BILLING];
+
+impl Prices {
+    /// Price per GPU-hour of a GPU of `gpu_type` (None: untyped) in `partition`:
+    /// the type's price, else the partition's, else the default, else 0.
+    pub fn gpu_hour(&self, partition: &str, gpu_type: Option<&str>) -> f64 {
+        gpu_type
+            .and_then(|t| self.gpu_types.get(t).copied())
+            .or_else(|| self.gpu.get(partition))
+            .unwrap_or(0.0)
+    }
+
+    /// Cost per second of holding `alloc` in `partition`, per priced TRES
+    /// ([`PRICED_TRES`] order). Typed GPUs are priced by type, the GPUs
+    /// without a type (gres/gpu minus the typed ones) as untyped.
+    pub fn rates(&self, partition: &str, alloc: &Alloc) -> [(&'static str, f64); 3] {
+        let pos = |v: f64| if v.is_finite() && v > 0.0 { v } else { 0.0 };
+        let mut typed = 0.0;
+        let mut gpu = 0.0;
+        for (t, n) in &alloc.gpus_by_type {
+            let n = pos(*n);
+            typed += n;
+            gpu += n * self.gpu_hour(partition, Some(t));
+        }
+        gpu += (pos(alloc.gpus) - typed).max(0.0) * self.gpu_hour(partition, None);
+        let cpu = pos(alloc.cpus) * self.cpu.get(partition).unwrap_or(0.0);
+        let billing = pos(alloc.billing) * self.billing.get(partition).unwrap_or(0.0);
+        [
+            (TRES_GPU, gpu / 3600.0),
+            (TRES_CPU, cpu / 3600.0),
+            (TRES_BILLING, billing / 3600.0),
+        ]
+    }
+}
+
+fn check_prices(p: PriceFile, problems: &mut Vec<String>) -> Prices {
+    let currency = p.currency.trim().to_string();
+    if currency.is_empty()
+        || currency.chars().count() > 16
+        || currency
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace() || c == '"')
+    {
+        problems.push(format!(
+            "prices: currency must be a short name without spaces (e.g. USD), got {:?}",
+            p.currency
+        ));
+    }
+    fn check(problems: &mut Vec<String>, what: String, v: f64) {
+        if !v.is_finite() || v < 0.0 {
+            problems.push(format!("prices: {what} must be a number >= 0, got {v}"));
+        }
+    }
+    let rate = |problems: &mut Vec<String>, key: &str, r: &Rate| {
+        if let Some(v) = r.default {
+            check(problems, format!("{key}.default"), v);
+        }
+        for (part, v) in &r.partitions {
+            check(problems, format!("{key}.partitions.{part}"), *v);
+        }
+    };
+    let gpu = p.gpu_hour.unwrap_or(GpuRate {
+        default: None,
+        partitions: BTreeMap::new(),
+        gpu_types: BTreeMap::new(),
+    });
+    let gpu_rate = Rate {
+        default: gpu.default,
+        partitions: gpu.partitions,
+    };
+    let cpu = p.cpu_hour.unwrap_or_default();
+    let billing = p.billing_hour.unwrap_or_default();
+    rate(problems, "gpu_hour", &gpu_rate);
+    rate(problems, "cpu_hour", &cpu);
+    rate(problems, "billing_hour", &billing);
+    for (t, v) in &gpu.gpu_types {
+        if !is_known_tres(&format!("gres/gpu:{t}")) {
+            problems.push(format!(
+                "prices: gpu_hour.gpu_types: {t:?} is not a GPU type name (as in gres/gpu:<type>)"
+            ));
+        }
+        check(problems, format!("gpu_hour.gpu_types.{t}"), *v);
+    }
+    let empty = |r: &Rate| r.default.is_none() && r.partitions.is_empty();
+    if empty(&gpu_rate) && gpu.gpu_types.is_empty() && empty(&cpu) && empty(&billing) {
+        problems
+            .push("prices: no price given (set gpu_hour, cpu_hour or billing_hour)".to_string());
+    }
+    Prices {
+        currency,
+        gpu: gpu_rate,
+        gpu_types: gpu.gpu_types,
+        cpu,
+        billing,
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -61,11 +222,13 @@ struct AccountBudget {
     tres_hours: BTreeMap<String, f64>,
 }
 
-/// Validated budgets: (account, tres) -> TRES-seconds per calendar month.
+/// Validated budgets: (account, tres) -> TRES-seconds per calendar month,
+/// and the price table when the file has one.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Budgets {
     pub path: PathBuf,
     pub seconds: BTreeMap<(String, String), f64>,
+    pub prices: Option<Prices>,
 }
 
 impl Budgets {
@@ -84,9 +247,10 @@ impl Budgets {
         })?;
         let mut problems = Vec::new();
         let mut seconds = BTreeMap::new();
-        if file.accounts.is_empty() {
-            problems.push("no accounts under `accounts:`".to_string());
+        if file.accounts.is_empty() && file.prices.is_none() {
+            problems.push("no accounts under `accounts:` and no `prices:`".to_string());
         }
+        let prices = file.prices.map(|p| check_prices(p, &mut problems));
         for (account, b) in file.accounts {
             if account.trim().is_empty() {
                 problems.push("an account name is empty".to_string());
@@ -136,6 +300,7 @@ impl Budgets {
         Ok(Budgets {
             path: path.to_path_buf(),
             seconds,
+            prices,
         })
     }
 
@@ -247,6 +412,93 @@ mod tests {
         assert!(e.contains("has no budget"), "{e}");
         assert!(parse("accounts: {}\n").is_err());
         assert!(parse("acounts: {ai: {gpu_hours: 1}}\n").is_err());
+    }
+
+    #[test]
+    fn prices_most_specific_wins() {
+        let b = parse(
+            "prices:\n  currency: USD\n  gpu_hour:\n    default: 4.10\n    partitions: {p5: 12.29}\n    gpu_types: {h100: 12.5}\n  cpu_hour: {partitions: {cpu: 0.04}}\n  billing_hour: {default: 0.01}\n",
+        )
+        .unwrap();
+        assert!(b.seconds.is_empty());
+        let p = b.prices.unwrap();
+        assert_eq!(p.currency, "USD");
+        assert_eq!(p.gpu_hour("p5", Some("h100")), 12.5);
+        assert_eq!(p.gpu_hour("p5", Some("a100")), 12.29);
+        assert_eq!(p.gpu_hour("p5", None), 12.29);
+        assert_eq!(p.gpu_hour("p4d", None), 4.10);
+        let alloc = Alloc {
+            cpus: 96.0,
+            gpus: 8.0,
+            billing: 10.0,
+            gpus_by_type: [("h100".to_string(), 6.0)].into(),
+            ..Default::default()
+        };
+        // 6 typed H100s at 12.5, 2 untyped at the partition's 12.29.
+        let r = p.rates("p5", &alloc);
+        assert_eq!(r[0], ("gres/gpu", (6.0 * 12.5 + 2.0 * 12.29) / 3600.0));
+        // No cpu price in p5 (only in cpu, no default): CPUs are free there.
+        assert_eq!(r[1], ("cpu", 0.0));
+        assert_eq!(r[2], ("billing", 10.0 * 0.01 / 3600.0));
+        assert_eq!(p.rates("cpu", &alloc)[1].1, 96.0 * 0.04 / 3600.0);
+        // No default GPU price and no match: unpriced, cost 0.
+        let b = parse("prices: {currency: EUR, cpu_hour: {default: 1}}\n").unwrap();
+        assert_eq!(b.prices.unwrap().rates("x", &alloc)[0].1, 0.0);
+    }
+
+    #[test]
+    fn bad_prices_say_what_is_wrong() {
+        for (text, want) in [
+            (
+                "prices: {currency: USD, gpu_hour: {default: -1}}",
+                "gpu_hour.default must be a number >= 0, got -1",
+            ),
+            (
+                "prices: {currency: USD, gpu_hour: {default: .nan}}",
+                "gpu_hour.default must be a number >= 0, got NaN",
+            ),
+            (
+                "prices: {currency: USD, cpu_hour: {partitions: {cpu: .inf}}}",
+                "cpu_hour.partitions.cpu must be a number >= 0",
+            ),
+            (
+                "prices: {currency: USD, gpu_hour: {gpu_types: {h100: -2}}}",
+                "gpu_hour.gpu_types.h100 must be",
+            ),
+            (
+                "prices: {currency: USD, gpu_hour: {gpu_types: {\"a,b\": 2}}}",
+                "not a GPU type name",
+            ),
+            (
+                "prices: {currency: US D, gpu_hour: {default: 1}}",
+                "currency must be",
+            ),
+            (
+                "prices: {currency: \"\", gpu_hour: {default: 1}}",
+                "currency must be",
+            ),
+            ("prices: {currency: USD}", "no price given"),
+            (
+                "prices: {gpu_hour: {default: 1}}",
+                "missing field `currency`",
+            ),
+            (
+                "prices: {currency: USD, gpu_hours: {default: 1}}",
+                "unknown field `gpu_hours`",
+            ),
+            (
+                "prices: {currency: USD, gpu_hour: {defualt: 1}}",
+                "unknown field `defualt`",
+            ),
+            (
+                "prices: {currency: USD, cpu_hour: {gpu_types: {h100: 1}}}",
+                "unknown field `gpu_types`",
+            ),
+            ("prices: {currency: USD, gpu_hour: 4.1}", "not valid"),
+        ] {
+            let e = parse(text).unwrap_err().to_string();
+            assert!(e.contains(want), "{text}: {e}");
+        }
     }
 
     #[test]

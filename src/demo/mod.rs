@@ -65,6 +65,8 @@ fn parse_speed(s: &str) -> Result<f64, String> {
 
 /// Monthly budgets of the demo's accounts: at full use the node's 8 GPUs
 /// give ~5,900 GPU-hours a month, so both accounts cross their GPU budget.
+/// Prices: example AWS on-demand prices per GPU (docs/usage.md#prices), so
+/// the cost counters, the money panels and `report`'s cost column have data.
 pub const BUDGETS_YAML: &str = "\
 # Budgets of the demo cluster's accounts (TRES-hours per calendar month, UTC).
 accounts:
@@ -74,7 +76,39 @@ accounts:
   hpc_project:
     gpu_hours: 1200
     cpu_hours: 25000
+# Money per TRES-hour (examples, not defaults: docs/usage.md#prices).
+prices:
+  currency: USD
+  gpu_hour:
+    default: 4.10     # p4d.24xlarge (8 A100) on-demand $32.77/h / 8 GPUs
+    gpu_types:
+      h100: 12.29     # p5.48xlarge on-demand $98.32/h / 8 GPUs
+  cpu_hour:
+    partitions:
+      cpu: 0.05       # CPU-only partition; CPUs of GPU nodes are in the GPU price
 ";
+
+/// A JWT for the simulated slurmrestd (which does not check it), valid for a
+/// year, so the token path and `slurm_exporter_token_expiry_timestamp_seconds`
+/// run as in production. Unsigned: the exporter only reads its `exp` claim.
+fn demo_jwt(now: i64) -> String {
+    use base64::Engine as _;
+    let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+    format!(
+        "{}.{}.demo",
+        b64(r#"{"alg":"HS256","typ":"JWT"}"#),
+        b64(&format!(
+            r#"{{"iat":{now},"exp":{},"sun":"demo"}}"#,
+            now + 365 * 86_400
+        ))
+    )
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
 
 /// Cluster-scraper flags of the demo: production defaults plus the
 /// simulated slurmrestd, a usage state file and the budgets file.
@@ -100,6 +134,8 @@ fn cluster_args(
         url.into(),
         "--poll-interval".into(),
         format!("{}ms", poll_interval.as_millis()),
+        "--slurmrestd-token-file".into(),
+        dir.join("slurmrestd.jwt").display().to_string(),
         "--usage-state-file".into(),
         dir.join("usage-state.json").display().to_string(),
         "--usage-slurmdb-gap".into(),
@@ -126,6 +162,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     // Removed however run ends (an error after this point included).
     let _cleanup = RemoveOnDrop(dir.clone());
     std::fs::write(dir.join("budgets.yaml"), BUDGETS_YAML)
+        .with_context(|| format!("cannot write {}", dir.display()))?;
+    std::fs::write(dir.join("slurmrestd.jwt"), demo_jwt(unix_now()))
         .with_context(|| format!("cannot write {}", dir.display()))?;
     let cargs = cluster_args(
         &format!("http://{replay_addr}"),

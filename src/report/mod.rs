@@ -8,6 +8,12 @@
 //! `increase()`: its extrapolation at the window edges is not exact. Series
 //! with counter resets in the month (a scraper restart without its state
 //! file) are recomputed from their raw samples.
+//!
+//! Money and budgets: `slurm_account_tres_cost_total` (usage × the price
+//! table, credited with the usage) goes through the same arithmetic, so the
+//! Cost columns are exactly the month's usage × price; the Budget column is
+//! `slurm_account_budget_seconds` at the window's end. Both columns appear
+//! only when the scraper had prices or budgets.
 
 pub mod budget;
 pub mod format;
@@ -26,6 +32,7 @@ use crate::slurmrestd::client::{Client, ClientOptions, TokenSource};
 use prom::{Prometheus, Series};
 
 pub const METRIC: &str = "slurm_account_tres_usage_seconds_total";
+pub const COST_METRIC: &str = "slurm_account_tres_cost_total";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Month {
@@ -171,6 +178,13 @@ pub type UsageMap = BTreeMap<(String, String, String, String), f64>;
 #[derive(Debug, Default)]
 pub struct MonthUsage {
     pub usage: UsageMap,
+    /// Money in the month per (cluster, account, user, priced TRES), from the
+    /// cost counter; empty when the scraper had no prices.
+    pub cost: UsageMap,
+    /// The cost series' `currency` labels (one, unless the price table changed it).
+    pub currencies: std::collections::BTreeSet<String>,
+    /// (cluster, account, tres) -> monthly budget in TRES-seconds.
+    pub budgets: BTreeMap<(String, String, String), f64>,
     pub notes: Vec<String>,
 }
 
@@ -261,13 +275,18 @@ fn regex_literal(s: &str) -> String {
 
 /// The series selector for the requested TRES and extra matchers.
 pub fn selector(tres: &[String], extra: &str) -> String {
+    metric_selector(METRIC, tres, extra)
+}
+
+/// [`selector`] for another metric with the same labels.
+pub fn metric_selector(metric: &str, tres: &[String], extra: &str) -> String {
     let alts: Vec<String> = tres.iter().map(|t| regex_literal(t)).collect();
     let extra = extra
         .trim()
         .trim_start_matches('{')
         .trim_end_matches('}')
         .trim();
-    let mut s = format!("{METRIC}{{tres=~\"{}\"", alts.join("|"));
+    let mut s = format!("{metric}{{tres=~\"{}\"", alts.join("|"));
     if !extra.is_empty() {
         s.push(',');
         s.push_str(extra);
@@ -276,12 +295,12 @@ pub fn selector(tres: &[String], extra: &str) -> String {
     s
 }
 
-fn exact_selector(labels: &BTreeMap<String, String>) -> String {
+fn exact_selector(metric: &str, labels: &BTreeMap<String, String>) -> String {
     let m: Vec<String> = labels
         .iter()
         .map(|(k, v)| format!("{k}=\"{}\"", promql_str(v)))
         .collect();
-    format!("{METRIC}{{{}}}", m.join(","))
+    format!("{metric}{{{}}}", m.join(","))
 }
 
 fn headers(args: &ReportArgs) -> anyhow::Result<Vec<(http::HeaderName, http::HeaderValue)>> {
@@ -344,6 +363,65 @@ pub async fn fetch(
         end,
     };
     let sel = selector(tres, extra);
+    let Some(inp) = month_inputs(prom, METRIC, tres, extra, &window).await? else {
+        anyhow::bail!(
+            "no {sel} samples between {}Z and {}Z in {}: this query API does not hold month {month} (point --prometheus at the long-term store: Thanos Query, Mimir, VictoriaMetrics), or --tres/--selector match nothing",
+            iso_utc(m0),
+            iso_utc(end),
+            prom.url
+        );
+    };
+    let mut usage = month_usage(&inp, default_cluster);
+    // Money: every priced TRES (the Total Cost column needs them all).
+    let priced: Vec<String> = crate::cluster::budgets::PRICED_TRES
+        .iter()
+        .map(|t| t.to_string())
+        .collect();
+    if let Some(cost) = month_inputs(prom, COST_METRIC, &priced, extra, &window).await? {
+        usage.currencies = cost
+            .end
+            .iter()
+            .filter_map(|s| s.labels.get("currency").cloned())
+            .collect();
+        let c = month_usage(&cost, default_cluster);
+        usage.cost = c.usage;
+        for n in c.notes {
+            if !usage.notes.contains(&n) {
+                usage.notes.push(format!("cost: {n}"));
+            }
+        }
+        if usage.currencies.len() > 1 {
+            usage.notes.push(format!(
+                "the cost counters carry several currencies ({}): the Cost columns add them up; report each with --selector 'currency=\"...\"'",
+                usage.currencies.iter().cloned().collect::<Vec<_>>().join(", ")
+            ));
+        }
+    }
+    for r in budget::fetch(prom, &window, tres, extra, default_cluster).await? {
+        usage
+            .budgets
+            .insert((r.cluster, r.account, r.tres), r.budget_seconds);
+    }
+    if end < m1 {
+        usage.notes.push(format!(
+            "month {month} is in progress: usage up to {}Z",
+            iso_utc(end)
+        ));
+    }
+    Ok((window, usage))
+}
+
+/// The query answers for one counter over the window, `None` when the
+/// window holds no sample of it.
+async fn month_inputs(
+    prom: &Prometheus,
+    metric: &str,
+    tres: &[String],
+    extra: &str,
+    window: &Window,
+) -> anyhow::Result<Option<Inputs>> {
+    let sel = metric_selector(metric, tres, extra);
+    let (m0, end) = (window.start, window.end);
     let range = end - m0;
     let mut inp = Inputs {
         end: prom
@@ -352,12 +430,7 @@ pub async fn fetch(
         ..Default::default()
     };
     if inp.end.is_empty() {
-        anyhow::bail!(
-            "no {sel} samples between {}Z and {}Z in {}: this query API does not hold month {month} (point --prometheus at the long-term store: Thanos Query, Mimir, VictoriaMetrics), or --tres/--selector match nothing",
-            iso_utc(m0),
-            iso_utc(end),
-            prom.url
-        );
+        return Ok(None);
     }
     inp.start = prom
         .query(&format!("last_over_time({sel}[31d])"), m0)
@@ -367,21 +440,17 @@ pub async fn fetch(
         if s.value().unwrap_or(0.0) > 0.0 {
             // Rare (a restart without the state file): fetch just this series raw.
             let raw = prom
-                .query(&format!("{}[{range}s]", exact_selector(&s.labels)), end)
+                .query(
+                    &format!("{}[{range}s]", exact_selector(metric, &s.labels)),
+                    end,
+                )
                 .await?;
             if let Some(r) = raw.into_iter().next() {
                 inp.raw.insert(s.key(), r.samples);
             }
         }
     }
-    let mut usage = month_usage(&inp, default_cluster);
-    if end < m1 {
-        usage.notes.push(format!(
-            "month {month} is in progress: usage up to {}Z",
-            iso_utc(end)
-        ));
-    }
-    Ok((window, usage))
+    Ok(Some(inp))
 }
 
 pub async fn run(args: ReportArgs) -> anyhow::Result<()> {
@@ -479,7 +548,7 @@ mod tests {
         );
         let l: BTreeMap<String, String> = [("user".to_string(), "a\"b".to_string())].into();
         assert_eq!(
-            exact_selector(&l),
+            exact_selector(METRIC, &l),
             "slurm_account_tres_usage_seconds_total{user=\"a\\\"b\"}"
         );
     }

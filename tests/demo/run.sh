@@ -72,7 +72,30 @@ MONTH=$(date -u +%Y-%m)
 "$BIN" report --prometheus "http://127.0.0.1:$PROM_PORT" --month "$MONTH" -T gres/gpu,cpu -t Hours >"$WORK/report.txt"
 cat "$WORK/report.txt"
 ok=1
-for want in "Proper Name" "ai_project" "hpc_project" "gres/gpu" "Budgets for the month" "Used %"; do
+for want in "Proper Name" "ai_project" "hpc_project" "gres/gpu" "Budgets for the month" "Used %" "Budget" "Cost (USD)" "Total Cost (USD)"; do
 	grep -q -- "$want" "$WORK/report.txt" || { echo "[FAIL] report lacks: $want"; ok=0; }
 done
-[ "$ok" = 1 ] && echo "[PASS] report prints the month's usage and budgets" || exit 1
+[ "$ok" = 1 ] && echo "[PASS] report prints the month's usage, budgets and cost" || exit 1
+# Money: every row's GPU cost is its GPU-seconds × the demo's prices (H100 12.29,
+# other GPUs 4.10 per GPU-hour), to the cent and the rounding of Used.
+"$BIN" report --prometheus "http://127.0.0.1:$PROM_PORT" --month "$MONTH" -T gres/gpu,gres/gpu:h100 -t Seconds -P >"$WORK/report-seconds.txt"
+python3 - "$WORK/report-seconds.txt" <<'PY'
+import sys
+rows, head = {}, None
+for line in open(sys.argv[1]):
+    f = line.rstrip("\n").split("|")
+    if f[0] == "Cluster" and head is None:  # the usage table, not the budget block
+        head = f
+    elif head and len(f) == len(head):
+        rows.setdefault((f[1], f[2]), {})[f[4]] = dict(zip(head, f))
+bad = 0
+for (acc, user), r in rows.items():
+    gpu, h100 = float(r["gres/gpu"]["Used"]), float(r.get("gres/gpu:h100", {}).get("Used", 0))
+    want = h100 * 12.29 / 3600 + (gpu - h100) * 4.10 / 3600
+    got = float(r["gres/gpu"]["Cost (USD)"])
+    if abs(got - want) > 0.006 + 0.5 * 12.29 / 3600 * 2:
+        print(f"[FAIL] report cost {acc}/{user}: {got} != usage x price {want:.4f}"); bad = 1
+if not bad:
+    print(f"[PASS] report cost == GPU-seconds x price for {len(rows)} rows")
+sys.exit(bad if rows else 1)
+PY

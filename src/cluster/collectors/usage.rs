@@ -5,6 +5,7 @@ use crate::cluster::usage::Accountant;
 use crate::exposition::{Kind, MetricSet};
 
 const USAGE: &str = "Allocated TRES-seconds by account, user, partition and TRES (cpu, mem in MB-seconds, gres/gpu, gres/gpu:<type>, billing), credited exactly between polls as sreport counts them; persisted across restarts with --usage-state-file. increase() over a month matches `sreport cluster AccountUtilizationByUser -t Seconds`.";
+const COST: &str = "Money for allocated TRES by account, user, partition and priced TRES (gres/gpu, cpu, billing), in units of the `currency` label: the usage counter's exact TRES-seconds times the price table of --budgets (prices:), credited in the same step, so increase() of this over any window is the usage's increase × price. Persisted with --usage-state-file.";
 const BUDGET: &str =
     "Monthly budget (calendar month, UTC) in TRES-seconds, from --budgets (gpu_hours × 3600, ...).";
 const USED: &str = "TRES-seconds used by the account in the current calendar month (UTC), from the same accounting as slurm_account_tres_usage_seconds_total.";
@@ -42,6 +43,23 @@ pub fn collect(
                 ("user", user.clone()),
                 ("partition", partition.clone()),
                 ("tres", tres.clone()),
+            ],
+            *v,
+        );
+    }
+    if !a.cost_totals.is_empty() || a.prices.is_some() {
+        set.family("slurm_account_tres_cost_total", COST, Kind::Counter);
+    }
+    for ((account, user, partition, tres, currency), v) in &a.cost_totals {
+        set.counter(
+            "slurm_account_tres_cost_total",
+            COST,
+            vec![
+                ("account", account.clone()),
+                ("user", user.clone()),
+                ("partition", partition.clone()),
+                ("tres", tres.clone()),
+                ("currency", currency.clone()),
             ],
             *v,
         );
@@ -166,5 +184,57 @@ mod tests {
         );
         let text = set.encode_text();
         assert!(text.contains("# TYPE slurm_account_tres_usage_seconds_total counter"));
+        assert!(!text.contains("slurm_account_tres_cost_total"));
+    }
+
+    #[test]
+    fn cost_counter() {
+        let b = Budgets::parse(
+            std::path::Path::new("b.yaml"),
+            "prices: {currency: EUR, gpu_hour: {partitions: {gpu: 3.5}}}",
+        )
+        .unwrap();
+        let mut a = Accountant {
+            prices: b.prices.clone(),
+            ..Default::default()
+        };
+        let r = UsageRow {
+            job_id: 1,
+            start: 0,
+            account: "ai".into(),
+            user: "bob".into(),
+            partition: "gpu".into(),
+            alloc: Alloc {
+                cpus: 2.0,
+                gpus: 2.0,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        a.apply(1000, std::slice::from_ref(&r), None);
+        a.apply(1000 + 1800, std::slice::from_ref(&r), None);
+        let mut set = MetricSet::new();
+        collect(&a, Some(&b), &UsageStatus::default(), &mut set);
+        // 2 GPUs × 0.5 h × 3.5 EUR.
+        assert_eq!(
+            set.value(
+                "slurm_account_tres_cost_total",
+                &[
+                    ("user", "bob"),
+                    ("tres", "gres/gpu"),
+                    ("currency", "EUR"),
+                    ("partition", "gpu")
+                ]
+            ),
+            Some(3.5)
+        );
+        // CPUs carry no price here: no cpu cost series.
+        assert_eq!(
+            set.value("slurm_account_tres_cost_total", &[("tres", "cpu")]),
+            None
+        );
+        assert!(set
+            .encode_text()
+            .contains("# TYPE slurm_account_tres_cost_total counter"));
     }
 }

@@ -175,6 +175,9 @@ pub struct Tracked {
 /// (account, user, partition, tres).
 pub type SeriesKey = (String, String, String, String);
 
+/// (account, user, partition, tres, currency) of a cost counter.
+pub type CostKey = (String, String, String, String, String);
+
 /// What slurmdbd should be asked for: finished jobs in `[from, to]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DbWindow {
@@ -227,6 +230,11 @@ pub struct Accountant {
     pub month_used: BTreeMap<(String, String), f64>,
     /// Jobs given up on (end never found), since the counters began.
     pub unresolved_jobs: u64,
+    /// The price table (from the budgets file; not persisted: the file is).
+    pub prices: Option<crate::cluster::budgets::Prices>,
+    /// Money since the counters began, in currency units; never decrease.
+    /// Credited in the same step as `totals`, so cost = usage × price.
+    pub cost_totals: BTreeMap<CostKey, f64>,
 }
 
 impl Accountant {
@@ -409,6 +417,22 @@ impl Accountant {
                 ))
                 .or_default() += amount * secs;
             *self.month_used.entry((labels.0.clone(), tres)).or_default() += amount * in_month;
+        }
+        if let Some(p) = &self.prices {
+            for (tres, per_second) in p.rates(&labels.2, alloc) {
+                if per_second > 0.0 {
+                    *self
+                        .cost_totals
+                        .entry((
+                            labels.0.clone(),
+                            labels.1.clone(),
+                            labels.2.clone(),
+                            tres.to_string(),
+                            p.currency.clone(),
+                        ))
+                        .or_default() += per_second * secs;
+                }
+            }
         }
         to - from
     }

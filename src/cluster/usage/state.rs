@@ -48,6 +48,9 @@ struct StateFile {
     totals: Vec<TotalRow>,
     #[serde(default)]
     month_used: Vec<MonthRow>,
+    /// Cost counters (absent in files written before prices existed).
+    #[serde(default)]
+    costs: Vec<CostRow>,
     #[serde(default)]
     jobs: Vec<JobRow>,
 }
@@ -59,6 +62,16 @@ struct TotalRow {
     partition: String,
     tres: String,
     seconds: f64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct CostRow {
+    account: String,
+    user: String,
+    partition: String,
+    tres: String,
+    currency: String,
+    cost: f64,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -110,6 +123,18 @@ pub fn to_json(a: &Accountant, saved_at: i64) -> String {
                 seconds: *s,
             })
             .collect(),
+        costs: a
+            .cost_totals
+            .iter()
+            .map(|((account, user, partition, tres, currency), c)| CostRow {
+                account: account.clone(),
+                user: user.clone(),
+                partition: partition.clone(),
+                tres: tres.clone(),
+                currency: currency.clone(),
+                cost: *c,
+            })
+            .collect(),
         jobs: a
             .jobs
             .iter()
@@ -154,6 +179,15 @@ fn from_str(path: &Path, s: &str, opts: AccountantOptions) -> Result<Accountant,
             0.0
         };
         a.totals.insert((r.account, r.user, r.partition, r.tres), s);
+    }
+    for r in f.costs {
+        let c = if r.cost.is_finite() && r.cost > 0.0 {
+            r.cost
+        } else {
+            0.0
+        };
+        a.cost_totals
+            .insert((r.account, r.user, r.partition, r.tres, r.currency), c);
     }
     for r in f.month_used {
         a.month_used.insert((r.account, r.tres), r.seconds.max(0.0));

@@ -384,11 +384,14 @@ fn state_file_round_trip_and_errors() {
     let opts = AccountantOptions::default();
     assert!(state::load(&path, opts).unwrap().is_none());
     let mut a = acct();
+    a.prices = Some(prices());
     a.apply(1000, &[row(1, 990, None, 1.0, 1.0)], None);
     a.apply(1030, &[row(1, 990, None, 1.0, 1.0)], None);
     state::save(&path, &a, 1030).unwrap();
     let b = state::load(&path, opts).unwrap().unwrap();
     assert_eq!(b.totals, a.totals);
+    assert_eq!(b.cost_totals, a.cost_totals);
+    assert_eq!(a.cost_totals.len(), 2, "{:?}", a.cost_totals);
     assert_eq!(b.jobs, a.jobs);
     assert_eq!(b.horizon, a.horizon);
     std::fs::write(&path, "{not json").unwrap();
@@ -487,4 +490,74 @@ fn short_min_job_age_with_zero_gap_threshold_stays_exact() {
     let got = total(&a, TRES_GPU);
     let want = sim.expected(1000, 5980);
     assert!((got - want).abs() < 1e-6, "got {got} want {want}");
+}
+
+fn prices() -> crate::cluster::budgets::Prices {
+    crate::cluster::budgets::Budgets::parse(
+        std::path::Path::new("b.yaml"),
+        "prices:\n  currency: USD\n  gpu_hour: {default: 4.1, gpu_types: {h100: 12.29}}\n  cpu_hour: {partitions: {gpu: 0.05}}\n",
+    )
+    .unwrap()
+    .prices
+    .unwrap()
+}
+
+fn cost(a: &Accountant, tres: &str) -> f64 {
+    a.cost_totals
+        .iter()
+        .filter(|(k, _)| k.3 == tres && k.4 == "USD")
+        .map(|(_, v)| v)
+        .sum()
+}
+
+#[test]
+fn cost_over_every_window_is_usage_times_price_across_restarts() {
+    let sim = sim_jobs();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("usage.json");
+    let opts = AccountantOptions::default();
+    let mut a = Accountant::new(opts);
+    a.prices = Some(prices());
+    let mut t = 1000;
+    let mut marks = Vec::new();
+    while t <= 6000 {
+        sim.poll(&mut a, t, t % 900 != 0);
+        marks.push((
+            total(&a, TRES_GPU),
+            cost(&a, TRES_GPU),
+            total(&a, TRES_CPU),
+            cost(&a, TRES_CPU),
+        ));
+        if t % 600 == 0 {
+            // A restart: the state file carries the cost counters, the
+            // budgets file the prices.
+            state::save(&path, &a, t).unwrap();
+            a = state::load(&path, opts).unwrap().expect("state");
+            a.prices = Some(prices());
+        }
+        t += 30;
+    }
+    assert!(marks.last().unwrap().1 > 0.0);
+    let close = |got: f64, want: f64| (got - want).abs() <= 1e-9 * want.abs().max(1.0);
+    // Every window [i, j] of polls: Δcost = Δusage / 3600 × price.
+    for i in (0..marks.len()).step_by(7) {
+        for j in (i..marks.len()).step_by(11) {
+            let (g0, c0, p0, q0) = marks[i];
+            let (g1, c1, p1, q1) = marks[j];
+            assert!(close(c1 - c0, (g1 - g0) / 3600.0 * 12.29), "gpu {i}..{j}");
+            assert!(close(q1 - q0, (p1 - p0) / 3600.0 * 0.05), "cpu {i}..{j}");
+        }
+    }
+    // No billing price: no billing cost series.
+    assert_eq!(cost(&a, TRES_BILLING), 0.0);
+    assert!(a.cost_totals.keys().all(|k| k.3 != TRES_BILLING));
+}
+
+#[test]
+fn no_prices_no_cost() {
+    let mut a = acct();
+    a.apply(1000, &[row(1, 990, None, 1.0, 1.0)], None);
+    a.apply(1030, &[row(1, 990, None, 1.0, 1.0)], None);
+    assert!(a.totals.values().any(|v| *v > 0.0));
+    assert!(a.cost_totals.is_empty());
 }

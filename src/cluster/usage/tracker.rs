@@ -36,7 +36,7 @@ impl UsageTracker {
         state_file: Option<PathBuf>,
         budgets: Option<Budgets>,
     ) -> Result<UsageTracker, state::StateError> {
-        let accountant = match &state_file {
+        let mut accountant = match &state_file {
             Some(p) => match state::load(p, opts)? {
                 Some(a) => {
                     tracing::info!(path = %p.display(), series = a.totals.len(), jobs = a.jobs.len(), accounted_until = ?a.horizon, "usage counters restored");
@@ -49,6 +49,10 @@ impl UsageTracker {
             },
             None => Accountant::new(opts),
         };
+        accountant.prices = budgets.as_ref().and_then(|b| b.prices.clone());
+        if let Some(p) = &accountant.prices {
+            tracing::info!(currency = %p.currency, "prices loaded: cost counters follow usage from now on");
+        }
         Ok(UsageTracker {
             accountant,
             budgets,
