@@ -7,3 +7,4 @@ pub mod nodes;
 pub mod partitions;
 pub mod scheduler;
 pub mod usage;
+pub mod limits;
