@@ -215,7 +215,7 @@ mod tests {
         ];
         let mut set = MetricSet::new();
         collect_associations(&assocs, Some("c"), &mut set);
-        let l = |limit: &str, tres: &str| {
+        let l = |limit: &'static str, tres: &'static str| {
             vec![
                 ("account", "ai"),
                 ("user", ""),
