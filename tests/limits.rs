@@ -376,3 +376,38 @@ async fn limits_endpoints_failing_leave_the_rest_working() {
     assert_eq!(set.value("slurm_exporter_endpoint_up", &[("endpoint", "jobs")]), Some(1.0));
     assert!(text.contains("slurm_cluster_jobs_pending{"));
 }
+
+/// Associations and QOS are fetched one poll in N; between fetches the kept
+/// data counts as current (not stale), and a failed fetch is retried at once.
+#[tokio::test]
+async fn limits_are_fetched_one_poll_in_n() {
+    let state = mock(vec![(ApiVersion::V0044, recording(ApiVersion::V0044))]);
+    let url = start_tcp(state.clone()).await;
+    let mut p = Poller::new(
+        client(&url, TokenSource::None, Duration::from_secs(10), 64 << 20),
+        PollOptions {
+            limits_poll_every: 3,
+            ..PollOptions::default()
+        },
+    );
+    let fetches = |path: &str| {
+        state
+            .lock()
+            .unwrap()
+            .requests
+            .iter()
+            .filter(|(p, _, _)| p.starts_with(path))
+            .count()
+    };
+    for _ in 0..6 {
+        let set = p.poll().await;
+        assert_eq!(
+            set.value("slurm_exporter_endpoint_stale", &[("endpoint", "qos")]),
+            Some(0.0)
+        );
+        assert!(set.encode_text().contains("slurm_qos_tres_limit{"));
+    }
+    assert_eq!(fetches("/slurmdb/v0.0.44/qos"), 2);
+    assert_eq!(fetches("/slurmdb/v0.0.44/associations"), 2);
+    assert_eq!(fetches("/slurm/v0.0.44/diag"), 6);
+}

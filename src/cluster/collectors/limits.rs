@@ -22,6 +22,15 @@ const QOS_JOBS: &str = "Job-count limit of a Slurm QOS (sacctmgr GrpJobs, GrpSub
 const USAGE: &str = "Decayed TRES usage Slurm counts against GrpTRESMins, in TRES-seconds (mem in byte-seconds): /shares tres.usage, sshare GrpTRESRaw x 60. Decays with PriorityDecayHalfLife unless it is 0; reset by PriorityUsageResetPeriod.";
 const RUNNING: &str = "TRES-seconds still allocated to the association's running jobs (time limit left x TRES), counted against GrpTRESRunMins: /shares tres.run_seconds, sshare TRESRunMins x 60; mem in byte-seconds.";
 
+/// TRES whose usage is exported: those limits are set on in practice.
+/// `energy`, `fs/disk`, `vmem`, `pages` and the GPU metric GRES
+/// (`gres/gpumem`, `gres/gpuutil`) are left out of the usage series.
+fn usage_tres(tres: &str) -> bool {
+    matches!(tres, "cpu" | "mem" | "node" | "billing")
+        || tres.starts_with("license/")
+        || (tres.starts_with("gres/") && !matches!(tres, "gres/gpumem" | "gres/gpuutil"))
+}
+
 /// Multiplier from Slurm's unit to ours for a TRES count (mem MB → bytes).
 fn count_scale(tres: &str) -> f64 {
     if tres == "mem" {
@@ -145,7 +154,7 @@ pub fn collect_usage(shares: &[Share], set: &mut MetricSet) {
         ] {
             let mut tres_seen = HashSet::new();
             for (tres, v) in list {
-                if !tres_seen.insert(tres) {
+                if !usage_tres(tres) || !tres_seen.insert(tres) {
                     continue;
                 }
                 set.gauge(
@@ -281,7 +290,11 @@ mod tests {
         let s = Share {
             account: "ai".into(),
             user: Some("bob".into()),
-            tres_usage_seconds: vec![("gres/gpu".into(), 4329.5), ("mem".into(), 2.0)],
+            tres_usage_seconds: vec![
+                ("gres/gpu".into(), 4329.5),
+                ("mem".into(), 2.0),
+                ("energy".into(), 0.0),
+            ],
             tres_run_seconds: vec![("gres/gpu".into(), 28268.0)],
             ..Default::default()
         };
@@ -300,5 +313,6 @@ mod tests {
             set.value("slurm_assoc_tres_running_seconds", &l("gres/gpu")),
             Some(28268.0)
         );
+        assert_eq!(set.value("slurm_assoc_tres_usage_seconds", &l("energy")), None);
     }
 }
