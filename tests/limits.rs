@@ -327,6 +327,15 @@ async fn scraper_serves_limits_and_usage() {
         set.value("slurm_exporter_endpoint_up", &[("endpoint", "associations")]),
         Some(1.0)
     );
+    // Jobs held by a limit are attributable per account in one query:
+    // sum by (account, reason) (slurm_cluster_jobs_pending{reason=~"(Assoc|QOS)(Grp|Max).*"}).
+    assert_eq!(
+        set.value(
+            "slurm_cluster_jobs_pending",
+            &[("account", "ai_project"), ("reason", "QOSMaxGRESPerUser")]
+        ),
+        Some(1.0)
+    );
 }
 
 /// slurmrestd without slurmdbd paths (404, e.g. run without its slurmdbd
