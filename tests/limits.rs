@@ -89,7 +89,13 @@ fn sacctmgr(case: &Case, what: &str) -> Vec<BTreeMap<String, String>> {
         .collect();
     lines
         .filter(|l| !l.is_empty())
-        .map(|l| header.iter().cloned().zip(l.split('|').map(str::to_string)).collect())
+        .map(|l| {
+            header
+                .iter()
+                .cloned()
+                .zip(l.split('|').map(str::to_string))
+                .collect()
+        })
         .collect()
 }
 
@@ -142,7 +148,11 @@ fn cli_limits(row: &BTreeMap<String, String>, columns: &[(&str, LimitKind)]) -> 
                     Some(b'T') => (&n[..n.len() - 1], 1024 * 1024),
                     _ => (n, 1),
                 };
-                out.insert((kind.as_str(), tres.to_string(), digits.parse::<u64>().unwrap() * mult));
+                out.insert((
+                    kind.as_str(),
+                    tres.to_string(),
+                    digits.parse::<u64>().unwrap() * mult,
+                ));
             }
         } else {
             out.insert((kind.as_str(), String::new(), v.parse().unwrap()));
@@ -153,11 +163,7 @@ fn cli_limits(row: &BTreeMap<String, String>, columns: &[(&str, LimitKind)]) -> 
 
 /// The parsed limits restricted to the kinds sacctmgr printed.
 fn ours(l: &Limits, columns: &[(&str, LimitKind)], header: &BTreeSet<&str>) -> LimitSet {
-    let shown = |k: LimitKind| {
-        columns
-            .iter()
-            .any(|(c, ck)| *ck == k && header.contains(c))
-    };
+    let shown = |k: LimitKind| columns.iter().any(|(c, ck)| *ck == k && header.contains(c));
     l.tres
         .iter()
         .filter(|t| shown(t.limit))
@@ -179,7 +185,13 @@ fn associations_equal_sacctmgr() {
             .unwrap_or_else(|e| panic!("{} {}: {e}", case.version, case.release));
         let rows = sacctmgr(&case, "assoc");
         let header: BTreeSet<&str> = rows[0].keys().map(String::as_str).collect();
-        assert_eq!(assocs.len(), rows.len(), "{} {}", case.version, case.release);
+        assert_eq!(
+            assocs.len(),
+            rows.len(),
+            "{} {}",
+            case.version,
+            case.release
+        );
         let mut any_limit = false;
         for row in &rows {
             let user = row.get("User").cloned().unwrap_or_default();
@@ -202,7 +214,11 @@ fn associations_equal_sacctmgr() {
                 case.release
             );
         }
-        assert!(any_limit, "{}: no association limit to compare", case.release);
+        assert!(
+            any_limit,
+            "{}: no association limit to compare",
+            case.release
+        );
     }
 }
 
@@ -236,7 +252,10 @@ fn qos_equal_sacctmgr() {
 /// few seconds apart: running jobs' remaining time moves meanwhile).
 #[test]
 fn shares_run_seconds_match_sshare_tres_run_mins() {
-    for case in cases().into_iter().filter(|c| c.version != ApiVersion::V0038) {
+    for case in cases()
+        .into_iter()
+        .filter(|c| c.version != ApiVersion::V0038)
+    {
         let Ok(body) = std::fs::read(fixture(&format!("{}/slurm_shares.json", case.rest_dir)))
         else {
             continue;
@@ -279,9 +298,10 @@ fn shares_run_seconds_match_sshare_tres_run_mins() {
             compared += 1;
         }
         assert!(compared > 0, "{}", case.version);
-        assert!(shares
+        assert!(shares.iter().any(|s| s
+            .tres_usage_seconds
             .iter()
-            .any(|s| s.tres_usage_seconds.iter().any(|(t, v)| t == "gres/gpu" && *v > 0.0)));
+            .any(|(t, v)| t == "gres/gpu" && *v > 0.0)));
     }
 }
 
@@ -298,9 +318,10 @@ async fn scrape(state: Mock) -> slurm_gpu_exporter::exposition::MetricSet {
 
 #[tokio::test]
 async fn scraper_serves_limits_and_usage() {
-    let set = scrape(
-        mock(vec![(ApiVersion::V0044, recording(ApiVersion::V0044))]),
-    )
+    let set = scrape(mock(vec![(
+        ApiVersion::V0044,
+        recording(ApiVersion::V0044),
+    )]))
     .await;
     let grp = [
         ("account", "ai_project"),
@@ -313,18 +334,29 @@ async fn scraper_serves_limits_and_usage() {
     assert_eq!(
         set.value(
             "slurm_qos_tres_limit",
-            &[("qos", "gpu_limit"), ("limit", "MaxTRESPerUser"), ("tres", "gres/gpu")]
+            &[
+                ("qos", "gpu_limit"),
+                ("limit", "MaxTRESPerUser"),
+                ("tres", "gres/gpu")
+            ]
         ),
         Some(4.0)
     );
     assert!(set
         .value(
             "slurm_assoc_tres_usage_seconds",
-            &[("account", "ai_project"), ("user", ""), ("tres", "gres/gpu")]
+            &[
+                ("account", "ai_project"),
+                ("user", ""),
+                ("tres", "gres/gpu")
+            ]
         )
         .is_some_and(|v| v > 0.0));
     assert_eq!(
-        set.value("slurm_exporter_endpoint_up", &[("endpoint", "associations")]),
+        set.value(
+            "slurm_exporter_endpoint_up",
+            &[("endpoint", "associations")]
+        ),
         Some(1.0)
     );
     // Jobs held by a limit are attributable per account in one query:
@@ -364,7 +396,10 @@ async fn limits_endpoints_failing_leave_the_rest_working() {
     assert!(!text.contains("slurm_assoc_tres_limit{"), "{text}");
     assert!(!text.contains("slurm_qos_tres_limit{"));
     assert_eq!(
-        set.value("slurm_exporter_endpoint_up", &[("endpoint", "associations")]),
+        set.value(
+            "slurm_exporter_endpoint_up",
+            &[("endpoint", "associations")]
+        ),
         Some(0.0)
     );
     assert_eq!(
@@ -381,8 +416,14 @@ async fn limits_endpoints_failing_leave_the_rest_working() {
         ),
         Some(1.0)
     );
-    assert_eq!(set.value("slurm_exporter_api_version_info", &[("version", "v0.0.44")]), Some(1.0));
-    assert_eq!(set.value("slurm_exporter_endpoint_up", &[("endpoint", "jobs")]), Some(1.0));
+    assert_eq!(
+        set.value("slurm_exporter_api_version_info", &[("version", "v0.0.44")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        set.value("slurm_exporter_endpoint_up", &[("endpoint", "jobs")]),
+        Some(1.0)
+    );
     assert!(text.contains("slurm_cluster_jobs_pending{"));
 }
 

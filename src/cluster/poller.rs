@@ -556,7 +556,10 @@ impl Poller {
     /// old one lacks the path; only the error counter says so.
     fn keep_limits(
         &mut self,
-        assocs: (Instant, Option<Result<Fetched<Vec<Association>>, FetchError>>),
+        assocs: (
+            Instant,
+            Option<Result<Fetched<Vec<Association>>, FetchError>>,
+        ),
         qos: (Instant, Option<Result<Fetched<Vec<Qos>>, FetchError>>),
         now: Instant,
     ) {

@@ -589,9 +589,10 @@ pub const DEMO_GRP_GPU_MINUTES: u64 = 6000;
 /// the dashboards' quota and runway panels have a TRES-minutes limit to show.
 fn demo_associations(mut body: Value) -> Value {
     if let Some(list) = body["associations"].as_array_mut() {
-        for a in list.iter_mut().filter(|a| {
-            a["account"] == "ai_project" && a["user"].as_str().unwrap_or("").is_empty()
-        }) {
+        for a in list
+            .iter_mut()
+            .filter(|a| a["account"] == "ai_project" && a["user"].as_str().unwrap_or("").is_empty())
+        {
             a["max"]["tres"]["group"]["minutes"] = json!([
                 {"type": "gres", "name": "gpu", "id": 1001, "count": DEMO_GRP_GPU_MINUTES}
             ]);

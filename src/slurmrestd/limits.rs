@@ -287,10 +287,9 @@ pub fn parse_qos(version: ApiVersion, body: &mut dyn Read) -> Result<Vec<Qos>, P
     } else {
         "qos"
     };
-    let wire: Option<Vec<WireQos>> =
-        body::read_member(body, field, |q: &Option<Vec<WireQos>>| {
-            q.as_ref().is_none_or(Vec::is_empty)
-        })?;
+    let wire: Option<Vec<WireQos>> = body::read_member(body, field, |q: &Option<Vec<WireQos>>| {
+        q.as_ref().is_none_or(Vec::is_empty)
+    })?;
     Ok(wire
         .unwrap_or_default()
         .into_iter()
@@ -309,11 +308,7 @@ fn qos(q: WireQos) -> Qos {
     );
     let jobs = max.jobs.unwrap_or_default();
     job_limit(&mut limits, LimitKind::GrpSubmit, jobs.count);
-    let active = jobs
-        .active_jobs
-        .unwrap_or_default()
-        .per
-        .unwrap_or_default();
+    let active = jobs.active_jobs.unwrap_or_default().per.unwrap_or_default();
     job_limit(&mut limits, LimitKind::MaxJobsPerUser, active.user);
     job_limit(&mut limits, LimitKind::MaxJobsPerAccount, active.account);
     let submit = jobs.per.unwrap_or_default();
@@ -332,7 +327,11 @@ fn qos(q: WireQos) -> Qos {
     tres_limit(&mut limits, LimitKind::MaxTresMinsPerJob, mper.job);
     tres_limit(&mut limits, LimitKind::GrpTresRunMins, mper.qos);
     tres_limit(&mut limits, LimitKind::MaxTresRunMinsPerUser, mper.user);
-    tres_limit(&mut limits, LimitKind::MaxTresRunMinsPerAccount, mper.account);
+    tres_limit(
+        &mut limits,
+        LimitKind::MaxTresRunMinsPerAccount,
+        mper.account,
+    );
     Qos {
         name: q.name,
         limits,

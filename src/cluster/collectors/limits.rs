@@ -149,8 +149,16 @@ pub fn collect_usage(shares: &[Share], set: &mut MetricSet) {
             continue;
         }
         for (name, help, list) in [
-            ("slurm_assoc_tres_usage_seconds", USAGE, &s.tres_usage_seconds),
-            ("slurm_assoc_tres_running_seconds", RUNNING, &s.tres_run_seconds),
+            (
+                "slurm_assoc_tres_usage_seconds",
+                USAGE,
+                &s.tres_usage_seconds,
+            ),
+            (
+                "slurm_assoc_tres_running_seconds",
+                RUNNING,
+                &s.tres_run_seconds,
+            ),
         ] {
             let mut tres_seen = HashSet::new();
             for (tres, v) in list {
@@ -278,11 +286,7 @@ mod tests {
         let mut set = MetricSet::new();
         collect_qos(&[q.clone(), q], &mut set);
         let text = set.encode_text();
-        assert_eq!(
-            text.matches("slurm_qos_tres_limit{").count(),
-            2,
-            "{text}"
-        );
+        assert_eq!(text.matches("slurm_qos_tres_limit{").count(), 2, "{text}");
     }
 
     #[test]
@@ -313,6 +317,9 @@ mod tests {
             set.value("slurm_assoc_tres_running_seconds", &l("gres/gpu")),
             Some(28268.0)
         );
-        assert_eq!(set.value("slurm_assoc_tres_usage_seconds", &l("energy")), None);
+        assert_eq!(
+            set.value("slurm_assoc_tres_usage_seconds", &l("energy")),
+            None
+        );
     }
 }

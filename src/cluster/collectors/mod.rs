@@ -3,8 +3,8 @@
 pub mod exporter;
 pub mod fairshare;
 pub mod jobs;
+pub mod limits;
 pub mod nodes;
 pub mod partitions;
 pub mod scheduler;
 pub mod usage;
-pub mod limits;
