@@ -127,6 +127,9 @@ pub struct Poller {
     usage_clock: Option<UsageClock>,
 }
 
+/// An optional fetch with the time it started.
+type Timed<T> = (Instant, Option<Result<Fetched<T>, FetchError>>);
+
 /// A clock (Unix seconds) for usage accounting: the demo's faster clock.
 pub type UsageClock = Arc<dyn Fn() -> i64 + Send + Sync>;
 
@@ -554,15 +557,7 @@ impl Poller {
     /// Keeps association and QOS data. A 404 here does not mean the API
     /// version is gone: slurmrestd runs without its slurmdbd plugin, or an
     /// old one lacks the path; only the error counter says so.
-    fn keep_limits(
-        &mut self,
-        assocs: (
-            Instant,
-            Option<Result<Fetched<Vec<Association>>, FetchError>>,
-        ),
-        qos: (Instant, Option<Result<Fetched<Vec<Qos>>, FetchError>>),
-        now: Instant,
-    ) {
+    fn keep_limits(&mut self, assocs: Timed<Vec<Association>>, qos: Timed<Vec<Qos>>, now: Instant) {
         if !self.opts.limits {
             return;
         }
