@@ -370,12 +370,8 @@ async fn scraper_serves_limits_and_usage() {
     );
 }
 
-/// slurmrestd without slurmdbd paths (404, e.g. run without its slurmdbd
-/// plugin) or slurmdbd down (500): the limits series are absent, the error
-/// counter says why, and the rest is served; a 404 there does not make the
-/// scraper drop the API version.
-#[tokio::test]
-async fn limits_endpoints_failing_leave_the_rest_working() {
+/// The v0.0.44 recording without its `/slurmdb/` paths (404 there).
+fn without_slurmdb() -> slurm_gpu_exporter::replay::Recording {
     let dir = tempfile::tempdir().unwrap();
     let src = fixtures().join("slurmrestd/v0.0.44");
     for e in std::fs::read_dir(&src).unwrap() {
@@ -384,8 +380,16 @@ async fn limits_endpoints_failing_leave_the_rest_working() {
             std::fs::copy(src.join(&name), dir.path().join(&name)).unwrap();
         }
     }
-    let mut rec =
-        slurm_gpu_exporter::replay::Recording::from_dir(dir.path(), ApiVersion::V0044).unwrap();
+    slurm_gpu_exporter::replay::Recording::from_dir(dir.path(), ApiVersion::V0044).unwrap()
+}
+
+/// slurmrestd without slurmdbd paths (404, e.g. run without its slurmdbd
+/// plugin) or slurmdbd down (500): the limits series are absent, the error
+/// counter says why, and the rest is served; a 404 there does not make the
+/// scraper drop the API version.
+#[tokio::test]
+async fn limits_endpoints_failing_leave_the_rest_working() {
+    let mut rec = without_slurmdb();
     // slurmdbd down: slurmrestd answers with errors[] and no data.
     rec.insert(
         "/slurmdb/v0.0.44/associations/",
@@ -460,4 +464,44 @@ async fn limits_are_fetched_one_poll_in_n() {
     assert_eq!(fetches("/slurmdb/v0.0.44/qos"), 2);
     assert_eq!(fetches("/slurmdb/v0.0.44/associations"), 2);
     assert_eq!(fetches("/slurm/v0.0.44/diag"), 6);
+}
+
+/// A failed fetch of associations/QOS is retried on the next poll, not N
+/// polls later; once it succeeds, the one-in-N schedule resumes.
+#[tokio::test]
+async fn failed_limits_fetch_is_retried_next_poll() {
+    let state = mock(vec![(ApiVersion::V0044, without_slurmdb())]);
+    let url = start_tcp(state.clone()).await;
+    let mut p = Poller::new(
+        client(&url, TokenSource::None, Duration::from_secs(10), 64 << 20),
+        PollOptions {
+            pinned_version: Some(ApiVersion::V0044),
+            limits_poll_every: 5,
+            ..PollOptions::default()
+        },
+    );
+    let fetches = || {
+        state
+            .lock()
+            .unwrap()
+            .requests
+            .iter()
+            .filter(|(p, _, _)| p.starts_with("/slurmdb/v0.0.44/qos"))
+            .count()
+    };
+    let set = p.poll().await;
+    assert!(!set.encode_text().contains("slurm_qos_tres_limit{"));
+    assert_eq!(fetches(), 1);
+    p.poll().await;
+    assert_eq!(fetches(), 2, "retried after a failure");
+    state.lock().unwrap().recordings = vec![(ApiVersion::V0044, recording(ApiVersion::V0044))];
+    let set = p.poll().await;
+    assert_eq!(fetches(), 3);
+    assert!(set.encode_text().contains("slurm_qos_tres_limit{"));
+    for _ in 0..4 {
+        p.poll().await;
+    }
+    assert_eq!(fetches(), 3, "back to one poll in 5");
+    p.poll().await;
+    assert_eq!(fetches(), 4);
 }
