@@ -265,6 +265,33 @@ def dashboard(uid: str, title: str, description: str, items: list, *, tags: list
 # 1. GPU usage by account
 # --------------------------------------------------------------------------------------------------
 
+def limits_panels() -> list:
+    """Slurm's limits and the runway rules (alerts/limits.yaml), on the GPU-by-account and monthly dashboards."""
+    return [
+        Row("Slurm limits and runway"),
+        Panel("bargauge", "Quota use by account",
+              [q('max by (account) (account:slurm_assoc_grp_tres_gpus_used:ratio{' + CA + '})',
+                 "{{account}} GPUs / GrpTRES", instant=True),
+               q('max by (account, tres) (account_tres:slurm_assoc_grp_tres_mins_used:ratio{' + CA + '})',
+                 "{{account}} {{tres}} / GrpTRESMins", instant=True)],
+              w=12, h=8, unit="percentunit", thresholds_=BUDGET_THRESHOLDS, min_=0, max_=1.2,
+              desc="Use of the limits Slurm enforces on each account's own association: GPUs held by running "
+                   "jobs over GrpTRES gres/gpu (Slurm holds GPU jobs with AssocGrpGRES at 100 %), and the "
+                   "decayed usage Slurm counts (sshare GrpTRESRaw) over GrpTRESMins (AssocGrp*Minutes at "
+                   "100 %). Accounts without such limits are absent."),
+        Panel("bargauge", "Runway",
+              [q('min by (account, tres) (account_tres:slurm_assoc_grp_tres_mins_runway:days{' + CA + '})',
+                 "{{account}} {{tres}} Slurm GrpTRESMins", instant=True),
+               q('min by (account, tres) (account_tres:slurm_budget_runway:days{' + CA + '})',
+                 "{{account}} {{tres}} monthly budget", instant=True)],
+              w=12, h=8, unit="d", decimals=1, min_=0, max_=30,
+              thresholds_=thresholds((None, "red"), (1, "orange"), (3, "green")),
+              desc="Days left at the burn rate of the last 24 h (rate of slurm_account_tres_usage_seconds_total): "
+                   "until Slurm's GrpTRESMins is reached and it holds the account's jobs, and until the "
+                   "monthly budget is spent. Alerts at 3 and 1 days (docs/alerts.md)."),
+    ]
+
+
 def gpu_usage_by_account() -> dict:
     alloc = 'slurm_cluster_jobs_allocated_gpus{' + CPAU + '}'
     util = 'node_gpu:slurm_gpu_utilization_ratio:allocated{' + CPAU + '}'
@@ -305,6 +332,7 @@ def gpu_usage_by_account() -> dict:
                  instant=True)], w=12, h=8, unit="percentunit", thresholds_=BUDGET_THRESHOLDS, min_=0, max_=1.2,
               desc="Share of the monthly TRES budget used this calendar month (slurm_account_budget_used_ratio); "
                    "orange from 80 %, red from 100 %."),
+        *limits_panels(),
         Row("Utilization of allocated GPUs"),
         Panel("timeseries", "Utilization of allocated GPUs by account",
               [q(f"avg by (account) ({util})", "{{account}}")], w=12, h=9, unit="percentunit", min_=0, max_=1,
@@ -793,6 +821,7 @@ def monthly_usage() -> dict:
                                                      sort_by="GPU-hours"),
               overrides=[unit_override("GPU-hours", "none", 1)],
               desc="Rolling 30 days (recording rule account_user:slurm_gpu_hours:increase30d)."),
+        *limits_panels(),
     ]
     return dashboard("slurm-monthly-usage", "Slurm monthly usage",
                      "sreport-style TRES usage per account and user, compared with the previous month.",

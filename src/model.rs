@@ -296,6 +296,127 @@ pub struct Share {
     pub effective_usage: f64,
     /// Fairshare factor (`FairShare` column; `Level FS` under fair tree for accounts).
     pub fairshare: Option<f64>,
+    /// Decayed TRES usage in TRES-seconds by TRES name (`tres.usage`; sshare's
+    /// `GrpTRESRaw` in minutes): what Slurm counts against `GrpTRESMins`.
+    /// Memory stays in MB-seconds as Slurm counts it.
+    pub tres_usage_seconds: Vec<(String, f64)>,
+    /// TRES-seconds still allocated to running jobs (`tres.run_seconds`;
+    /// sshare's `TRESRunMins` in minutes): what counts against `GrpTRESRunMins`.
+    pub tres_run_seconds: Vec<(String, f64)>,
+}
+
+/// A limit Slurm enforces on an association or a QOS, by sacctmgr's name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum LimitKind {
+    /// `GrpTRES`: TRES in use by all jobs of the association/QOS (and children).
+    GrpTres,
+    /// `GrpTRESMins`: decayed TRES-minutes ever used; reaching it holds and, with
+    /// `safe`, ends jobs.
+    GrpTresMins,
+    /// `GrpTRESRunMins`: TRES-minutes still allocated to running jobs.
+    GrpTresRunMins,
+    MaxTresPerJob,
+    MaxTresPerNode,
+    /// QOS `MaxTRESPerUser` (`MaxTRESPU`).
+    MaxTresPerUser,
+    /// QOS `MaxTRESPerAccount` (`MaxTRESPA`).
+    MaxTresPerAccount,
+    MaxTresMinsPerJob,
+    /// QOS `MaxTRESRunMinsPerUser`.
+    MaxTresRunMinsPerUser,
+    /// QOS `MaxTRESRunMinsPerAccount`.
+    MaxTresRunMinsPerAccount,
+    /// Running jobs of the association (and children) / QOS.
+    GrpJobs,
+    /// Running plus pending jobs (`GrpSubmitJobs`, sacctmgr column `GrpSubmit`).
+    GrpSubmit,
+    /// Association `MaxJobs`: running jobs of this association.
+    MaxJobs,
+    /// Association `MaxSubmitJobs` (column `MaxSubmit`).
+    MaxSubmit,
+    /// QOS `MaxJobsPerUser` (`MaxJobsPU`).
+    MaxJobsPerUser,
+    MaxJobsPerAccount,
+    /// QOS `MaxSubmitJobsPerUser` (`MaxSubmitPU`).
+    MaxSubmitPerUser,
+    MaxSubmitPerAccount,
+}
+
+impl LimitKind {
+    /// The name sacctmgr uses (`limit` label value).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LimitKind::GrpTres => "GrpTRES",
+            LimitKind::GrpTresMins => "GrpTRESMins",
+            LimitKind::GrpTresRunMins => "GrpTRESRunMins",
+            LimitKind::MaxTresPerJob => "MaxTRESPerJob",
+            LimitKind::MaxTresPerNode => "MaxTRESPerNode",
+            LimitKind::MaxTresPerUser => "MaxTRESPerUser",
+            LimitKind::MaxTresPerAccount => "MaxTRESPerAccount",
+            LimitKind::MaxTresMinsPerJob => "MaxTRESMinsPerJob",
+            LimitKind::MaxTresRunMinsPerUser => "MaxTRESRunMinsPerUser",
+            LimitKind::MaxTresRunMinsPerAccount => "MaxTRESRunMinsPerAccount",
+            LimitKind::GrpJobs => "GrpJobs",
+            LimitKind::GrpSubmit => "GrpSubmit",
+            LimitKind::MaxJobs => "MaxJobs",
+            LimitKind::MaxSubmit => "MaxSubmit",
+            LimitKind::MaxJobsPerUser => "MaxJobsPerUser",
+            LimitKind::MaxJobsPerAccount => "MaxJobsPerAccount",
+            LimitKind::MaxSubmitPerUser => "MaxSubmitPerUser",
+            LimitKind::MaxSubmitPerAccount => "MaxSubmitPerAccount",
+        }
+    }
+
+    /// Whether the limit is in TRES-minutes rather than TRES counts.
+    pub fn is_minutes(self) -> bool {
+        matches!(
+            self,
+            LimitKind::GrpTresMins
+                | LimitKind::GrpTresRunMins
+                | LimitKind::MaxTresMinsPerJob
+                | LimitKind::MaxTresRunMinsPerUser
+                | LimitKind::MaxTresRunMinsPerAccount
+        )
+    }
+}
+
+/// One TRES of a TRES limit, in Slurm's unit: a count (memory in MB) or,
+/// for `*Mins` limits, TRES-minutes. Only set limits are listed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TresLimit {
+    pub limit: LimitKind,
+    /// `cpu`, `mem`, `node`, `billing`, `gres/gpu`, `license/matlab`, ...
+    pub tres: String,
+    pub value: u64,
+}
+
+/// The limits set on an association or QOS; unset ones are absent.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Limits {
+    pub tres: Vec<TresLimit>,
+    /// Job-count limits (`GrpJobs`, `MaxSubmit`, ...).
+    pub jobs: Vec<(LimitKind, u64)>,
+}
+
+/// One association from `/slurmdb/vX/associations` (`sacctmgr show assoc`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Association {
+    pub cluster: String,
+    pub account: String,
+    /// `None` for the account's own association.
+    pub user: Option<String>,
+    /// `None` unless the association is per partition.
+    pub partition: Option<String>,
+    pub parent: String,
+    pub qos: Vec<String>,
+    pub limits: Limits,
+}
+
+/// One QOS from `/slurmdb/vX/qos` (`sacctmgr show qos`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Qos {
+    pub name: String,
+    pub limits: Limits,
 }
 
 /// One RPC row of `sdiag`.

@@ -66,6 +66,14 @@ impl Recording {
         for entry in std::fs::read_dir(dir)? {
             let entry = entry?;
             let name = entry.file_name().to_string_lossy().to_string();
+            // The slurmdbd paths the cluster scraper polls (limits).
+            if let Some(db) = ["associations", "qos"]
+                .into_iter()
+                .find(|e| name == format!("slurmdb_{e}.json"))
+            {
+                rec.insert(&version.slurmdb_path(db), std::fs::read(entry.path())?);
+                continue;
+            }
             let Some(stem) = name
                 .strip_prefix("slurm_")
                 .and_then(|s| s.strip_suffix(".json"))

@@ -120,6 +120,21 @@ pub struct ClusterArgs {
     #[arg(long = "collector.scheduler", env = "SLURM_GPU_EXPORTER_COLLECTOR_SCHEDULER", default_value_t = true, action = ArgAction::Set)]
     pub collector_scheduler: bool,
 
+    /// Limits Slurm enforces (/slurmdb/vX/associations, /slurmdb/vX/qos) and
+    /// the usage counted against them (/shares, with --collector.fairshare).
+    #[arg(long = "collector.limits", env = "SLURM_GPU_EXPORTER_COLLECTOR_LIMITS", default_value_t = true, action = ArgAction::Set)]
+    pub collector_limits: bool,
+
+    /// Associations and QOS are fetched one poll in N (they change only
+    /// with sacctmgr); a failed fetch is retried the next poll.
+    #[arg(long = "limits.poll-every", env = "SLURM_GPU_EXPORTER_LIMITS_POLL_EVERY", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub limits_poll_every: u32,
+
+    /// Export only the associations of this Slurm cluster (ClusterName),
+    /// for a slurmdbd that serves several clusters. Default: all it returns.
+    #[arg(long = "limits.cluster", env = "SLURM_GPU_EXPORTER_LIMITS_CLUSTER")]
+    pub limits_cluster: Option<String>,
+
     /// Usage counters (slurm_account_tres_usage_seconds_total): allocated
     /// TRES-seconds per account, user and partition, as sreport counts them. Needs --collector.jobs.
     #[arg(long = "collector.usage", env = "SLURM_GPU_EXPORTER_COLLECTOR_USAGE", default_value_t = true, action = ArgAction::Set)]
@@ -160,6 +175,9 @@ impl ClusterArgs {
             partitions: self.collector_partitions,
             fairshare: self.collector_fairshare,
             scheduler: self.collector_scheduler,
+            limits: self.collector_limits,
+            limits_poll_every: self.limits_poll_every,
+            limits_cluster: self.limits_cluster.clone(),
             max_data_age: self.max_data_age,
             jobs_update_time: self.jobs_update_time,
             jobs_full_poll_every: self.jobs_full_poll_every,

@@ -7,13 +7,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::collectors::exporter::{self, EndpointStatus, ExporterStatus};
 use super::collectors::jobs::JobAggregates;
-use super::collectors::{fairshare, nodes, partitions, scheduler};
+use super::collectors::{fairshare, limits, nodes, partitions, scheduler};
 use super::jobtable::{JobTable, UnknownId};
 use super::nodes_sync::{rejects_update_time, sync_nodes, NodesPoll, NodesSync};
 use super::usage::tracker::{CheckError, UsageTracker};
 use crate::exposition::Kind;
 use crate::exposition::MetricSet;
-use crate::model::{Diag, Job, Node, Partition, Share};
+use crate::model::{Association, Diag, Job, Node, Partition, Qos, Share};
 use crate::slurmrestd::client::{Client, FetchError, Fetched};
 use crate::slurmrestd::{self, ApiVersion};
 
@@ -27,6 +27,13 @@ pub struct PollOptions {
     pub partitions: bool,
     pub fairshare: bool,
     pub scheduler: bool,
+    /// Association and QOS limits (`/slurmdb/vX/associations`, `/qos`).
+    pub limits: bool,
+    /// Associations and QOS are fetched one poll in N; while the last fetch
+    /// succeeded, the polls between count as current.
+    pub limits_poll_every: u32,
+    /// Only this cluster's associations (slurmdbd may serve several).
+    pub limits_cluster: Option<String>,
     /// Last good data older than this is dropped rather than served as stale.
     pub max_data_age: Duration,
     /// Send `?update_time=` on full `/jobs` polls and keep the job table when
@@ -62,6 +69,9 @@ impl Default for PollOptions {
             partitions: true,
             fairshare: true,
             scheduler: true,
+            limits: true,
+            limits_poll_every: 1,
+            limits_cluster: None,
             max_data_age: Duration::from_secs(600),
             // The library default polls /jobs in full (as before incremental
             // polling existed); the CLI turns incremental polling on.
@@ -90,6 +100,10 @@ pub struct Poller {
     partitions: Option<Kept<Vec<Partition>>>,
     shares: Option<Kept<Vec<Share>>>,
     diag: Option<Kept<Diag>>,
+    associations: Option<Kept<Vec<Association>>>,
+    qos: Option<Kept<Vec<Qos>>>,
+    /// Polls since associations and QOS were last fetched.
+    limits_polls_since: u32,
     status: BTreeMap<&'static str, EndpointStatus>,
     polls: u64,
     token_errors: u64,
@@ -112,6 +126,9 @@ pub struct Poller {
     /// Clock the usage accountant runs on; `None` is the system clock.
     usage_clock: Option<UsageClock>,
 }
+
+/// An optional fetch with the time it started.
+type Timed<T> = (Instant, Option<Result<Fetched<T>, FetchError>>);
 
 /// A clock (Unix seconds) for usage accounting: the demo's faster clock.
 pub type UsageClock = Arc<dyn Fn() -> i64 + Send + Sync>;
@@ -173,6 +190,9 @@ impl Poller {
             partitions: None,
             shares: None,
             diag: None,
+            associations: None,
+            qos: None,
+            limits_polls_since: 0,
             status: BTreeMap::new(),
             polls: 0,
             token_errors: 0,
@@ -327,6 +347,10 @@ impl Poller {
         if self.opts.scheduler {
             eps.push("diag");
         }
+        if self.opts.limits {
+            eps.push("associations");
+            eps.push("qos");
+        }
         eps
     }
 
@@ -347,7 +371,17 @@ impl Poller {
         let have_nodes = self.nodes.is_some();
         let jobs_conditional = !self.update_time_refused.contains(&("jobs", v));
         let nodes_conditional = !self.update_time_refused.contains(&("nodes", v));
-        let (jobs, nodes, parts, shares, diag) = tokio::join!(
+        // Limits change only with sacctmgr: fetched one poll in N, and every
+        // poll while a fetch failed or no data is kept.
+        let limits_due = |ep: &str, has: bool| {
+            on(ep)
+                && (!has
+                    || self.limits_polls_since + 1 >= self.opts.limits_poll_every
+                    || !self.status.get(ep).is_some_and(|s| s.up))
+        };
+        let assoc_due = limits_due("associations", self.associations.is_some());
+        let qos_due = limits_due("qos", self.qos.is_some());
+        let (jobs, nodes, parts, shares, diag, assocs, qos) = tokio::join!(
             maybe(
                 on("jobs"),
                 sync_jobs(client, v, &jobs_opts, jobs_conditional, jobs_sync)
@@ -381,6 +415,20 @@ impl Poller {
                 client
                     .get(&v.slurm_path("diag/"), move |r| {
                         slurmrestd::parse_diag(v, r)
+                    })
+                    .await
+            })),
+            timed(maybe(assoc_due, async move {
+                client
+                    .get(&v.slurmdb_path("associations/"), move |r| {
+                        slurmrestd::parse_associations(v, r)
+                    })
+                    .await
+            })),
+            timed(maybe(qos_due, async move {
+                client
+                    .get(&v.slurmdb_path("qos/"), move |r| {
+                        slurmrestd::parse_qos(v, r)
                     })
                     .await
             })),
@@ -493,6 +541,7 @@ impl Poller {
         keep!("partitions", parts, partitions);
         keep!("shares", shares, shares);
         keep!("diag", diag, diag);
+        self.keep_limits(assocs, qos, now);
         if not_found && self.opts.pinned_version.is_some() && self.pinned_unserved.is_none() {
             self.diagnose_pinned(v).await;
         }
@@ -503,6 +552,43 @@ impl Poller {
             self.version = None;
             self.nodes_sync = NodesSync::default();
         }
+    }
+
+    /// Keeps association and QOS data. A 404 here does not mean the API
+    /// version is gone: slurmrestd runs without its slurmdbd plugin, or an
+    /// old one lacks the path; only the error counter says so.
+    fn keep_limits(&mut self, assocs: Timed<Vec<Association>>, qos: Timed<Vec<Qos>>, now: Instant) {
+        if !self.opts.limits {
+            return;
+        }
+        let fetched = assocs.1.is_some() || qos.1.is_some();
+        macro_rules! keep_limit {
+            ($name:literal, $res:expr, $slot:ident) => {
+                let (started, res) = $res;
+                match res {
+                    // Not due: current as long as the last fetch succeeded.
+                    None => {
+                        if self.status.get($name).is_some_and(|s| s.up) {
+                            if let Some(k) = self.$slot.as_mut() {
+                                k.at = now;
+                            }
+                        }
+                    }
+                    Some(Ok(Fetched { value, bytes })) => {
+                        self.record_ok($name, started, bytes);
+                        self.$slot = Some(Kept { value, at: now });
+                    }
+                    Some(Err(e)) => self.record_err($name, started, &e),
+                }
+            };
+        }
+        keep_limit!("associations", assocs, associations);
+        keep_limit!("qos", qos, qos);
+        self.limits_polls_since = if fetched {
+            0
+        } else {
+            self.limits_polls_since.saturating_add(1)
+        };
     }
 
     /// After a 404 with a pinned version: if the version's `/ping` is a 404
@@ -600,6 +686,8 @@ impl Poller {
             "partitions" => self.partitions.is_some(),
             "shares" => self.shares.is_some(),
             "diag" => self.diag.is_some(),
+            "associations" => self.associations.is_some(),
+            "qos" => self.qos.is_some(),
             _ => false,
         }
     }
@@ -636,6 +724,8 @@ impl Poller {
         expire!("partitions", partitions);
         expire!("shares", shares);
         expire!("diag", diag);
+        expire!("associations", associations);
+        expire!("qos", qos);
         for name in expired {
             tracing::warn!(endpoint = name, max_age = ?max, "dropping stale data");
             if let Some(st) = self.status.get_mut(name) {
@@ -675,6 +765,21 @@ impl Poller {
         if self.opts.scheduler {
             if let Some(d) = &self.diag {
                 scheduler::collect(&d.value, &mut set);
+            }
+        }
+        if self.opts.limits {
+            if let Some(a) = &self.associations {
+                limits::collect_associations(
+                    &a.value,
+                    self.opts.limits_cluster.as_deref(),
+                    &mut set,
+                );
+            }
+            if let Some(q) = &self.qos {
+                limits::collect_qos(&q.value, &mut set);
+            }
+            if let Some(s) = &self.shares {
+                limits::collect_usage(&s.value, &mut set);
             }
         }
         if self.opts.jobs && self.opts.jobs_incremental() {

@@ -16,7 +16,9 @@
 //! (an empty list with a warning when nothing changed), `/jobs/state`,
 //! `/job/{id}`, `/nodes?update_time=` (error 1900 when no node changed; the
 //! "partitions unchanged" error when only nodes did), `/slurmdb/v0.0.44/jobs`
-//! with a time window, and `/slurmdb/v0.0.44/accounts`.
+//! with a time window, `/slurmdb/v0.0.44/accounts`, and the limits in
+//! `/slurmdb/v0.0.44/associations` and `/slurmdb/v0.0.44/qos` (recorded; see
+//! [`demo_associations`] for the one limit the demo adds).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -220,6 +222,8 @@ struct State {
     diag: Value,
     ping: Value,
     accounts: Value,
+    associations: Value,
+    qos: Value,
     requests: u64,
     diag_requests: u64,
 }
@@ -426,6 +430,8 @@ impl Cluster {
             diag,
             ping: parse(bundled!("slurm_ping.json")),
             accounts: parse(bundled!("slurmdb_accounts.json")),
+            associations: demo_associations(parse(bundled!("slurmdb_associations.json"))),
+            qos: parse(bundled!("slurmdb_qos.json")),
             requests: 0,
             diag_requests: 0,
         };
@@ -566,11 +572,33 @@ impl Cluster {
                     ok(&json!({"jobs": jobs, "meta": {}, "errors": [], "warnings": []}))
                 }
                 "accounts" => ok(&st.accounts),
+                "associations" => ok(&st.associations),
+                "qos" => ok(&st.qos),
                 _ => not_found(),
             };
         }
         not_found()
     }
+}
+
+/// GPU-minutes of the `GrpTRESMins` the demo gives `ai_project`.
+pub const DEMO_GRP_GPU_MINUTES: u64 = 6000;
+
+/// The recorded associations (ai_project has `GrpTRES=gres/gpu=16`), plus a
+/// `GrpTRESMins=gres/gpu=6000` on ai_project that the rig did not have, so
+/// the dashboards' quota and runway panels have a TRES-minutes limit to show.
+fn demo_associations(mut body: Value) -> Value {
+    if let Some(list) = body["associations"].as_array_mut() {
+        for a in list
+            .iter_mut()
+            .filter(|a| a["account"] == "ai_project" && a["user"].as_str().unwrap_or("").is_empty())
+        {
+            a["max"]["tres"]["group"]["minutes"] = json!([
+                {"type": "gres", "name": "gpu", "id": 1001, "count": DEMO_GRP_GPU_MINUTES}
+            ]);
+        }
+    }
+    body
 }
 
 fn not_found() -> http::Response<Body> {
@@ -1284,6 +1312,42 @@ mod tests {
         for row in rows {
             assert!(row.end.unwrap() >= t0 + 3600 && row.start <= t0 + 4 * 3600);
         }
+    }
+
+    #[test]
+    fn serves_limits_with_the_demo_grp_tres_mins() {
+        use crate::model::LimitKind;
+        let c = cluster();
+        let a = body(&c, "/slurmdb/v0.0.44/associations/");
+        let assocs = crate::slurmrestd::parse_associations(
+            crate::slurmrestd::ApiVersion::V0044,
+            &mut a.to_string().as_bytes(),
+        )
+        .unwrap();
+        let ai = assocs
+            .iter()
+            .find(|a| a.account == "ai_project" && a.user.is_none())
+            .unwrap();
+        let l: Vec<_> = ai
+            .limits
+            .tres
+            .iter()
+            .map(|t| (t.limit, t.tres.as_str(), t.value))
+            .collect();
+        assert_eq!(
+            l,
+            vec![
+                (LimitKind::GrpTres, "gres/gpu", 16),
+                (LimitKind::GrpTresMins, "gres/gpu", DEMO_GRP_GPU_MINUTES)
+            ]
+        );
+        let q = body(&c, "/slurmdb/v0.0.44/qos/");
+        let qos = crate::slurmrestd::parse_qos(
+            crate::slurmrestd::ApiVersion::V0044,
+            &mut q.to_string().as_bytes(),
+        )
+        .unwrap();
+        assert!(qos.iter().any(|q| q.name == "gpu_limit"));
     }
 
     #[test]

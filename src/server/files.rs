@@ -27,6 +27,7 @@ pub const FILES: &[(&str, &str, &str)] = files![
     "alerts" / "gpu.yaml",
     "alerts" / "efa.yaml",
     "alerts" / "cost.yaml",
+    "alerts" / "limits.yaml",
 ];
 
 /// The bundled file `dir/name` and its content type.

@@ -7,6 +7,7 @@ pub use body::ListMeta;
 pub mod client;
 mod diag;
 pub mod error;
+pub mod limits;
 mod nonfinite;
 mod normalize;
 pub mod number;
@@ -18,7 +19,7 @@ use std::io::Read;
 
 pub use error::ParseError;
 
-use crate::model::{Diag, Job, Node, Partition, Share};
+use crate::model::{Association, Diag, Job, Node, Partition, Qos, Share};
 
 /// slurmrestd API (data parser) versions this exporter understands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -67,6 +68,11 @@ impl ApiVersion {
     /// `/slurm/v0.0.38` style prefix.
     pub fn slurm_path(self, endpoint: &str) -> String {
         format!("/slurm/{}/{}", self.as_str(), endpoint)
+    }
+
+    /// `/slurmdb/v0.0.38` style prefix.
+    pub fn slurmdb_path(self, endpoint: &str) -> String {
+        format!("/slurmdb/{}/{}", self.as_str(), endpoint)
     }
 
     /// Whether `/slurm/vX/jobs/state/` exists (v0.0.40 and later).
@@ -193,4 +199,17 @@ pub fn parse_diag(version: ApiVersion, body: &mut dyn Read) -> Result<Diag, Pars
         ApiVersion::V0038 => v0038::parse_diag(body),
         v => v0040::parse_diag(v, body),
     }
+}
+
+/// `/slurmdb/vX/associations/`: every association with the limits set on it.
+pub fn parse_associations(
+    version: ApiVersion,
+    body: &mut dyn Read,
+) -> Result<Vec<Association>, ParseError> {
+    limits::parse_associations(version, body)
+}
+
+/// `/slurmdb/vX/qos/`: every QOS with the limits set on it.
+pub fn parse_qos(version: ApiVersion, body: &mut dyn Read) -> Result<Vec<Qos>, ParseError> {
+    limits::parse_qos(version, body)
 }

@@ -311,6 +311,34 @@ struct WireShare {
     fairshare: Option<Fairshare>,
     #[serde(rename = "type", deserialize_with = "state_words")]
     kind: Vec<String>,
+    tres: Option<ShareTres>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct ShareTres {
+    run_seconds: Option<Vec<ShareTresValue>>,
+    usage: Option<Vec<ShareTresValue>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct ShareTresValue {
+    #[serde(deserialize_with = "string_or_null")]
+    name: String,
+    value: Number,
+}
+
+/// Most TRES one share row may list (a cluster has a few dozen).
+const MAX_SHARE_TRES: usize = 256;
+
+fn share_tres(list: Option<Vec<ShareTresValue>>) -> Vec<(String, f64)> {
+    list.unwrap_or_default()
+        .into_iter()
+        .take(MAX_SHARE_TRES)
+        .filter(|t| !t.name.is_empty())
+        .filter_map(|t| Some((t.name, t.value.as_f64().filter(|v| *v >= 0.0)?)))
+        .collect()
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -338,6 +366,7 @@ pub fn parse_shares(_version: ApiVersion, body: &mut dyn Read) -> Result<Vec<Sha
 fn share(s: WireShare) -> Share {
     let is_user = s.kind.iter().any(|k| k == "USER");
     let fs = s.fairshare.unwrap_or_default();
+    let tres = s.tres.unwrap_or_default();
     let (account, user, fairshare) = if is_user {
         (s.parent.clone(), Some(s.name), fs.factor.as_f64_or_inf())
     } else {
@@ -352,6 +381,8 @@ fn share(s: WireShare) -> Share {
         raw_usage: s.usage.as_f64().unwrap_or(0.0),
         effective_usage: s.effective_usage.as_f64().unwrap_or(0.0),
         fairshare,
+        tres_usage_seconds: share_tres(tres.usage),
+        tres_run_seconds: share_tres(tres.run_seconds),
     }
 }
 

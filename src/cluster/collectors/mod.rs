@@ -3,6 +3,7 @@
 pub mod exporter;
 pub mod fairshare;
 pub mod jobs;
+pub mod limits;
 pub mod nodes;
 pub mod partitions;
 pub mod scheduler;
