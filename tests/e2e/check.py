@@ -462,6 +462,14 @@ def check_sreport(exporter, sreport_cmd, start, end):
         time.sleep(3)
     ok = report("sreport: closed hours rolled up, in GPU-seconds", bool(got) and "gres/gpu" in out,
                 out.strip()[:600])
+    # Money: the cost counter is the same GPU-seconds at run.sh's price (4.10 USD per GPU-hour).
+    cost = {k[0]: v for k, v in group(samples, "slurm_account_tres_cost_total", ["account"],
+                                      {"tres": "gres/gpu", "currency": "USD"}).items()}
+    for account, secs in sorted(counters.items()):
+        want = secs / 3600 * 4.10
+        ok &= report(f"GPU cost == GPU-seconds x price: {account}",
+                     abs(cost.get(account, 0.0) - want) <= 1e-9 * max(want, 1.0),
+                     f"cost {cost.get(account, 0.0):.6f} USD, {secs:.0f} GPU-s x 4.10/3600 = {want:.6f}")
     for account in sorted(set(got) | set(counters)):
         if account in ("research_dept", "root"):
             continue  # parent rows: the sum of their children
@@ -469,6 +477,93 @@ def check_sreport(exporter, sreport_cmd, start, end):
         ok &= report(f"usage counter == sreport -t seconds gres/gpu over the closed hours: {account}",
                      abs(a - b) <= 1.0, f"exporter {a:.0f} GPU-s, sreport {b:.0f} GPU-s")
     return ok
+
+
+MEM_UNITS = {"K": 1024, "M": 1024 ** 2, "G": 1024 ** 3, "T": 1024 ** 4, "P": 1024 ** 5}
+
+
+def tres_values(spec):
+    """sacctmgr's "cpu=10,mem=16G,gres/gpu=6" -> {tres: value}; memory in bytes."""
+    out = {}
+    for item in filter(None, spec.split(",")):
+        name, _, v = item.partition("=")
+        if name == "mem":
+            unit = v[-1] if v and v[-1] in MEM_UNITS else "M"
+            out[name] = float(v.rstrip("KMGTP")) * MEM_UNITS[unit]
+        else:
+            out[name] = float(v)
+    return out
+
+
+# sacctmgr column -> (metric kind, the exporter's `limit` label)
+ASSOC_COLUMNS = {"GrpTRES": ("tres", "GrpTRES"), "MaxTRES": ("tres", "MaxTRESPerJob"),
+                 "GrpTRESMins": ("seconds", "GrpTRESMins"), "GrpJobs": ("jobs", "GrpJobs"),
+                 "MaxJobs": ("jobs", "MaxJobs"), "GrpSubmit": ("jobs", "GrpSubmit")}
+QOS_COLUMNS = {"GrpTRES": ("tres", "GrpTRES"), "MaxTRESPU": ("tres", "MaxTRESPerUser"),
+               "MaxTRES": ("tres", "MaxTRESPerJob"), "GrpJobs": ("jobs", "GrpJobs"),
+               "MaxJobsPU": ("jobs", "MaxJobsPerUser")}
+
+
+def sacctmgr_limits():
+    """The limits sacctmgr shows, keyed like the exporter's series."""
+    want = {}
+    cols = ",".join(["account", "user", "partition"] + list(ASSOC_COLUMNS))
+    lines = run(["sacctmgr", "-n", "-P", "show", "assoc", f"format={cols}"]).splitlines()
+    for line in lines:
+        row = dict(zip(["account", "user", "partition"] + list(ASSOC_COLUMNS), line.split("|")))
+        who = (row["account"], row["user"], row["partition"])
+        for col, (kind, limit) in ASSOC_COLUMNS.items():
+            if not row[col]:
+                continue
+            if kind == "jobs":
+                want[("assoc", kind) + who + (limit, "")] = float(row[col])
+            else:
+                for tres, v in tres_values(row[col]).items():
+                    want[("assoc", kind) + who + (limit, tres)] = v * (60 if kind == "seconds" else 1)
+    cols = ",".join(["name"] + list(QOS_COLUMNS))
+    for line in run(["sacctmgr", "-n", "-P", "show", "qos", f"format={cols}"]).splitlines():
+        row = dict(zip(["name"] + list(QOS_COLUMNS), line.split("|")))
+        for col, (kind, limit) in QOS_COLUMNS.items():
+            if not row[col]:
+                continue
+            if kind == "jobs":
+                want[("qos", kind, row["name"], limit, "")] = float(row[col])
+            else:
+                for tres, v in tres_values(row[col]).items():
+                    want[("qos", kind, row["name"], limit, tres)] = v
+    return want
+
+
+def exporter_limits(samples):
+    got = {}
+    for n, l, v in samples:
+        m = re.fullmatch(r"slurm_(assoc|qos)_(tres|tres_seconds|jobs)_limit", n)
+        if not m:
+            continue
+        kind = {"tres": "tres", "tres_seconds": "seconds", "jobs": "jobs"}[m.group(2)]
+        if m.group(1) == "assoc":
+            key = ("assoc", kind, l.get("account", ""), l.get("user", ""), l.get("partition", ""))
+        else:
+            key = ("qos", kind, l.get("qos", ""))
+        if (l.get("limit"), kind) in {(lim, k) for k, lim in list(ASSOC_COLUMNS.values()) + list(QOS_COLUMNS.values())}:
+            got[key + (l.get("limit"), l.get("tres", ""))] = v
+    return got
+
+
+def check_limits(exporter, timeout=120):
+    """Association and QOS limits equal `sacctmgr show assoc|qos` (limits the
+    scraper polls every --limits.poll-every polls)."""
+    deadline = time.time() + timeout
+    while True:
+        want = sacctmgr_limits()
+        got = exporter_limits(parse_metrics(http_get(exporter + "/metrics")))
+        if got == want or time.time() > deadline:
+            break
+        time.sleep(2)
+    report("limits set on the rig", len(want) > 0, f"{len(want)} limits in sacctmgr")
+    return report("exporter limits == sacctmgr show assoc/qos", got == want,
+                  f"missing {sorted(set(want) - set(got))} extra {sorted(set(got) - set(want))} "
+                  f"differ {sorted(k for k in set(got) & set(want) if got[k] != want[k])}")
 
 
 def prom_query(prom, expr):
@@ -637,7 +732,8 @@ def wait_metric(exporter, name, want, timeout):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("phase", choices=["equality", "usage", "prometheus", "native", "restd-down", "restd-up",
-                                      "ctld-down", "ctld-up", "token-expired", "token-renewed", "sreport"])
+                                      "ctld-down", "ctld-up", "token-expired", "token-renewed", "sreport",
+                                      "limits"])
     ap.add_argument("--exporter", default="http://127.0.0.1:19342")
     ap.add_argument("--release", default="22.05", help="Slurm major.minor under test")
     ap.add_argument("--sreport", default="sreport", help="sreport command (space-separated prefix)")
@@ -660,6 +756,8 @@ def main():
         check_targets(args.prometheus, split(args.dead_targets))
         check_dashboards(args.prometheus, args.dashboards, split(args.allow_empty))
         check_alerts(args.prometheus, split(args.firing), split(args.silent))
+    elif args.phase == "limits":
+        check_limits(args.exporter)
     elif args.phase == "sreport":
         start, end = (int(x) for x in args.window.split(","))
         check_sreport(args.exporter, args.sreport.split(), start, end)
@@ -677,6 +775,15 @@ def main():
     elif args.phase == "ctld-up":
         ok, detail = wait_metric(args.exporter, "slurm_exporter_slurmrestd_up", 1.0, 120)
         report("slurmctld restarted: exporter recovers", ok, detail)
+        # slurmctld recomputes pending reasons after its restart; between full /jobs polls
+        # the incremental ones follow states, not reasons (docs/performance.md), so compare
+        # after the next full poll.
+        full = lambda: sum(v for n, l, v in parse_metrics(http_get(args.exporter + "/metrics"))
+                           if n == "slurm_exporter_jobs_polls_total" and l.get("kind") == "full")
+        first, deadline = full(), time.time() + 120
+        while full() <= first and time.time() < deadline:
+            time.sleep(1)
+        report("slurmctld restarted: a full /jobs poll followed", full() > first)
         check_equality(args.exporter)
     elif args.phase == "token-expired":
         ok, detail = wait_metric(args.exporter, "slurm_exporter_slurmrestd_up", 0.0, 60)

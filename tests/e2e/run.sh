@@ -109,6 +109,13 @@ accounts:
   hpc_project:
     gpu_hours: 100000
     cpu_hours: 100000
+prices:
+  currency: USD
+  gpu_hour:
+    default: 4.10
+  cpu_hour:
+    partitions:
+      cpu: 0.05
 EOF
 # The exporter's own copy of the token: the expired-token phase replaces it.
 install -m 600 "$SLURMRESTD_TOKEN_FILE" "$OWN/exporter-token"
@@ -219,6 +226,7 @@ if [[ -n ${E2E_RECORD_DIR:-} ]]; then
 	# fixtures for tests/fixtures/live/ (see tests/e2e/README.md)
 	python3 tests/e2e/record.py "$E2E_RECORD_DIR/$E2E_SLURM_RELEASE"
 fi
+phase "4a/6 association and QOS limits equal sacctmgr" python3 tests/e2e/check.py limits --release "$RELEASE" --exporter "$EXPORTER"
 phase "4b/6 GPU-hour counters equal sacct over a window" python3 tests/e2e/check.py usage --release "$RELEASE" --exporter "$EXPORTER" --prometheus "$PROM"
 
 if ((E2E_SLURM_MM >= 2511)); then

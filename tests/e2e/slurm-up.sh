@@ -411,15 +411,18 @@ wait_until "gres/gpu TRES in slurmdbd" 60 "$CTLD_PID" "$LOGD/slurmctld.log $LOGD
 sam add qos gpu_limit Priority=20 GrpTRES=gres/gpu=6 MaxTRESPerUser=gres/gpu=4 \
 	Description="shared gpu qos: 6 gpus per group, 4 per user"
 sam add account research_dept Cluster="$CLUSTER" Fairshare=100 Description="research department" Organization=research
+# Association limits the jobs stay within (the exporter's limits series are compared with sacctmgr).
 sam add account ai_project Cluster="$CLUSTER" Parent=research_dept Fairshare=100 \
-	QOS=normal,gpu_limit DefaultQOS=normal Description="ai project" Organization=research
+	QOS=normal,gpu_limit DefaultQOS=normal Description="ai project" Organization=research \
+	GrpTRES=gres/gpu=16 GrpTRESMins=gres/gpu=100000,cpu=1000000 GrpJobs=50
 sam add account hpc_project Cluster="$CLUSTER" Parent=research_dept Fairshare=50 \
 	QOS=normal,gpu_limit DefaultQOS=normal Description="hpc project" Organization=research
 sam add user alice Cluster="$CLUSTER" Account=ai_project DefaultAccount=ai_project Fairshare=10 QOS=normal,gpu_limit DefaultQOS=normal
 sam add user alice Cluster="$CLUSTER" Account=hpc_project Fairshare=10 QOS=normal,gpu_limit DefaultQOS=normal
 sam add user gildong Cluster="$CLUSTER" Account=ai_project DefaultAccount=ai_project Fairshare=10 QOS=normal,gpu_limit DefaultQOS=normal
 sam add user gildong Cluster="$CLUSTER" Account=hpc_project Fairshare=5 QOS=normal,gpu_limit DefaultQOS=normal
-sam add user bob Cluster="$CLUSTER" Account=hpc_project DefaultAccount=hpc_project Fairshare=5 QOS=normal,gpu_limit DefaultQOS=normal
+sam add user bob Cluster="$CLUSTER" Account=hpc_project DefaultAccount=hpc_project Fairshare=5 QOS=normal,gpu_limit DefaultQOS=normal \
+	MaxJobs=20 MaxTRES=cpu=32
 log "association tree:"
 sacctmgr -n show assoc format=account%-15,user%-10,fairshare,qos%-20 tree | sed 's/^/    /' >&2
 
