@@ -16,51 +16,9 @@ use slurm_gpu_exporter::slurmrestd::{self, ApiVersion, ParseError};
 
 const MIB: u64 = 1024 * 1024;
 
-struct Case {
-    version: ApiVersion,
-    /// Slurm release that served this version; its CLI outputs are the oracle.
-    release: &'static str,
-    /// Recorded from the live e2e rig (`tests/e2e/record.py`, Debian's Slurm
-    /// packages) into `tests/fixtures/live/<release>/`, rather than taken from the
-    /// shared recording set.
-    live: bool,
-}
-
-const fn shared(version: ApiVersion, release: &'static str) -> Case {
-    Case {
-        version,
-        release,
-        live: false,
-    }
-}
-
-const fn live(version: ApiVersion, release: &'static str) -> Case {
-    Case {
-        version,
-        release,
-        live: true,
-    }
-}
-
-/// The shared recordings first (indices used below), then the live ones:
-/// Debian trixie's 24.11 (what auto-detection meets on 23.11-24.11, with the
-/// bare `Infinity` of v0.0.40/41) and sid's 26.05 (v0.0.42-45).
-const CASES: [Case; 14] = [
-    shared(ApiVersion::V0038, "22.05.8"),
-    shared(ApiVersion::V0040, "25.05.8"),
-    shared(ApiVersion::V0041, "25.11.7"),
-    shared(ApiVersion::V0042, "25.11.7"),
-    shared(ApiVersion::V0043, "25.11.7"),
-    shared(ApiVersion::V0044, "25.11.7"),
-    shared(ApiVersion::V0045, "26.05.3"),
-    live(ApiVersion::V0040, "24.11.5"),
-    live(ApiVersion::V0041, "24.11.5"),
-    live(ApiVersion::V0042, "24.11.5"),
-    live(ApiVersion::V0042, "26.05.5"),
-    live(ApiVersion::V0043, "26.05.5"),
-    live(ApiVersion::V0044, "26.05.5"),
-    live(ApiVersion::V0045, "26.05.5"),
-];
+#[path = "support/cases.rs"]
+mod cases;
+use cases::{Case, CASES};
 
 fn fixture(rel: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -69,23 +27,12 @@ fn fixture(rel: &str) -> PathBuf {
 }
 
 fn rest(case: &Case, name: &str) -> File {
-    let p = if case.live {
-        fixture(&format!(
-            "live/{}/slurmrestd/{}/{name}",
-            case.release, case.version
-        ))
-    } else {
-        fixture(&format!("slurmrestd/{}/{name}", case.version))
-    };
+    let p = fixture(&format!("{}/{name}", case.rest_dir()));
     File::open(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
 fn cli_text(case: &Case, name: &str) -> String {
-    let p = if case.live {
-        fixture(&format!("live/{}/slurm-cli/{name}", case.release))
-    } else {
-        fixture(&format!("slurm-cli/{}/{name}", case.release))
-    };
+    let p = fixture(&format!("{}/{name}", case.cli_dir()));
     std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 

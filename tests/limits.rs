@@ -19,58 +19,14 @@ use slurm_gpu_exporter::slurmrestd::{self, ApiVersion};
 mod common;
 use common::*;
 
-struct Case {
-    version: ApiVersion,
-    release: &'static str,
-    /// Directory of the recordings, relative to tests/fixtures.
-    rest_dir: String,
-    /// Directory of the CLI outputs, relative to tests/fixtures.
-    cli_dir: String,
-    /// The rig had limits set (the shared rigs do; the live e2e rigs record
-    /// whatever their setup has, possibly none on associations).
-    has_limits: bool,
-}
+#[path = "support/cases.rs"]
+mod cases;
+use cases::{Case, CASES};
 
-fn shared(version: ApiVersion, release: &'static str) -> Case {
-    Case {
-        version,
-        release,
-        rest_dir: format!("slurmrestd/{version}"),
-        cli_dir: format!("slurm-cli/{release}"),
-        has_limits: true,
-    }
-}
-
-/// A recording of the live e2e rigs (`tests/fixtures/live/<release>/`).
-#[allow(dead_code)]
-fn live(version: ApiVersion, release: &'static str) -> Case {
-    Case {
-        version,
-        release,
-        rest_dir: format!("live/{release}/slurmrestd/{version}"),
-        cli_dir: format!("live/{release}/slurm-cli"),
-        has_limits: false,
-    }
-}
-
-fn cases() -> Vec<Case> {
-    vec![
-        shared(ApiVersion::V0038, "22.05.8"),
-        shared(ApiVersion::V0040, "25.05.8"),
-        shared(ApiVersion::V0041, "25.11.7"),
-        shared(ApiVersion::V0042, "25.11.7"),
-        shared(ApiVersion::V0043, "25.11.7"),
-        shared(ApiVersion::V0044, "25.11.7"),
-        shared(ApiVersion::V0045, "26.05.3"),
-        // Live recordings (tests/fixtures/live/, Debian 24.11.5 and 26.05.5):
-        live(ApiVersion::V0040, "24.11.5"),
-        live(ApiVersion::V0041, "24.11.5"),
-        live(ApiVersion::V0042, "24.11.5"),
-        live(ApiVersion::V0042, "26.05.5"),
-        live(ApiVersion::V0043, "26.05.5"),
-        live(ApiVersion::V0044, "26.05.5"),
-        live(ApiVersion::V0045, "26.05.5"),
-    ]
+/// The rig had limits set: the shared rigs do; the live recordings predate the e2e rig's
+/// association limits (the live suite compares those with sacctmgr itself).
+fn has_limits(case: &Case) -> bool {
+    !case.live
 }
 
 fn fixture(rel: &str) -> PathBuf {
@@ -90,7 +46,7 @@ fn sacctmgr(case: &Case, what: &str) -> Vec<BTreeMap<String, String>> {
     } else {
         format!("sacctmgr_show_{what}.txt")
     };
-    let text = String::from_utf8(read(format!("{}/{name}", case.cli_dir))).unwrap();
+    let text = String::from_utf8(read(format!("{}/{name}", case.cli_dir()))).unwrap();
     let mut lines = text.lines();
     let header: Vec<String> = lines
         .next()
@@ -190,8 +146,8 @@ fn ours(l: &Limits, columns: &[(&str, LimitKind)], header: &BTreeSet<&str>) -> L
 
 #[test]
 fn associations_equal_sacctmgr() {
-    for case in cases() {
-        let body = read(format!("{}/slurmdb_associations.json", case.rest_dir));
+    for case in &CASES {
+        let body = read(format!("{}/slurmdb_associations.json", case.rest_dir()));
         let assocs = slurmrestd::parse_associations(case.version, &mut &body[..])
             .unwrap_or_else(|e| panic!("{} {}: {e}", case.version, case.release));
         let rows = sacctmgr(&case, "assoc");
@@ -226,7 +182,7 @@ fn associations_equal_sacctmgr() {
             );
         }
         assert!(
-            any_limit || !case.has_limits,
+            any_limit || !has_limits(case),
             "{}: no association limit to compare",
             case.release
         );
@@ -235,8 +191,8 @@ fn associations_equal_sacctmgr() {
 
 #[test]
 fn qos_equal_sacctmgr() {
-    for case in cases() {
-        let body = read(format!("{}/slurmdb_qos.json", case.rest_dir));
+    for case in &CASES {
+        let body = read(format!("{}/slurmdb_qos.json", case.rest_dir()));
         let qos = slurmrestd::parse_qos(case.version, &mut &body[..])
             .unwrap_or_else(|e| panic!("{} {}: {e}", case.version, case.release));
         let rows = sacctmgr(&case, "qos");
@@ -256,7 +212,7 @@ fn qos_equal_sacctmgr() {
             );
         }
         assert!(
-            any_limit || !case.has_limits,
+            any_limit || !has_limits(case),
             "{}: no QOS limit to compare",
             case.release
         );
@@ -267,16 +223,13 @@ fn qos_equal_sacctmgr() {
 /// few seconds apart: running jobs' remaining time moves meanwhile).
 #[test]
 fn shares_run_seconds_match_sshare_tres_run_mins() {
-    for case in cases()
-        .into_iter()
-        .filter(|c| c.version != ApiVersion::V0038)
-    {
-        let Ok(body) = std::fs::read(fixture(&format!("{}/slurm_shares.json", case.rest_dir)))
+    for case in CASES.iter().filter(|c| c.version != ApiVersion::V0038) {
+        let Ok(body) = std::fs::read(fixture(&format!("{}/slurm_shares.json", case.rest_dir())))
         else {
             continue;
         };
         let shares = slurmrestd::parse_shares(case.version, &mut &body[..]).unwrap();
-        let text = String::from_utf8(read(format!("{}/sshare.txt", case.cli_dir))).unwrap();
+        let text = String::from_utf8(read(format!("{}/sshare.txt", case.cli_dir()))).unwrap();
         let mut lines = text.lines();
         let header: Vec<&str> = lines.next().unwrap().split('|').collect();
         let col = |n: &str| header.iter().position(|h| *h == n).unwrap();
