@@ -150,7 +150,7 @@ fn associations_equal_sacctmgr() {
         let body = read(format!("{}/slurmdb_associations.json", case.rest_dir()));
         let assocs = slurmrestd::parse_associations(case.version, &mut &body[..])
             .unwrap_or_else(|e| panic!("{} {}: {e}", case.version, case.release));
-        let rows = sacctmgr(&case, "assoc");
+        let rows = sacctmgr(case, "assoc");
         let header: BTreeSet<&str> = rows[0].keys().map(String::as_str).collect();
         assert_eq!(
             assocs.len(),
@@ -195,7 +195,7 @@ fn qos_equal_sacctmgr() {
         let body = read(format!("{}/slurmdb_qos.json", case.rest_dir()));
         let qos = slurmrestd::parse_qos(case.version, &mut &body[..])
             .unwrap_or_else(|e| panic!("{} {}: {e}", case.version, case.release));
-        let rows = sacctmgr(&case, "qos");
+        let rows = sacctmgr(case, "qos");
         let header: BTreeSet<&str> = rows[0].keys().map(String::as_str).collect();
         assert_eq!(qos.len(), rows.len(), "{} {}", case.version, case.release);
         let mut any_limit = false;
