@@ -382,3 +382,84 @@ pub async fn apply(args: &ApplyArgs, out: &mut dyn Write) -> anyhow::Result<()> 
     )?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Limits, TresLimit};
+
+    fn assoc(
+        cluster: &str,
+        account: &str,
+        user: Option<&str>,
+        mins: &[(&str, u64)],
+    ) -> Association {
+        Association {
+            cluster: cluster.into(),
+            account: account.into(),
+            user: user.map(str::to_string),
+            partition: None,
+            parent: "root".into(),
+            qos: Vec::new(),
+            limits: Limits {
+                tres: mins
+                    .iter()
+                    .map(|(t, v)| TresLimit {
+                        limit: LimitKind::GrpTresMins,
+                        tres: t.to_string(),
+                        value: *v,
+                    })
+                    .collect(),
+                ..Default::default()
+            },
+        }
+    }
+
+    fn budgets(yaml: &str) -> Budgets {
+        Budgets::parse(std::path::Path::new("b.yaml"), yaml).unwrap()
+    }
+
+    #[test]
+    fn plan_sets_only_differences_and_keeps_other_tres() {
+        let b = budgets("accounts:\n  a:\n    gpu_hours: 1.51\n    cpu_hours: 2\n");
+        let assocs = [
+            assoc("c", "a", None, &[("cpu", 120), ("license/matlab", 5)]),
+            // A user association and another cluster must not count.
+            assoc("c", "a", Some("alice"), &[("gres/gpu", 91)]),
+            assoc("d", "a", None, &[("gres/gpu", 91)]),
+            assoc("c", "other", None, &[("gres/gpu", 1)]),
+        ];
+        let p = plan(&b, &assocs, "c");
+        let rows: Vec<(&str, Option<u64>, u64, Action)> = p
+            .rows
+            .iter()
+            .map(|r| (r.tres.as_str(), r.now, r.wanted, r.action))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("cpu", Some(120), 120, Action::Unchanged),
+                // 1.51 h = 90.6 min, rounded.
+                ("gres/gpu", None, 91, Action::Set),
+            ]
+        );
+        let want: BTreeMap<String, u64> = [("cpu", 120), ("gres/gpu", 91), ("license/matlab", 5)]
+            .into_iter()
+            .map(|(t, v)| (t.to_string(), v))
+            .collect();
+        assert_eq!(p.posts.len(), 1);
+        assert_eq!(p.posts["a"], want);
+        assert!(p.refused().is_empty());
+        assert_eq!(
+            post_body("c", "a", &want)["associations"][0]["max"]["tres"]["group"]["minutes"][2],
+            json!({"type": "license", "name": "matlab", "count": 5})
+        );
+    }
+
+    #[test]
+    fn unknown_account_is_refused() {
+        let b = budgets("accounts:\n  a:\n    gpu_hours: 1\n  ghost:\n    gpu_hours: 1\n");
+        let p = plan(&b, &[assoc("c", "a", None, &[])], "c");
+        assert_eq!(p.refused(), ["ghost"]);
+    }
+}
