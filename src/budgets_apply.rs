@@ -264,12 +264,13 @@ async fn read_associations(
     client: &Client,
     version: Option<ApiVersion>,
 ) -> anyhow::Result<(ApiVersion, Vec<Association>)> {
-    // v0.0.38 (Slurm 22.05/23.02) has another write shape; not supported.
+    // The write shape is checked against the OpenAPI of v0.0.42-v0.0.45
+    // (Slurm 25.11, 26.05) only; older APIs are not written to.
     let candidates: Vec<ApiVersion> = match version {
         Some(v) => vec![v],
         None => ApiVersion::NEWEST_FIRST
             .into_iter()
-            .filter(|v| *v != ApiVersion::V0038)
+            .filter(|v| *v >= ApiVersion::V0042)
             .collect(),
     };
     for v in candidates {
@@ -280,7 +281,7 @@ async fn read_associations(
             Err(e) => return Err(e).context("cannot read the associations"),
         }
     }
-    bail!("slurmrestd serves no /slurmdb/vX/associations/ of v0.0.40 or later")
+    bail!("slurmrestd serves no /slurmdb/vX/associations/ of v0.0.42 or later")
 }
 
 fn pick_cluster(args: &ApplyArgs, assocs: &[Association]) -> anyhow::Result<String> {

@@ -22,8 +22,12 @@ struct Rig {
 
 impl Rig {
     async fn new(budgets: &str) -> Rig {
+        Rig::with_version(budgets, ApiVersion::V0045).await
+    }
+
+    async fn with_version(budgets: &str, version: ApiVersion) -> Rig {
         let mock = common::mock(Vec::new());
-        let mut db = AssocDb::from_recording(ApiVersion::V0045);
+        let mut db = AssocDb::from_recording(version);
         // hpc_project already holds its GPU budget; ai_project holds a mem
         // limit the file does not name (must survive).
         for a in db.body["associations"].as_array_mut().unwrap() {
@@ -233,5 +237,15 @@ async fn wrong_cluster_refuses_everything() {
     let rig = Rig::new(BUDGETS).await;
     let r = rig.run(&["--apply", "--cluster=other"]).await;
     assert!(!r.ok);
+    assert!(rig.posts().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apis_older_than_v0042_are_not_written_to() {
+    // The POST shape is verified against the v0.0.42+ OpenAPI only.
+    let rig = Rig::with_version(BUDGETS, ApiVersion::V0041).await;
+    let r = rig.run(&["--apply"]).await;
+    assert!(!r.ok, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("v0.0.42 or later"), "{}", r.stderr);
     assert!(rig.posts().is_empty());
 }
