@@ -55,6 +55,10 @@ pub enum Command {
     /// Prints a month of GPU/CPU/billing usage per account and user from
     /// Prometheus, in the columns of `sreport cluster AccountUtilizationByUser`.
     Report(crate::report::ReportArgs),
+    /// Budgets as Slurm limits: `budgets apply` sets each account's budget as
+    /// GrpTRESMins through slurmrestd (dry run unless --apply).
+    #[command(subcommand)]
+    Budgets(crate::budgets_apply::BudgetsCommand),
 }
 
 /// Exporter-convention web flags shared by every subcommand.

@@ -4,6 +4,7 @@
 //! normalized models (`model`); collectors turn models into a
 //! [`exposition::MetricSet`]; `server` serves the latest encoded set.
 
+pub mod budgets_apply;
 pub mod cli;
 pub mod cluster;
 pub mod demo;

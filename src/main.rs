@@ -32,6 +32,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Node(args) => slurm_gpu_exporter::node::run(args).await,
             Command::Demo(args) => slurm_gpu_exporter::demo::run(args).await,
             Command::Report(args) => slurm_gpu_exporter::report::run(args).await,
+            Command::Budgets(cmd) => slurm_gpu_exporter::budgets_apply::run(cmd).await,
         }
     })
 }

@@ -107,6 +107,13 @@ pub enum FetchError {
         status: StatusCode,
         expired_at: i64,
     },
+    /// A `POST` that slurmrestd refused, or that did not complete.
+    #[error("POST {path}: {reason}")]
+    Post {
+        path: String,
+        reason: String,
+        slurm_errors: Vec<i64>,
+    },
     #[error("cannot read token file {path:?}: {source}")]
     TokenFile {
         path: PathBuf,
@@ -136,6 +143,7 @@ impl FetchError {
                 _ => "parse",
             },
             FetchError::TokenFile { .. } => "token",
+            FetchError::Post { .. } => "post",
             FetchError::TokenExpired { .. } => "auth",
         }
     }
@@ -148,7 +156,9 @@ impl FetchError {
     /// a 200 whose list came back empty with `errors[]`.
     pub fn slurm_errors(&self) -> Vec<i64> {
         match self {
-            FetchError::Status { slurm_errors, .. } => slurm_errors.clone(),
+            FetchError::Status { slurm_errors, .. } | FetchError::Post { slurm_errors, .. } => {
+                slurm_errors.clone()
+            }
             FetchError::Parse {
                 source: ParseError::Slurm(msg),
                 ..
@@ -465,6 +475,121 @@ impl Client {
         b.body(Empty::new()).unwrap_or_default()
     }
 
+    /// POSTs a JSON `body` to `path` and returns the JSON answer (an
+    /// `openapi_resp`: `meta`, `errors`, `warnings`). Same deadline, token
+    /// headers and answer size limit as a GET (capped at [`POST_ANSWER_MAX`]:
+    /// a write's answer is a few KiB). A non-2xx status or an answer whose
+    /// `errors[]` is not empty is an error.
+    pub async fn post_json(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Result<serde_json::Value, FetchError> {
+        let fail = |reason: String, slurm_errors: Vec<i64>| FetchError::Post {
+            path: path.to_string(),
+            reason,
+            slurm_errors,
+        };
+        let deadline = Instant::now() + self.timeout;
+        let timed_out = || fail(format!("timed out after {:?}", self.timeout), Vec::new());
+        let io = tokio::time::timeout_at(deadline, self.connect())
+            .await
+            .map_err(|_| timed_out())??;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+            .await
+            .map_err(|source| FetchError::Http {
+                target: self.display.clone(),
+                source,
+            })?;
+        let _conn = AbortOnDrop(tokio::spawn(async move {
+            let _ = conn.await;
+        }));
+        let payload = Bytes::from(serde_json::to_vec(body).unwrap_or_default());
+        let req = self.post_request(path, payload);
+        let resp = tokio::time::timeout_at(deadline, sender.send_request(req))
+            .await
+            .map_err(|_| timed_out())?
+            .map_err(|source| FetchError::Http {
+                target: self.display.clone(),
+                source,
+            })?;
+        let status = resp.status();
+        let max = (self.max_body_bytes as usize).min(POST_ANSWER_MAX);
+        let raw = self.read_prefix(resp.into_body(), deadline, max + 1).await;
+        if Instant::now() >= deadline {
+            return Err(timed_out());
+        }
+        let errors = super::body::error_numbers(&raw);
+        if !status.is_success() {
+            if let Some(expired_at) = self.token_expiry().filter(|exp| *exp <= unix_now()) {
+                return Err(FetchError::TokenExpired {
+                    path: path.to_string(),
+                    status,
+                    expired_at,
+                });
+            }
+            return Err(fail(
+                format!("HTTP {status}: {}", self.snippet_of(&raw)),
+                errors,
+            ));
+        }
+        if raw.len() > max {
+            return Err(fail(format!("answer exceeds {max} bytes"), Vec::new()));
+        }
+        let value: serde_json::Value = serde_json::from_slice(&raw).map_err(|e| {
+            fail(
+                format!("answer is not JSON ({e}): {}", self.snippet_of(&raw)),
+                Vec::new(),
+            )
+        })?;
+        let has_errors = value
+            .get("errors")
+            .and_then(|e| e.as_array())
+            .is_some_and(|a| !a.is_empty());
+        if has_errors {
+            return Err(fail(
+                format!("slurmrestd reported errors: {}", self.snippet_of(&raw)),
+                errors,
+            ));
+        }
+        Ok(value)
+    }
+
+    fn post_request(&self, path: &str, payload: Bytes) -> Request<http_body_util::Full<Bytes>> {
+        let (uri, host) = match &self.target {
+            Target::Tcp {
+                host,
+                port,
+                base_path,
+                ..
+            } => (format!("{base_path}{path}"), format!("{host}:{port}")),
+            Target::Unix { .. } => (path.to_string(), "localhost".to_string()),
+        };
+        let mut b = Request::post(uri)
+            .header(http::header::HOST, host)
+            .header(http::header::ACCEPT, "application/json")
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .header(
+                http::header::USER_AGENT,
+                concat!("slurm-gpu-exporter/", env!("CARGO_PKG_VERSION")),
+            );
+        let token = self.token();
+        if !token.is_empty() {
+            if let Ok(mut v) = http::HeaderValue::from_str(token.expose()) {
+                v.set_sensitive(true);
+                b = b.header("X-SLURM-USER-TOKEN", v);
+            }
+        }
+        if let Some(user) = &self.user_name {
+            b = b.header("X-SLURM-USER-NAME", user.as_str());
+        }
+        for (k, v) in &self.extra_headers {
+            b = b.header(k, v);
+        }
+        b.body(http_body_util::Full::new(payload))
+            .unwrap_or_default()
+    }
+
     async fn connect(&self) -> Result<Box<dyn Io>, FetchError> {
         match &self.target {
             Target::Unix { socket } => {
@@ -549,6 +674,10 @@ impl Client {
         s
     }
 }
+
+/// Bytes of a POST answer read (slurmrestd answers a write with meta and
+/// errors/warnings only).
+const POST_ANSWER_MAX: usize = 1024 * 1024;
 
 /// Bytes of an error body kept for messages.
 const SNIPPET_MAX: usize = 512;

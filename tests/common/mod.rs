@@ -64,6 +64,81 @@ pub struct MockState {
     pub live: Option<LiveJobs>,
     /// When set, `/nodes` of its version is answered from this node list.
     pub live_nodes: Option<LiveNodes>,
+    /// When set, `/slurmdb/<its version>/associations/` is answered from
+    /// this list, and POSTs to it are recorded and applied to it.
+    pub assoc_db: Option<AssocDb>,
+}
+
+/// A writable association table, as slurmdbd behind slurmrestd.
+#[derive(Debug)]
+pub struct AssocDb {
+    pub version: ApiVersion,
+    /// The `/slurmdb/vX/associations/` answer.
+    pub body: serde_json::Value,
+    /// Every POST body, in order.
+    pub posts: Vec<serde_json::Value>,
+    /// Answer POSTs with this status and a Slurm error body instead.
+    pub post_fault: Option<u16>,
+}
+
+impl AssocDb {
+    pub fn from_recording(version: ApiVersion) -> AssocDb {
+        let raw = std::fs::read(
+            fixtures()
+                .join("slurmrestd")
+                .join(version.as_str())
+                .join("slurmdb_associations.json"),
+        )
+        .unwrap();
+        AssocDb {
+            version,
+            body: serde_json::from_slice(&raw).unwrap(),
+            posts: Vec::new(),
+            post_fault: None,
+        }
+    }
+
+    fn path(&self) -> String {
+        format!("/slurmdb/{}/associations/", self.version.as_str())
+    }
+
+    /// Like slurmdbd's modify: the `max` of a posted association replaces
+    /// the GrpTRESMins list of the matching (cluster, account, user, partition).
+    fn post(&mut self, body: &[u8]) -> Response<Body> {
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
+            return full(
+                StatusCode::BAD_REQUEST,
+                "application/json",
+                r#"{"errors":[{"error_number":9000,"error":"bad JSON"}]}"#,
+            );
+        };
+        self.posts.push(v.clone());
+        if let Some(code) = self.post_fault {
+            return full(
+                StatusCode::from_u16(code).unwrap(),
+                "application/json",
+                r#"{"errors":[{"error_number":1,"error":"Unspecified error"}]}"#,
+            );
+        }
+        let key = |a: &serde_json::Value| {
+            let f = |k: &str| a.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
+            (f("cluster"), f("account"), f("user"), f("partition"))
+        };
+        for p in v["associations"].as_array().into_iter().flatten() {
+            let minutes = p["max"]["tres"]["group"]["minutes"].clone();
+            let Some(list) = self.body["associations"].as_array_mut() else {
+                continue;
+            };
+            for a in list.iter_mut().filter(|a| key(a) == key(p)) {
+                a["max"]["tres"]["group"]["minutes"] = minutes.clone();
+            }
+        }
+        full(
+            StatusCode::OK,
+            "application/json",
+            r#"{"meta":{},"errors":[],"warnings":[]}"#,
+        )
+    }
 }
 
 fn unix_now() -> i64 {
@@ -466,6 +541,7 @@ pub fn mock(recordings: Vec<(ApiVersion, Recording)>) -> Mock {
         requests: Vec::new(),
         live: None,
         live_nodes: None,
+        assoc_db: None,
     }))
 }
 
@@ -518,8 +594,43 @@ pub fn handler(state: Mock) -> Handler {
                 .get("X-SLURM-USER-NAME")
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string);
+            let method = req.method().clone();
+            let posted = if method == http::Method::POST {
+                req.into_body()
+                    .collect()
+                    .await
+                    .map(|b| b.to_bytes())
+                    .unwrap_or_default()
+            } else {
+                Bytes::new()
+            };
             let (expected, fault, body) = {
                 let mut s = state.lock().unwrap();
+                if let Some(t) = s.token.clone() {
+                    if s.assoc_db.is_some() && token.as_deref() != Some(t.as_str()) {
+                        return full(
+                            StatusCode::UNAUTHORIZED,
+                            "text/plain",
+                            "Authentication failure",
+                        );
+                    }
+                }
+                if s.assoc_db.as_ref().is_some_and(|db| path == db.path()) {
+                    s.requests
+                        .push((path_and_query.clone(), token.clone(), user.clone()));
+                }
+                if let Some(db) = s.assoc_db.as_mut() {
+                    if path == db.path() {
+                        if method == http::Method::POST {
+                            return db.post(&posted);
+                        }
+                        return full(
+                            StatusCode::OK,
+                            "application/json",
+                            serde_json::to_vec(&db.body).unwrap(),
+                        );
+                    }
+                }
                 s.requests
                     .push((path_and_query.clone(), token.clone(), user.clone()));
                 if let Some(r) = s.live.as_mut().and_then(|l| l.answer(&path_and_query)) {
