@@ -733,7 +733,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("phase", choices=["equality", "usage", "prometheus", "native", "restd-down", "restd-up",
                                       "ctld-down", "ctld-up", "token-expired", "token-renewed", "sreport",
-                                      "limits"])
+                                      "limits", "alert-fired"])
     ap.add_argument("--exporter", default="http://127.0.0.1:19342")
     ap.add_argument("--release", default="22.05", help="Slurm major.minor under test")
     ap.add_argument("--sreport", default="sreport", help="sreport command (space-separated prefix)")
@@ -756,6 +756,12 @@ def main():
         check_targets(args.prometheus, split(args.dead_targets))
         check_dashboards(args.prometheus, args.dashboards, split(args.allow_empty))
         check_alerts(args.prometheus, split(args.firing), split(args.silent))
+    elif args.phase == "alert-fired":
+        # ALERTS_FOR_STATE keeps when each alert started firing; compare with now.
+        for name in split(args.firing):
+            body = prom_query(args.prometheus, f'ALERTS{{alertname="{name}",alertstate="firing"}}')
+            res = body.get("data", {}).get("result", []) if body.get("status") == "success" else []
+            report(f"alert {name} is firing", len(res) > 0, str(res)[:300])
     elif args.phase == "limits":
         check_limits(args.exporter)
     elif args.phase == "sreport":
