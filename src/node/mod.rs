@@ -467,7 +467,13 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
     let mut agent = Agent::new(cfg, Some(backend_factory(&args)))?;
 
     if args.once {
-        let set = agent.collect();
+        let mut set = agent.collect();
+        // GPM profiling values are means between two samples: a second
+        // collection a second later carries them.
+        if args.collector_gpu && set.sum("slurm_gpu_profiling_supported", &[]) > 0.0 {
+            std::thread::sleep(Duration::from_secs(1));
+            set = agent.collect();
+        }
         print!("{}", set.encode_text());
         return Ok(());
     }
