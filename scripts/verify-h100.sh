@@ -191,8 +191,9 @@ for kind in full small duty; do
     nvidia-smi dmon -s u -c 8 -i 0 > "$WORK/dmon-u-$kind.txt" 2>&1 &
     SMI_U=$!
     for i in 1 2 3 4 5 6 7 8; do
-        curl -s "http://127.0.0.1:$GPM_PORT/metrics" | grep -E '^slurm_(gpu|job_gpu)_(sm_active|utilization|sm_occupancy|tensor_active|dram_active|profiling_supported|mig_mode|pipe_active)[^ ]*\{[^}]*gpu="0"' \
-            > "$WORK/gpm-$kind-$i.prom"
+        python3 -c 'import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())' \
+            "http://127.0.0.1:$GPM_PORT/metrics" | grep -E '^slurm_(gpu|job_gpu)_(sm_active|utilization|sm_occupancy|tensor_active|dram_active|profiling_supported|mig_mode|pipe_active)[^ ]*\{[^}]*gpu="0"|^slurm_job_gpu_sm_active_ratio' \
+            > "$WORK/gpm-$kind-$i.prom" || true
         sleep 1
     done
     wait $SMI_U || true
