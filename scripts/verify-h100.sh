@@ -14,8 +14,8 @@
 # (system.slice/slurmstepd.scope/job_990001/step_0/user/task_0) so the
 # cgroup attribution path is exercised; otherwise a DCGM-style mapping file
 # is used. Then the GPM phase: SM activity (NVML GPM) under three loads —
-# a full matmul, a launch-bound small matmul (utilization ~100 % while few
-# SMs work) and a duty-cycled matmul — against `nvidia-smi dmon -s u` and
+# a full matmul, a one-block spin kernel (utilization ~100 % while one SM
+# works) and a duty-cycled matmul — against `nvidia-smi dmon -s u` and
 # `nvidia-smi dmon --gpm-metrics` (and `dcgmi dmon` where installed).
 # Exit status 0 when every check passes.
 set -euo pipefail
@@ -161,11 +161,10 @@ if kind == "full":      # every SM busy: a large fp16 matmul back to back
         for _ in range(20):
             a @ a
         torch.cuda.synchronize()
-elif kind == "small":   # launch-bound: a kernel always runs, on a few SMs
-    a = torch.randn(64, 64, device="cuda")
+elif kind == "small":   # a kernel always running, on one SM: a spin kernel
     while time.time() < end:
-        for _ in range(2000):
-            a @ a
+        for _ in range(10):
+            torch.cuda._sleep(20_000_000)
         torch.cuda.synchronize()
 else:                   # duty cycle: full matmul 25 % of every 400 ms
     a = torch.randn(8192, 8192, device="cuda", dtype=torch.float16)
@@ -280,18 +279,21 @@ def series(kind, name):
             if labels.get("gpu") == "0":
                 vals.append(v)
     return vals
-def dmon(path, col):
-    """Median of column `col` (0 = first value after the gpu index) of a dmon file."""
-    vals = []
+def dmon(path, name):
+    """Median of the dmon column headed `name` (e.g. sm, smutil)."""
+    vals, cols = [], None
     if not os.path.exists(path):
         return None
     for line in open(path):
         f = line.split()
-        if not f or line.startswith("#") or not f[0].isdigit() or len(f) <= col + 1:
+        if line.startswith("#") and f[1:2] == ["gpu"]:
+            cols = f[1:]
+            continue
+        if not f or line.startswith("#") or cols is None or name not in cols:
             continue
         try:
-            vals.append(float(f[col + 1]))
-        except ValueError:
+            vals.append(float(f[cols.index(name)]))
+        except (ValueError, IndexError):
             pass
     return statistics.median(vals) if vals else None
 def med(v):
@@ -300,8 +302,8 @@ gpm = {}
 for kind in ("full", "small", "duty"):
     sm, util = med(series(kind, "slurm_gpu_sm_active_ratio")), med(series(kind, "slurm_gpu_utilization_ratio"))
     gpm[kind] = (sm, util)
-    smi_u = dmon(f"{work}/dmon-u-{kind}.txt", 0)      # dmon -s u: sm % (= utilization.gpu)
-    smi_sm = dmon(f"{work}/dmon-gpm-{kind}.txt", 0)   # --gpm-metrics 2: SM activity %
+    smi_u = dmon(f"{work}/dmon-u-{kind}.txt", "sm")           # dmon -s u: sm % (= utilization.gpu)
+    smi_sm = dmon(f"{work}/dmon-gpm-{kind}.txt", "smutil")    # --gpm-metrics 2: GPM SM activity %
     print(f"GPM {kind}: agent sm_active {sm} utilization {util}; nvidia-smi dmon -s u sm {smi_u} %, --gpm-metrics SM activity {smi_sm} %")
     check(f"GPM {kind}: supported", 1.0 in series(kind, "slurm_gpu_profiling_supported"), "slurm_gpu_profiling_supported 1")
     if smi_sm is not None and sm is not None:
@@ -311,7 +313,7 @@ for kind in ("full", "small", "duty"):
 sm, util = gpm["full"]
 check("GPM full load: SM activity near 1", sm is not None and sm >= 0.7, f"sm_active {sm}")
 sm, util = gpm["small"]
-check("GPM small kernels: utilization says busy, SM activity says otherwise", sm is not None and util is not None and util >= 0.5 and sm <= 0.5 and sm < util - 0.3, f"utilization {util} sm_active {sm}")
+check("GPM one-SM kernel: utilization says busy, SM activity says otherwise", sm is not None and util is not None and util >= 0.9 and sm <= 0.1, f"utilization {util} sm_active {sm}")
 sm, util = gpm["duty"]
 check("GPM 25 % duty cycle: SM activity well below 1", sm is not None and 0.05 <= sm <= 0.6, f"sm_active {sm}")
 job_sm = med([v for l, v in parse(f"{work}/gpm-full-8.prom").get("slurm_job_gpu_sm_active_ratio", [])]) if os.path.exists(f"{work}/gpm-full-8.prom") else None

@@ -37,15 +37,16 @@ impl CallCosts {
         gpm: Duration::ZERO,
     };
 
-    /// Measured on an H100 with driver 580 (see docs/performance.md).
+    /// Measured on an H100 with driver 580 (see docs/performance.md); GPM on
+    /// an H200 with the same driver.
     pub const H100: CallCosts = CallCosts {
         fast: Duration::from_micros(2),
         memory: Duration::from_micros(9),
         processes: Duration::from_micros(10),
         pcie_replay: Duration::from_micros(140),
         energy: Duration::from_millis(3),
-        // Placeholder until measured on the device: see docs/performance.md.
-        gpm: Duration::from_micros(100),
+        // Measured on an H200, driver 580.159.04 (docs/node-agent.md).
+        gpm: Duration::from_micros(35),
     };
 }
 
