@@ -57,6 +57,8 @@ pub struct GpuReading {
     pub profiling_supported: Option<bool>,
     /// GPM values over the last collection interval (absent on the first).
     pub profiling: Option<Profiling>,
+    /// GPM refused for lack of permission (said once in the log).
+    pub profiling_denied: bool,
 }
 
 /// One sample of all GPUs of the node.
@@ -167,6 +169,10 @@ pub fn read_gpu(
             }
             Ok(ProfilingRead::Warming) => r.profiling_supported = Some(true),
             Err(GpuError::NotSupported) => r.profiling_supported = Some(false),
+            Err(GpuError::NoPermission) => {
+                r.profiling_supported = Some(false);
+                r.profiling_denied = true;
+            }
             Err(e @ (GpuError::GpuLost | GpuError::Unavailable(_))) => return Err(e),
             Err(e) => tracing::debug!(gpu = index, error = %e, "GPM profiling read failed"),
         }
@@ -291,7 +297,9 @@ impl Worker {
             }
             if r.profiling_supported == Some(false) && !self.no_profiling_logged[i as usize] {
                 self.no_profiling_logged[i as usize] = true;
-                let why = if r.mig_enabled == Some(true) {
+                let why = if r.profiling_denied {
+                    "NVML refused GPM: no permission (drivers that restrict profiling to admin users, NVreg_RestrictProfilingToAdminUsers=1, need the agent to hold CAP_SYS_ADMIN)"
+                } else if r.mig_enabled == Some(true) {
                     "the GPU is in MIG mode (GPM per MIG instance is not collected)"
                 } else {
                     "NVML GPM is not supported here (needs Hopper or newer and a driver with GPM)"
@@ -758,6 +766,7 @@ mod tests {
         {
             let mut f = fake.lock();
             f.gpus[2].mig = true;
+            f.gpus[3].gpm_denied = true;
             f.gpus[0].utilization = (100, 40);
             f.gpus[1].utilization = (100, 40);
             f.gpus[1].sm_efficiency = Some(0.05); // "100 %" busy, 5 % of SMs
@@ -776,6 +785,10 @@ mod tests {
         assert_eq!(v("slurm_gpu_mig_mode_enabled", "2"), Some(1.0));
         assert_eq!(v("slurm_gpu_profiling_supported", "2"), Some(0.0));
         assert_eq!(v("slurm_gpu_sm_active_ratio", "2"), None);
+        // No permission: the same, and the reading says why.
+        assert_eq!(v("slurm_gpu_profiling_supported", "3"), Some(0.0));
+        assert_eq!(v("slurm_gpu_sm_active_ratio", "3"), None);
+        assert!(s.gpus[3].profiling_denied && !s.gpus[2].profiling_denied);
         assert_eq!(
             out.value(
                 "slurm_gpu_pipe_active_ratio",

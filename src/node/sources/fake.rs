@@ -77,6 +77,8 @@ pub struct FakeGpu {
     pub sm_efficiency: Option<f64>,
     /// MIG mode on (no GPM for the whole GPU then).
     pub mig: bool,
+    /// GPM refused with "no permission".
+    pub gpm_denied: bool,
 }
 
 impl FakeGpu {
@@ -169,6 +171,7 @@ impl FakeNvml {
                 lost: false,
                 sm_efficiency: Some(0.55 + 0.05 * (i % 8) as f64),
                 mig: false,
+                gpm_denied: false,
             })
             .collect();
         FakeNvml {
@@ -440,6 +443,9 @@ impl GpuBackend for FakeBackend {
         self.with(self.0.costs.gpm, index, |g| {
             if g.mig {
                 return Err(GpuError::NotSupported);
+            }
+            if g.gpm_denied {
+                return Err(GpuError::NoPermission);
             }
             opt(g.profiling()).map(ProfilingRead::Ready)
         })
