@@ -25,7 +25,8 @@ use crate::cli::parse_duration;
 use crate::cluster::budgets::Budgets;
 use crate::model::{Association, LimitKind};
 use crate::slurmrestd::client::{Client, ClientOptions, Secret, TokenSource};
-use crate::slurmrestd::{parse_associations, ApiVersion};
+use crate::slurmrestd::Api;
+use crate::slurmrestd::ApiVersion;
 
 #[derive(Debug, Subcommand)]
 pub enum BudgetsCommand {
@@ -238,7 +239,7 @@ pub fn render(rows: &[Row], out: &mut dyn Write) -> std::io::Result<()> {
     Ok(())
 }
 
-fn client(args: &ApplyArgs) -> anyhow::Result<Client> {
+fn api(args: &ApplyArgs) -> anyhow::Result<Api> {
     let token = match &args.slurmrestd_token_file {
         Some(p) => TokenSource::File(p.clone()),
         None => match std::env::var("SLURM_JWT") {
@@ -256,12 +257,12 @@ fn client(args: &ApplyArgs) -> anyhow::Result<Client> {
     })
     .context("invalid slurmrestd settings")?;
     c.refresh_token()?;
-    Ok(c)
+    Ok(Api::new(std::sync::Arc::new(c)))
 }
 
 /// Finds the newest API version that serves associations and reads them.
 async fn read_associations(
-    client: &Client,
+    api: &Api,
     version: Option<ApiVersion>,
 ) -> anyhow::Result<(ApiVersion, Vec<Association>)> {
     // The write shape is checked against the OpenAPI of v0.0.42-v0.0.45
@@ -274,8 +275,7 @@ async fn read_associations(
             .collect(),
     };
     for v in candidates {
-        let path = v.slurmdb_path("associations/");
-        match client.get(&path, move |r| parse_associations(v, r)).await {
+        match api.associations(v).await {
             Ok(f) => return Ok((v, f.value)),
             Err(e) if e.is_not_found() && version.is_none() => continue,
             Err(e) => return Err(e).context("cannot read the associations"),
@@ -310,8 +310,8 @@ pub async fn run(cmd: BudgetsCommand) -> anyhow::Result<()> {
 /// The whole command; the table goes to `out`, one log line per action.
 pub async fn apply(args: &ApplyArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let budgets = Budgets::load(&args.budgets)?;
-    let client = client(args)?;
-    let (version, assocs) = read_associations(&client, None).await?;
+    let api = api(args)?;
+    let (version, assocs) = read_associations(&api, None).await?;
     let cluster = pick_cluster(args, &assocs)?;
     let plan = plan(&budgets, &assocs, &cluster);
     render(&plan.rows, out)?;
@@ -348,16 +348,14 @@ pub async fn apply(args: &ApplyArgs, out: &mut dyn Write) -> anyhow::Result<()> 
         )?;
         return Ok(());
     }
-    let path = version.slurmdb_path("associations/");
     for (account, tres) in &plan.posts {
-        client
-            .post_json(&path, &post_body(&cluster, account, tres))
+        api.post_associations(version, &post_body(&cluster, account, tres))
             .await
             .with_context(|| format!("setting GrpTRESMins of account {account}"))?;
         tracing::info!(account = %account, cluster = %cluster, "association updated");
     }
     // Verify: what slurmdbd holds now must be what was asked.
-    let (_, after) = read_associations(&client, Some(version)).await?;
+    let (_, after) = read_associations(&api, Some(version)).await?;
     let check = self::plan(&budgets, &after, &cluster);
     let wrong: Vec<String> = check
         .rows

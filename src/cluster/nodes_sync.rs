@@ -28,13 +28,12 @@
 //!   `update_time`) is repeated unconditionally, and the poller stops sending
 //!   `?update_time=` to that API version (see `Poller`).
 
-use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use super::poller::{PollOptions, OWN_CLOCK_MARGIN_S};
 use crate::model::Node;
-use crate::slurmrestd::client::{Client, FetchError};
-use crate::slurmrestd::{self, ApiVersion};
+use crate::slurmrestd::client::FetchError;
+use crate::slurmrestd::{self, Api, ApiVersion};
 
 /// Slurm's `SLURM_NO_CHANGE_IN_DATA` (slurm_errno.h).
 pub const SLURM_NO_CHANGE_IN_DATA: i64 = 1900;
@@ -115,7 +114,7 @@ fn unix_now() -> i64 {
 /// kept to fall back on), `conditional_ok` (this API version has not
 /// refused `?update_time=`) and the options and state allow it.
 pub async fn sync_nodes(
-    client: &Arc<Client>,
+    api: &Api,
     v: ApiVersion,
     opts: &PollOptions,
     have_nodes: bool,
@@ -133,10 +132,7 @@ pub async fn sync_nodes(
     }
     if let Some(t) = since {
         let own_clock = unix_now();
-        let path = v.slurm_path(&format!("nodes/?update_time={t}"));
-        let res = client
-            .get_conditional(&path, move |r| slurmrestd::parse_nodes_meta(v, r))
-            .await;
+        let res = api.nodes_since(v, t).await;
         match res {
             Ok(None) => {
                 sync.polls_since_full += 1;
@@ -162,7 +158,7 @@ pub async fn sync_nodes(
             Err(e) if rejects_update_time(&e) => {
                 // Never going to work with this version: no backoff, the
                 // poller stops asking.
-                let outcome = unconditional(client, v, &mut sync).await;
+                let outcome = unconditional(api, v, &mut sync).await;
                 let outcome = NodesOutcome {
                     started,
                     update_time_rejected: Some(e),
@@ -192,12 +188,12 @@ pub async fn sync_nodes(
                 tracing::debug!(version = %v, error = %e, "conditional /nodes failed; polling unconditionally");
                 sync.backoff = (sync.backoff * 2).clamp(1, MAX_BACKOFF);
                 sync.skip = sync.backoff;
-                let outcome = unconditional(client, v, &mut sync).await;
+                let outcome = unconditional(api, v, &mut sync).await;
                 return (sync, NodesOutcome { started, ..outcome });
             }
         }
     }
-    let outcome = unconditional(client, v, &mut sync).await;
+    let outcome = unconditional(api, v, &mut sync).await;
     (sync, outcome)
 }
 
@@ -225,14 +221,10 @@ fn next_since(last_update: Option<i64>, own_clock: i64) -> i64 {
     }
 }
 
-async fn unconditional(client: &Arc<Client>, v: ApiVersion, sync: &mut NodesSync) -> NodesOutcome {
+async fn unconditional(api: &Api, v: ApiVersion, sync: &mut NodesSync) -> NodesOutcome {
     let started = Instant::now();
     let own_clock = unix_now();
-    let res = client
-        .get(&v.slurm_path("nodes/"), move |r| {
-            slurmrestd::parse_nodes_meta(v, r)
-        })
-        .await;
+    let res = api.nodes(v).await;
     let result = res.map(|f| {
         let (nodes, meta) = f.value;
         sync.since = Some(next_since(meta.last_update, own_clock));

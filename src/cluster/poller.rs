@@ -14,8 +14,9 @@ use super::usage::tracker::{CheckError, UsageTracker};
 use crate::exposition::Kind;
 use crate::exposition::MetricSet;
 use crate::model::{Association, Diag, Job, Node, Partition, Qos, Share};
+use crate::slurmrestd::api::paths;
 use crate::slurmrestd::client::{Client, FetchError, Fetched};
-use crate::slurmrestd::{self, ApiVersion};
+use crate::slurmrestd::{self, Api, ApiVersion};
 
 /// Which data sets to poll.
 #[derive(Debug, Clone)]
@@ -92,7 +93,7 @@ struct Kept<T> {
 }
 
 pub struct Poller {
-    client: Arc<Client>,
+    api: Api,
     opts: PollOptions,
     version: Option<ApiVersion>,
     jobs: Option<Kept<JobAggregates>>,
@@ -182,7 +183,7 @@ fn unix_now() -> f64 {
 impl Poller {
     pub fn new(client: Arc<Client>, opts: PollOptions) -> Self {
         Poller {
-            client,
+            api: Api::new(client),
             version: opts.pinned_version,
             opts,
             jobs: None,
@@ -247,13 +248,13 @@ impl Poller {
             Some(v) => v,
             None => {
                 let v = self.detect_version().await?;
-                tracing::info!(version = %v, url = self.client.display(), "detected slurmrestd API version");
+                tracing::info!(version = %v, url = self.api.client().display(), "detected slurmrestd API version");
                 self.version = Some(v);
                 v
             }
         };
         match self.usage.as_mut() {
-            Some(u) => u.check_budget_accounts(&self.client, v).await,
+            Some(u) => u.check_budget_accounts(&self.api, v).await,
             None => Ok(()),
         }
     }
@@ -262,30 +263,16 @@ impl Poller {
         self.version
     }
 
-    /// Probes `/slurm/vX/ping` newest first. Only a 404 means "not this
-    /// version"; any other failure (auth, connect) ends detection.
     async fn detect_version(&self) -> Result<ApiVersion, FetchError> {
-        let mut last = None;
-        for v in ApiVersion::NEWEST_FIRST {
-            let path = v.slurm_path("ping/");
-            match self.client.get(&path, |r| drain(r)).await {
-                Ok(_) => return Ok(v),
-                Err(e) if e.is_not_found() => last = Some(e),
-                Err(e) => return Err(e),
-            }
-        }
-        Err(last.unwrap_or_else(|| FetchError::InvalidUrl {
-            url: self.client.display().to_string(),
-            reason: "no known API version answered".into(),
-        }))
+        self.api.detect_version().await
     }
 
     /// Runs one poll cycle and returns the metrics to publish.
     pub async fn poll(&mut self) -> MetricSet {
         self.polls += 1;
-        if let Err(e) = self.client.refresh_token() {
+        if let Err(e) = self.api.client().refresh_token() {
             self.token_errors += 1;
-            tracing::warn!(error = %e, "{}", self.client.token_failure_note());
+            tracing::warn!(error = %e, "{}", self.api.client().token_failure_note());
         }
 
         let version = match self.version {
@@ -294,7 +281,7 @@ impl Poller {
                 let started = Instant::now();
                 match self.detect_version().await {
                     Ok(v) => {
-                        tracing::info!(version = %v, url = self.client.display(), "detected slurmrestd API version");
+                        tracing::info!(version = %v, url = self.api.client().display(), "detected slurmrestd API version");
                         self.record_ok("version", started, 0);
                         Some(v)
                     }
@@ -355,7 +342,7 @@ impl Poller {
     }
 
     async fn fetch_all(&mut self, v: ApiVersion) {
-        let client = &self.client;
+        let api = &self.api;
         let enabled = self.enabled_endpoints(Some(v));
         let on = |name: &str| enabled.contains(&name);
         // Usage is credited up to the moment the request is sent: a job
@@ -384,12 +371,12 @@ impl Poller {
         let (jobs, nodes, parts, shares, diag, assocs, qos) = tokio::join!(
             maybe(
                 on("jobs"),
-                sync_jobs(client, v, &jobs_opts, jobs_conditional, jobs_sync)
+                sync_jobs(api, v, &jobs_opts, jobs_conditional, jobs_sync)
             ),
             maybe(
                 on("nodes"),
                 sync_nodes(
-                    client,
+                    api,
                     v,
                     &jobs_opts,
                     have_nodes,
@@ -397,41 +384,11 @@ impl Poller {
                     nodes_sync
                 )
             ),
-            timed(maybe(on("partitions"), async move {
-                client
-                    .get(&v.slurm_path("partitions/"), move |r| {
-                        slurmrestd::parse_partitions(v, r)
-                    })
-                    .await
-            })),
-            timed(maybe(on("shares"), async move {
-                client
-                    .get(&v.slurm_path("shares"), move |r| {
-                        slurmrestd::parse_shares(v, r)
-                    })
-                    .await
-            })),
-            timed(maybe(on("diag"), async move {
-                client
-                    .get(&v.slurm_path("diag/"), move |r| {
-                        slurmrestd::parse_diag(v, r)
-                    })
-                    .await
-            })),
-            timed(maybe(assoc_due, async move {
-                client
-                    .get(&v.slurmdb_path("associations/"), move |r| {
-                        slurmrestd::parse_associations(v, r)
-                    })
-                    .await
-            })),
-            timed(maybe(qos_due, async move {
-                client
-                    .get(&v.slurmdb_path("qos/"), move |r| {
-                        slurmrestd::parse_qos(v, r)
-                    })
-                    .await
-            })),
+            timed(maybe(on("partitions"), api.partitions(v))),
+            timed(maybe(on("shares"), api.shares(v))),
+            timed(maybe(on("diag"), api.diag(v))),
+            timed(maybe(assoc_due, api.associations(v))),
+            timed(maybe(qos_due, api.qos(v))),
         );
         let mut not_found = false;
         let now = Instant::now();
@@ -493,12 +450,12 @@ impl Poller {
                 let rows = std::mem::take(&mut agg.usage);
                 jobs_fresh = Some(agg);
                 if let Some(u) = self.usage.as_mut() {
-                    u.account(&self.client, v, now_unix, rows).await;
+                    u.account(&self.api, v, now_unix, rows).await;
                 }
             }
         }
         if let Some(u) = self.usage.as_mut().filter(|u| !u.budgets_checked) {
-            match u.check_budget_accounts(&self.client, v).await {
+            match u.check_budget_accounts(&self.api, v).await {
                 Ok(()) => {}
                 Err(CheckError::Budgets(e)) => {
                     tracing::error!(error = %e, "budgets file names unknown accounts; their budget metrics stay but will never see usage")
@@ -596,23 +553,13 @@ impl Poller {
     /// known versions it does serve (one `/ping` each, newest first).
     async fn diagnose_pinned(&mut self, v: ApiVersion) {
         let started = Instant::now();
-        match self.client.get(&v.slurm_path("ping/"), |r| drain(r)).await {
+        match self.api.ping(v).await {
             Err(e) if e.is_not_found() => {}
             // Served (a single path is missing), or another failure the
             // endpoints already report.
             _ => return,
         }
-        let mut served = Vec::new();
-        for other in ApiVersion::NEWEST_FIRST.into_iter().filter(|o| *o != v) {
-            if self
-                .client
-                .get(&other.slurm_path("ping/"), |r| drain(r))
-                .await
-                .is_ok()
-            {
-                served.push(other);
-            }
-        }
+        let served = self.api.served_versions(v).await;
         let list = served
             .iter()
             .map(|o| o.as_str())
@@ -621,7 +568,7 @@ impl Poller {
         tracing::error!(
             pinned = %v,
             served = %if list.is_empty() { "none this exporter knows" } else { list.as_str() },
-            url = self.client.display(),
+            url = self.api.client().display(),
             "slurmrestd does not serve the API version set by --slurmrestd-api-version; set one it serves, or auto"
         );
         self.pinned_unserved = Some(served);
@@ -633,7 +580,7 @@ impl Poller {
     /// fails otherwise, which the endpoints then report).
     async fn pinned_still_unserved(&mut self, v: ApiVersion) -> bool {
         let started = Instant::now();
-        match self.client.get(&v.slurm_path("ping/"), |r| drain(r)).await {
+        match self.api.ping(v).await {
             Err(e) if e.is_not_found() => {
                 self.record_version_not_served(started);
                 true
@@ -800,7 +747,7 @@ impl Poller {
                 polls: self.polls,
                 slurmrestd_up,
                 token_errors: self.token_errors,
-                token_expiry: self.client.token_expiry(),
+                token_expiry: self.api.client().token_expiry(),
             },
             &mut set,
         );
@@ -889,7 +836,7 @@ impl Poller {
 /// * full: `/jobs` (`?update_time=` when a table exists); "no change" keeps
 ///   the table, anything else replaces it. On error the table is kept as it was.
 async fn sync_jobs(
-    client: &Arc<Client>,
+    api: &Api,
     v: ApiVersion,
     opts: &PollOptions,
     conditional_ok: bool,
@@ -903,7 +850,7 @@ async fn sync_jobs(
         && sync.polls_since_full + 1 < opts.jobs_full_poll_every;
     if incremental {
         if let Some(table) = sync.table.as_mut() {
-            if incremental_poll(client, v, opts, table, &mut sync.state_missing, &mut out).await {
+            if incremental_poll(api, v, opts, table, &mut sync.state_missing, &mut out).await {
                 sync.polls_since_full += 1;
                 out.kind = Some("incremental");
                 return (sync, out);
@@ -917,17 +864,7 @@ async fn sync_jobs(
         let started = Instant::now();
         let own_clock = unix_now() as i64;
         let since = if conditional { sync.since } else { None };
-        let path = match since {
-            Some(t) => v.slurm_path(&format!("jobs/?update_time={t}")),
-            None => v.slurm_path("jobs/"),
-        };
-        let res = client
-            .get_conditional(&path, move |r| {
-                let mut table = JobTable::new();
-                let meta = slurmrestd::parse_jobs_meta(v, r, &mut table)?;
-                Ok((table, meta))
-            })
-            .await;
+        let res = api.jobs::<JobTable>(v, since).await;
         match res {
             Ok(None) => {
                 out.kind = Some("unchanged");
@@ -982,7 +919,7 @@ const REFETCH_CONCURRENCY: usize = 4;
 /// Patches `table` from `/jobs/state` and `/job/{id}`; false (table
 /// untouched) when a full poll is needed instead.
 async fn incremental_poll(
-    client: &Arc<Client>,
+    api: &Api,
     v: ApiVersion,
     opts: &PollOptions,
     table: &mut JobTable,
@@ -990,12 +927,7 @@ async fn incremental_poll(
     out: &mut JobsOutcome,
 ) -> bool {
     let started = Instant::now();
-    let listed = match client
-        .get(&v.slurm_path("jobs/state/"), move |r| {
-            slurmrestd::parse_jobs_state(v, r)
-        })
-        .await
-    {
+    let listed = match api.jobs_state(v).await {
         Ok(f) => {
             out.bytes += f.bytes;
             out.steps.push(Step {
@@ -1046,16 +978,8 @@ async fn incremental_poll(
     loop {
         while set.len() < REFETCH_CONCURRENCY {
             let Some(id) = ids.next() else { break };
-            let client = client.clone();
-            set.spawn(async move {
-                client
-                    .get(&v.slurm_path(&format!("job/{id}")), move |r| {
-                        let mut jobs: Vec<Job> = Vec::new();
-                        slurmrestd::parse_jobs(v, r, &mut jobs)?;
-                        Ok(jobs)
-                    })
-                    .await
-            });
+            let api = api.clone();
+            set.spawn(async move { api.job(v, id).await });
         }
         let Some(done) = set.join_next().await else {
             break;
@@ -1071,7 +995,7 @@ async fn incremental_poll(
             }
             Err(join) => {
                 failed = Some(FetchError::Parse {
-                    path: v.slurm_path("job/"),
+                    path: paths::job(v, None),
                     source: slurmrestd::ParseError::Slurm(format!("request task failed: {join}")),
                 });
                 break;
@@ -1123,11 +1047,4 @@ async fn maybe<T>(enabled: bool, fut: impl std::future::Future<Output = T>) -> O
     } else {
         None
     }
-}
-
-/// Reads and discards a body (ping), bounded by the client's size limit.
-fn drain(r: &mut dyn std::io::Read) -> Result<(), slurmrestd::ParseError> {
-    std::io::copy(r, &mut std::io::sink())
-        .map(|_| ())
-        .map_err(|e| slurmrestd::ParseError::Json(serde_json::Error::io(e)))
 }

@@ -1,6 +1,7 @@
 //! slurmrestd data source: transport, API version detection, and one adapter
 //! per API version that parses responses into the normalized [`crate::model`].
 
+pub mod api;
 mod body;
 pub use body::error_numbers as slurm_error_numbers;
 pub use body::ListMeta;
@@ -17,6 +18,7 @@ pub mod v0040;
 
 use std::io::Read;
 
+pub use api::Api;
 pub use error::ParseError;
 
 use crate::model::{Association, Diag, Job, Node, Partition, Qos, Share};
@@ -212,4 +214,33 @@ pub fn parse_associations(
 /// `/slurmdb/vX/qos/`: every QOS with the limits set on it.
 pub fn parse_qos(version: ApiVersion, body: &mut dyn Read) -> Result<Vec<Qos>, ParseError> {
     limits::parse_qos(version, body)
+}
+
+/// Account names from `/slurmdb/vX/accounts` (same shape in every version).
+pub fn parse_accounts(
+    body: &mut dyn Read,
+) -> Result<std::collections::BTreeSet<String>, ParseError> {
+    #[derive(serde::Deserialize)]
+    struct Resp {
+        #[serde(default)]
+        accounts: Vec<Acc>,
+        #[serde(default)]
+        errors: Vec<serde_json::Value>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Acc {
+        #[serde(default)]
+        name: Option<String>,
+    }
+    let r: Resp = serde_json::from_reader(body)?;
+    if r.accounts.is_empty() && !r.errors.is_empty() {
+        return Err(ParseError::Slurm(
+            r.errors
+                .iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("; "),
+        ));
+    }
+    Ok(r.accounts.into_iter().filter_map(|a| a.name).collect())
 }

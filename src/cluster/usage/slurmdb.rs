@@ -13,24 +13,7 @@ use serde::de::IgnoredAny;
 use serde::Deserialize;
 
 use super::{Alloc, UsageRow};
-use crate::slurmrestd::{ApiVersion, ParseError};
-
-/// Path and query for the finished jobs of `[from, to]` (Unix seconds).
-///
-/// v0.0.42+ take epoch seconds. v0.0.38–v0.0.41 reject them (HTTP 422/500)
-/// and read times in slurmrestd's local time zone, so they get a relative
-/// window (`now-N minutes`), which is zone-free; the accountant filters records
-/// by their exact times, so a wider window is harmless.
-pub fn jobs_path(v: ApiVersion, from: i64, to: i64, now: i64) -> String {
-    let base = format!("/slurmdb/{}/jobs/", v.as_str());
-    if v >= ApiVersion::V0042 {
-        format!("{base}?start_time={from}&end_time={}", to.max(from) + 60)
-    } else {
-        let minutes = ((now - from).max(0) + 59) / 60 + 2;
-        // No end_time: slurmdbd then reads up to its now.
-        format!("{base}?start_time=now-{minutes}minutes")
-    }
-}
+use crate::slurmrestd::ParseError;
 
 #[derive(Deserialize)]
 struct Response {
