@@ -3,8 +3,12 @@
 
 pub mod budgets;
 pub mod collectors;
+pub mod conditional;
+pub mod endpoint;
+pub mod jobs_sync;
 pub mod jobtable;
 pub mod nodes_sync;
+pub mod options;
 pub mod poller;
 pub mod usage;
 
@@ -19,7 +23,8 @@ use crate::cli::{parse_duration, WebArgs};
 use crate::server::{self, Publisher};
 use crate::slurmrestd::client::{Client, ClientOptions, Secret, TokenSource};
 use crate::slurmrestd::ApiVersion;
-use poller::{PollOptions, Poller};
+use options::PollOptions;
+use poller::Poller;
 use usage::tracker::{CheckError, UsageTracker};
 
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:9342";

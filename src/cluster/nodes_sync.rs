@@ -28,35 +28,16 @@
 //!   `update_time`) is repeated unconditionally, and the poller stops sending
 //!   `?update_time=` to that API version (see `Poller`).
 
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
-use super::poller::{PollOptions, OWN_CLOCK_MARGIN_S};
+use super::conditional::{rejects_update_time, unix_now, OWN_CLOCK_MARGIN_S};
+use super::options::PollOptions;
 use crate::model::Node;
 use crate::slurmrestd::client::FetchError;
 use crate::slurmrestd::{self, Api, ApiVersion};
 
 /// Slurm's `SLURM_NO_CHANGE_IN_DATA` (slurm_errno.h).
 pub const SLURM_NO_CHANGE_IN_DATA: i64 = 1900;
-
-/// Slurm's `ESLURM_REST_INVALID_QUERY` ("Query empty or not RFC7320 compliant").
-pub const ESLURM_REST_INVALID_QUERY: i64 = 9000;
-/// Slurm's `ESLURM_DATA_CONV_FAILED` ("Parsing of … for timestamp failed").
-pub const ESLURM_DATA_CONV_FAILED: i64 = 9202;
-
-/// Whether slurmrestd refused a conditional request's query itself, as
-/// 24.11 does for `?update_time=<epoch>` (`/jobs`: HTTP 422, `/nodes`: 500,
-/// each with errors 9202 and 9000): sending it again can never work. A 422
-/// is a refused query whatever the body says.
-pub fn rejects_update_time(e: &FetchError) -> bool {
-    let refused = |n: &i64| matches!(*n, ESLURM_REST_INVALID_QUERY | ESLURM_DATA_CONV_FAILED);
-    match e {
-        FetchError::Status { status, .. } if status.as_u16() == 422 => true,
-        FetchError::Status { .. } | FetchError::Parse { .. } => {
-            e.slurm_errors().iter().any(refused)
-        }
-        _ => false,
-    }
-}
 
 /// Most polls skipped between conditional requests after failures.
 pub const MAX_BACKOFF: u32 = 16;
@@ -101,13 +82,6 @@ pub struct NodesOutcome {
     /// The conditional request was refused as a bad query
     /// ([`rejects_update_time`]): do not send `?update_time=` again.
     pub update_time_rejected: Option<FetchError>,
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 /// Polls `/nodes`, conditionally when `have_nodes` (a previous list is
