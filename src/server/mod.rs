@@ -9,6 +9,7 @@ pub mod auth;
 pub mod files;
 pub mod listen;
 pub mod tls;
+pub mod web_args;
 pub mod web_config;
 
 use std::net::SocketAddr;
@@ -24,8 +25,8 @@ use axum::Router;
 use bytes::Bytes;
 use tokio::net::TcpListener;
 
-use crate::cli::WebArgs;
 use crate::exposition::MetricSet;
+pub use web_args::WebArgs;
 pub use web_config::{RateLimit, WebConfig};
 
 /// Paths answered without basic auth: they only say "ok"/"ready", and
