@@ -19,7 +19,7 @@ fn main() -> std::process::ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     if matches!(cli.command, Command::Cluster(_)) {
-        slurm_gpu_exporter::memory::use_single_arena();
+        slurm_gpu_exporter::allocator::use_single_arena();
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -12,9 +12,9 @@ use hyper::body::Incoming;
 use slurm_gpu_exporter::cluster::budgets::Budgets;
 use slurm_gpu_exporter::cluster::usage::tracker::{CheckError, UsageTracker};
 use slurm_gpu_exporter::cluster::usage::{slurmdb, AccountantOptions, UsageRow};
-use slurm_gpu_exporter::replay::{self, full, Handler};
 use slurm_gpu_exporter::slurmrestd::client::{Client, ClientOptions, TokenSource};
 use slurm_gpu_exporter::slurmrestd::{Api, ApiVersion};
+use slurm_gpu_exporter::testkit::replay::{self, full, Handler};
 
 fn fixture(rel: &str) -> Vec<u8> {
     std::fs::read(

@@ -52,7 +52,7 @@ pub fn spawn_poll_loop(
             publisher.publish(&set);
             drop(set);
             // The previous snapshot and this poll's metric set were just freed.
-            crate::memory::release_freed_memory();
+            crate::allocator::release_freed_memory();
         }
     })
 }

@@ -28,8 +28,8 @@ use crate::cluster::poller::Poller;
 use crate::cluster::spawn_poll_loop;
 use crate::cluster::usage::tracker::CheckError;
 use crate::node::{Agent, AgentConfig};
-use crate::replay;
 use crate::server::{self, html_escape, Publisher};
+use crate::testkit::replay;
 use sim::{Cluster, SimClock};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9342";

@@ -12,9 +12,9 @@ use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::{Frame, Incoming};
 use slurm_gpu_exporter::cluster::poller::{PollOptions, Poller};
-use slurm_gpu_exporter::replay::{self, full, Body, Handler, Recording};
 use slurm_gpu_exporter::slurmrestd::client::{Client, ClientOptions, TokenSource};
 use slurm_gpu_exporter::slurmrestd::ApiVersion;
+use slurm_gpu_exporter::testkit::replay::{self, full, Body, Handler, Recording};
 
 pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")

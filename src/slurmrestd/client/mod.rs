@@ -236,7 +236,7 @@ impl Client {
         let parsed = tokio::task::spawn_blocking(move || {
             let mut reader = BufReader::with_capacity(64 * 1024, reader);
             let parsed = parse(&mut reader);
-            crate::memory::release_freed_memory();
+            crate::allocator::release_freed_memory();
             parsed
         })
         .await;
