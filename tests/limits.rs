@@ -146,7 +146,7 @@ fn ours(l: &Limits, columns: &[(&str, LimitKind)], header: &BTreeSet<&str>) -> L
 
 #[test]
 fn associations_equal_sacctmgr() {
-    for case in &CASES {
+    for case in CASES.iter() {
         let body = read(format!("{}/slurmdb_associations.json", case.rest_dir()));
         let assocs = slurmrestd::parse_associations(case.version, &mut &body[..])
             .unwrap_or_else(|e| panic!("{} {}: {e}", case.version, case.release));
@@ -191,7 +191,7 @@ fn associations_equal_sacctmgr() {
 
 #[test]
 fn qos_equal_sacctmgr() {
-    for case in &CASES {
+    for case in CASES.iter() {
         let body = read(format!("{}/slurmdb_qos.json", case.rest_dir()));
         let qos = slurmrestd::parse_qos(case.version, &mut &body[..])
             .unwrap_or_else(|e| panic!("{} {}: {e}", case.version, case.release));
