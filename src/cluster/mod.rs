@@ -1,5 +1,21 @@
 //! Cluster scraper: polls slurmrestd in the background and serves the latest
 //! snapshot, so any number of Prometheus replicas cost one poll set per interval.
+//!
+//! # Layout
+//!
+//! * [`poller`]: one poll cycle: version detection, every enabled endpoint
+//!   at once, last good data per endpoint ([`endpoint::Slot`]) and its expiry,
+//!   self-metrics per [`endpoint::Endpoint`], the metric set.
+//! * [`jobs_sync`] (incremental `/jobs`, the [`jobtable`]) and [`nodes_sync`]
+//!   (conditional `/nodes`), sharing [`conditional`] (`?update_time=` helpers).
+//! * [`options`]: [`PollOptions`]; [`ClusterConfig`] is what [`run`] takes
+//!   (the flags are `crate::cli::cluster`'s).
+//! * [`usage`] (TRES-seconds accounting, slurmdbd gaps, state file) and
+//!   [`budgets`]; [`collectors`]: one per data set.
+//!
+//! Nothing here builds a URL: requests go through [`crate::slurmrestd::Api`].
+//! Imports go one way: `poller` → `jobs_sync`/`nodes_sync` → `conditional`,
+//! `options`, `endpoint`.
 
 pub mod budgets;
 pub mod collectors;

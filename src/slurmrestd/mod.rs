@@ -1,5 +1,19 @@
 //! slurmrestd data source: transport, API version detection, and one adapter
 //! per API version that parses responses into the normalized [`crate::model`].
+//!
+//! # Layout
+//!
+//! * [`api`]: [`Api`], one method per endpoint (`ping`, `jobs`, `jobs_state`,
+//!   `job`, `cancel_job`, `nodes`, `partitions`, `shares`, `diag`,
+//!   `associations`, `qos`, `accounts`, `slurmdb_jobs`, the associations
+//!   POST); the only place paths and queries are built. Callers pick the
+//!   [`ApiVersion`]; `Api::detect_version` finds the newest served.
+//! * [`client`]: the HTTP client (`transport`: URL, TLS, bounded body;
+//!   `auth`: secrets and the token; `error`: [`client::FetchError`]).
+//! * `parse_*` below: per-version dispatch to the adapters [`v0038`] (Slurm
+//!   22.05) and [`v0040`] (v0.0.40–v0.0.45, whose job record v0.0.38 shares),
+//!   with [`limits`] (associations, QOS), `scan`/`nonfinite`/`body` (streaming
+//!   JSON), [`number`] (Slurm's number objects) and `normalize` (to the model).
 
 pub mod api;
 mod body;

@@ -5,8 +5,8 @@
 //! stream into the parser on a blocking thread, so a 1.6 GB job list costs
 //! one job's worth of memory.
 //!
-//! Layout: [`transport`] (URL, TLS, connection, bounded body), [`auth`]
-//! (secrets and the token), [`error`] ([`FetchError`]); this module sends
+//! Layout: `transport` (URL, TLS, connection, bounded body), `auth`
+//! (secrets and the token), `error` ([`FetchError`]); this module sends
 //! GET, POST and DELETE through one request path. Paths and parsers are
 //! [`crate::slurmrestd::Api`]'s.
 
@@ -288,7 +288,7 @@ impl Client {
 
     /// POSTs a JSON `body` to `path` and returns the JSON answer (an
     /// `openapi_resp`: `meta`, `errors`, `warnings`). Same deadline, token
-    /// headers and answer size limit as a GET (capped at [`WRITE_ANSWER_MAX`]:
+    /// headers and answer size limit as a GET (capped at `WRITE_ANSWER_MAX`:
     /// a write's answer is a few KiB). A non-2xx status or an answer whose
     /// `errors[]` is not empty is an error.
     pub async fn post_json(
