@@ -35,7 +35,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::usage::{is_known_tres, Alloc, TRES_BILLING, TRES_CPU, TRES_GPU};
+use super::usage::alloc::{is_known_tres, Alloc, TRES_BILLING, TRES_CPU, TRES_GPU};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BudgetError {
