@@ -11,6 +11,7 @@ pub mod budgets_apply;
 pub mod cli;
 pub mod cluster;
 pub mod demo;
+pub mod duration;
 pub mod exposition;
 pub mod model;
 pub mod node;
