@@ -7,6 +7,7 @@ use std::io::Read;
 use std::sync::Arc;
 
 use super::client::{Client, FetchError, Fetched};
+use super::slurmdb::DbJob;
 use super::{ApiVersion, JobSink, ListMeta, ParseError};
 use crate::model::{Association, Diag, Job, Node, Partition, Qos, Share};
 
@@ -208,20 +209,14 @@ impl Api {
     }
 
     /// `GET /slurmdb/vX/jobs/` for the jobs of `[from, to]` (Unix seconds,
-    /// `now` the caller's clock), read by `parse` (the usage accountant's
-    /// record reader). The path is in the result for logs.
-    pub async fn slurmdb_jobs<T, F>(
+    /// `now` the caller's clock). The path is in the result for logs.
+    pub async fn slurmdb_jobs(
         &self,
         v: ApiVersion,
         window: paths::DbWindow,
-        parse: F,
-    ) -> (String, Result<Fetched<T>, FetchError>)
-    where
-        T: Send + 'static,
-        F: FnOnce(&mut dyn Read) -> Result<T, ParseError> + Send + 'static,
-    {
+    ) -> (String, Result<Fetched<Vec<DbJob>>, FetchError>) {
         let path = paths::slurmdb_jobs(v, window);
-        let res = self.client.get(&path, parse).await;
+        let res = self.client.get(&path, super::slurmdb::parse_jobs).await;
         (path, res)
     }
 }

@@ -5,7 +5,7 @@
 //!
 //! * [`api`]: [`Api`], one method per endpoint (`ping`, `jobs`, `jobs_state`,
 //!   `job`, `cancel_job`, `nodes`, `partitions`, `shares`, `diag`,
-//!   `associations`, `qos`, `accounts`, `slurmdb_jobs`, the associations
+//!   `associations`, `qos`, `accounts`, `slurmdb_jobs` ([`slurmdb`]), the associations
 //!   POST); the only place paths and queries are built. Callers pick the
 //!   [`ApiVersion`]; `Api::detect_version` finds the newest served.
 //! * [`client`]: the HTTP client (`transport`: URL, TLS, bounded body;
@@ -27,6 +27,7 @@ mod nonfinite;
 mod normalize;
 pub mod number;
 mod scan;
+pub mod slurmdb;
 pub mod v0038;
 pub mod v0040;
 

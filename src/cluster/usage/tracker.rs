@@ -80,12 +80,12 @@ impl UsageTracker {
                     to: w.to,
                     now,
                 };
-                let (path, res) = api.slurmdb_jobs(v, window, slurmdb::parse_jobs).await;
-                match res {
-                    Ok(f) => {
+                let (path, res) = api.slurmdb_jobs(v, window).await;
+                match res.map(|f| slurmdb::rows(f.value)) {
+                    Ok(db_rows) => {
                         *self.status.lookups.entry("ok").or_default() += 1;
-                        tracing::debug!(%path, records = f.value.len(), "slurmdbd finished jobs fetched");
-                        Some(f.value)
+                        tracing::debug!(%path, records = db_rows.len(), "slurmdbd finished jobs fetched");
+                        Some(db_rows)
                     }
                     Err(e) => {
                         *self.status.lookups.entry("error").or_default() += 1;
