@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use super::fs::{is_gone, read_string, SMALL_FILE_CAP};
 use super::procfs::ProcFs;
 use super::slurmd;
-use crate::slurm::hostlist;
+use crate::slurm_text::hostlist;
 
 /// Where gres.conf may be, relative to slurmd's root: conf-cache first
 /// (configless slurmd ignores /etc/slurm), under the usual SlurmdSpoolDirs.
