@@ -59,6 +59,12 @@ pub enum Command {
     /// GrpTRESMins through slurmrestd (dry run unless --apply).
     #[command(subcommand)]
     Budgets(crate::budgets_apply::BudgetsCommand),
+    /// Jobs whose GPUs stay idle: warns, then cancels them through
+    /// slurmrestd after a grace period (dry run unless --apply).
+    IdleJobs(crate::idle_jobs::IdleJobsArgs),
+    /// One job's GPU efficiency from Prometheus: per GPU mean/peak activity,
+    /// peak memory, energy and idle time over the job's lifetime.
+    JobReport(crate::report::job::JobReportArgs),
 }
 
 /// Exporter-convention web flags shared by every subcommand.

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod cluster;
 pub mod demo;
 pub mod exposition;
+pub mod idle_jobs;
 pub mod memory;
 pub mod model;
 pub mod node;

@@ -114,6 +114,13 @@ pub enum FetchError {
         reason: String,
         slurm_errors: Vec<i64>,
     },
+    /// A `DELETE` that slurmrestd refused, or that did not complete.
+    #[error("DELETE {path}: {reason}")]
+    Delete {
+        path: String,
+        reason: String,
+        slurm_errors: Vec<i64>,
+    },
     #[error("cannot read token file {path:?}: {source}")]
     TokenFile {
         path: PathBuf,
@@ -144,6 +151,7 @@ impl FetchError {
             },
             FetchError::TokenFile { .. } => "token",
             FetchError::Post { .. } => "post",
+            FetchError::Delete { .. } => "delete",
             FetchError::TokenExpired { .. } => "auth",
         }
     }
@@ -156,7 +164,9 @@ impl FetchError {
     /// a 200 whose list came back empty with `errors[]`.
     pub fn slurm_errors(&self) -> Vec<i64> {
         match self {
-            FetchError::Status { slurm_errors, .. } | FetchError::Post { slurm_errors, .. } => {
+            FetchError::Status { slurm_errors, .. }
+            | FetchError::Post { slurm_errors, .. }
+            | FetchError::Delete { slurm_errors, .. } => {
                 slurm_errors.clone()
             }
             FetchError::Parse {
@@ -485,10 +495,38 @@ impl Client {
         path: &str,
         body: &serde_json::Value,
     ) -> Result<serde_json::Value, FetchError> {
-        let fail = |reason: String, slurm_errors: Vec<i64>| FetchError::Post {
-            path: path.to_string(),
-            reason,
-            slurm_errors,
+        let payload = Bytes::from(serde_json::to_vec(body).unwrap_or_default());
+        self.send_json(http::Method::POST, path, payload).await
+    }
+
+    /// DELETEs `path` (e.g. `/slurm/v0.0.42/job/{id}`: cancels the job) and
+    /// returns the JSON answer; deadline, headers and errors as [`Self::post_json`].
+    pub async fn delete_json(&self, path: &str) -> Result<serde_json::Value, FetchError> {
+        self.send_json(http::Method::DELETE, path, Bytes::new())
+            .await
+    }
+
+    async fn send_json(
+        &self,
+        method: http::Method,
+        path: &str,
+        payload: Bytes,
+    ) -> Result<serde_json::Value, FetchError> {
+        let is_delete = method == http::Method::DELETE;
+        let fail = |reason: String, slurm_errors: Vec<i64>| {
+            if is_delete {
+                FetchError::Delete {
+                    path: path.to_string(),
+                    reason,
+                    slurm_errors,
+                }
+            } else {
+                FetchError::Post {
+                    path: path.to_string(),
+                    reason,
+                    slurm_errors,
+                }
+            }
         };
         let deadline = Instant::now() + self.timeout;
         let timed_out = || fail(format!("timed out after {:?}", self.timeout), Vec::new());
@@ -504,8 +542,7 @@ impl Client {
         let _conn = AbortOnDrop(tokio::spawn(async move {
             let _ = conn.await;
         }));
-        let payload = Bytes::from(serde_json::to_vec(body).unwrap_or_default());
-        let req = self.post_request(path, payload);
+        let req = self.post_request(method, path, payload);
         let resp = tokio::time::timeout_at(deadline, sender.send_request(req))
             .await
             .map_err(|_| timed_out())?
@@ -555,7 +592,12 @@ impl Client {
         Ok(value)
     }
 
-    fn post_request(&self, path: &str, payload: Bytes) -> Request<http_body_util::Full<Bytes>> {
+    fn post_request(
+        &self,
+        method: http::Method,
+        path: &str,
+        payload: Bytes,
+    ) -> Request<http_body_util::Full<Bytes>> {
         let (uri, host) = match &self.target {
             Target::Tcp {
                 host,
@@ -565,7 +607,9 @@ impl Client {
             } => (format!("{base_path}{path}"), format!("{host}:{port}")),
             Target::Unix { .. } => (path.to_string(), "localhost".to_string()),
         };
-        let mut b = Request::post(uri)
+        let mut b = Request::builder()
+            .method(method)
+            .uri(uri)
             .header(http::header::HOST, host)
             .header(http::header::ACCEPT, "application/json")
             .header(http::header::CONTENT_TYPE, "application/json")
