@@ -175,6 +175,19 @@ impl FakeNvml {
         fake
     }
 
+    /// GPUs `indices` at 0 % utilization (unknown indices are ignored).
+    pub fn idle(self, indices: &[u32]) -> Self {
+        {
+            let mut fleet = self.lock();
+            for g in fleet.gpus.iter_mut() {
+                if indices.contains(&g.identity.index) {
+                    g.utilization = (0, 0);
+                }
+            }
+        }
+        self
+    }
+
     pub fn with_costs(mut self, costs: CallCosts) -> Self {
         self.costs = costs;
         self
@@ -367,5 +380,20 @@ impl GpuBackend for FakeBackend {
 
     fn poll_xid_events(&mut self) -> Vec<XidEvent> {
         std::mem::take(&mut self.0.lock().pending_xids)
+    }
+}
+
+#[cfg(test)]
+mod idle_tests {
+    use super::*;
+
+    #[test]
+    fn idle_zeroes_only_the_named_gpus() {
+        let f = FakeNvml::h100x8().idle(&[2, 5, 99]);
+        let fleet = f.lock();
+        let util: Vec<u32> = fleet.gpus.iter().map(|g| g.utilization.0).collect();
+        assert_eq!(util[2], 0);
+        assert_eq!(util[5], 0);
+        assert_eq!(util[3], 39, "{util:?}");
     }
 }
