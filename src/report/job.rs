@@ -2,9 +2,10 @@
 //! (node, gpu) the mean and peak activity, the peak memory used, the energy
 //! and the time spent idle, over the job's lifetime.
 //!
-//! * Lifetime: the first and last evaluation step at which the scraper's
-//!   `slurm_job_gpus{job_id}` existed (a subquery at `--step` resolution over
-//!   `--lookback`), so it needs no sacct.
+//! * Lifetime: the first and last sample of the scraper's
+//!   `slurm_job_gpus{job_id}` (a subquery of their timestamps every `--step`
+//!   over `--lookback`: the end is exact, the start within a step), so it
+//!   needs no sacct.
 //! * The GPUs: the `(node, gpu)` pairs of that series. Slurm gives a GPU to
 //!   one job at a time, so the node agent's per-GPU series over the lifetime
 //!   are the job's; they are read raw, no recording rule needed.
@@ -258,11 +259,12 @@ pub async fn fetch(
     let step = args.step.as_secs().max(1) as i64;
     let lookback = args.lookback.as_secs().max(step as u64) as i64;
     let job_sel = join_matchers(&[matcher("job_id", &args.job_id)], &extra);
-    // The job's lifetime at `step` resolution.
+    // The job's lifetime: the timestamps of its join series' samples, seen
+    // every `step` (exact at the end; at the start within a step).
     let life = prom
         .query(
             &format!(
-                "max by (cluster, job_id, account, user, partition) (slurm_job_gpus{job_sel})[{lookback}s:{step}s]"
+                "max by (cluster, job_id, account, user, partition) (timestamp(slurm_job_gpus{job_sel}))[{lookback}s:{step}s]"
             ),
             now,
         )
@@ -274,10 +276,12 @@ pub async fn fetch(
             prom.url
         );
     };
-    let (Some(first), Some(last)) = (life.samples.first(), life.samples.last()) else {
+    let stamps = life.samples.iter().map(|s| s.1).filter(|t| t.is_finite());
+    let (t0, t1) = stamps.fold((f64::MAX, f64::MIN), |(lo, hi), t| (lo.min(t), hi.max(t)));
+    if t0 > t1 {
         bail!("job {}: empty lifetime", args.job_id);
-    };
-    let (t0, t1) = (first.0 as i64, last.0 as i64);
+    }
+    let (t0, t1) = (t0.floor() as i64, t1.ceil() as i64);
     let label = |k: &str| life.labels.get(k).cloned().unwrap_or_default();
     let cluster = label("cluster");
     // Its GPUs.
@@ -300,10 +304,10 @@ pub async fn fetch(
     if gpus.len() > MAX_GPUS {
         bail!("job {} holds {} GPUs, more than {MAX_GPUS}", args.job_id, gpus.len());
     }
-    // Raw samples from one step before the start (the first scrape of the job
-    // may precede the first step that saw it) to the end.
-    let range = (t1 - t0) + step;
-    let (lo, hi) = ((t0 - step) as f64, t1 as f64);
+    // Raw samples over the lifetime.
+    // +1: range selectors exclude their left edge (Prometheus 3).
+    let range = (t1 - t0) + 1;
+    let (lo, hi) = (t0 as f64, t1 as f64);
     let max_gap = args.max_gap.as_secs_f64();
     let mut out = Vec::with_capacity(gpus.len());
     for (node, gpu) in &gpus {
@@ -361,7 +365,7 @@ pub async fn fetch(
     })
 }
 
-/// The table `report job` prints.
+/// The table `job-report` prints.
 pub fn render(j: &JobSummary) -> String {
     use std::fmt::Write as _;
     let pct = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{:.1}%", v * 100.0));
