@@ -297,51 +297,8 @@ phase "6/6 Prometheus: targets, every dashboard query, alerts" python3 tests/e2e
 	--allow-empty "$(grep -v '^#' tests/e2e/allow-empty-panels.txt | sed -n -e '/^[0-9][0-9.]*: /!p' -e "s/^$RELEASE: //p" | paste -sd, -)"
 
 
-step "6b/7 budgets enforced through Slurm: budgets apply, then Slurm holds the account's next GPU job"
-# The budgets file gives ai_project 0.001 GPU-hours (its budget alert fired above): as
-# GrpTRESMins that is gres/gpu=0, which Slurm enforces (AccountingStorageEnforce=limits).
-APPLY=("$BIN" budgets apply --budgets "$OWN/budgets.yaml" --slurmrestd-url "$SLURMRESTD_URL"
-	--slurmrestd-token-file "$SLURMRESTD_TOKEN_FILE" --slurmrestd-user-name "$SLURMRESTD_TOKEN_USER")
-enforce_check() {
-	local out rc=0 job st r
-	if ((E2E_SLURM_MM < 2411)); then
-		# v0.0.38 is not written to: refused, nothing changes
-		out=$("${APPLY[@]}" --apply 2>&1) && { echo "$out"; echo "FAIL: budgets apply wrote through v0.0.38"; return 1; }
-		sacctmgr -n -P show assoc account=ai_project user= format=grptresmins | grep -q 'gres/gpu=0' &&
-			{ echo "FAIL: limit changed"; return 1; }
-		echo "PASS: budgets apply refuses API v0.0.38 and writes nothing: $(tail -n1 <<<"$out")"
-		return 0
-	fi
-	out=$("${APPLY[@]}" 2>&1) || rc=$?
-	echo "$out"
-	((rc == 0)) && grep -q 'GrpTRESMins 100000 -> 0 account=ai_project tres=gres/gpu dry_run=true' <<<"$out" || { echo "FAIL: dry run"; return 1; }
-	sacctmgr -n -P show assoc account=ai_project user= format=grptresmins | grep -q 'gres/gpu=0' &&
-		{ echo "FAIL: the dry run wrote"; return 1; }
-	echo "PASS: dry run shows the change and writes nothing"
-	"${APPLY[@]}" --apply || { echo "FAIL: --apply"; return 1; }
-	sacctmgr -n -P show assoc account=ai_project user= format=grptresmins | grep -q 'gres/gpu=0' ||
-		{ echo "FAIL: sacctmgr does not show GrpTRESMins gres/gpu=0"; return 1; }
-	echo "PASS: sacctmgr shows ai_project GrpTRESMins gres/gpu=0"
-	out=$("${APPLY[@]}" --apply 2>&1) || { echo "$out"; echo "FAIL: second --apply"; return 1; }
-	{ grep -q 'nothing to do' <<<"$out" && ! grep -q -- ' -> ' <<<"$out"; } || { echo "$out"; echo "FAIL: second run not idempotent"; return 1; }
-	echo "PASS: a second --apply changes nothing"
-	# the node run.sh drained for the alert check takes jobs again
-	scontrol update nodename="$E2E_NODE" state=resume
-	job=$(in_rig runuser -u alice -- sbatch --parsable -A ai_project -p gpu --gpus=1 -c 1 -t 5 -o /dev/null --wrap 'sleep 60')
-	for _ in $(seq 1 90); do
-		# state_reason, not %r: squeue prints a description there when slurmctld set one
-		read -r st r <<<"$(squeue --json -j "${job%%;*}" | jq -r '.jobs[0] | "\(.job_state | if type == "array" then .[0] else . end) \(.state_reason)"')"
-		[[ $st == PENDING && $r == AssocGrpGRESMinutes ]] && break
-		sleep 1
-	done
-	[[ $st == PENDING && $r == AssocGrpGRESMinutes ]] || { echo "FAIL: job $job is $st/$r"; return 1; }
-	echo "PASS: Slurm holds ai_project's next GPU job $job: PENDING ($r)"
-}
-phase "budgets apply, enforced by Slurm" enforce_check
-phase "the budget alert fired before Slurm held the job" python3 tests/e2e/check.py alert-fired --release "$RELEASE" \
-	--prometheus "$PROM" --firing SlurmAccountBudgetExceeded
-
-step "6c/7 idle GPU jobs: warned, then cancelled through slurmrestd; the exempt account's job is not"
+step "6a/7 idle GPU jobs: warned, then cancelled through slurmrestd; the exempt account's job is not"
+# Before 6b: the GrpTRESMins=0 that 6b sets makes Slurm itself end ai_project's running jobs.
 # train-llama (ai_project) and md-gromacs (hpc_project, exempt) hold only idle GPUs.
 IDLE=("$BIN" idle-jobs --prometheus "$PROM" --slurmrestd-url "$SLURMRESTD_URL"
 	--slurmrestd-token-file "$SLURMRESTD_TOKEN_FILE" --slurmrestd-user-name "$SLURMRESTD_TOKEN_USER"
@@ -406,8 +363,59 @@ sys.exit(0 if ok else 1)
 PY
 	echo "PASS: exempt job $JOB_MD_GROMACS (hpc_project) still RUNNING"
 	if grep -qF "$(cat "$SLURMRESTD_TOKEN_FILE")" "$OWN/idle-audit.log"; then echo "FAIL: token in the audit log"; return 1; fi
+	# The cancelled job's efficiency summary from the same Prometheus: its GPUs idle throughout.
+	out=$("$BIN" job-report "$JOB_TRAIN_LLAMA" --prometheus "$PROM" --lookback 1h --step 2s --format json 2>&1) || { echo "$out"; echo "FAIL: job-report"; return 1; }
+	python3 -c 'import json,sys
+j = json.loads(sys.argv[1]); g = j["gpus"]
+ok = len(g) == 2 and all(x["activity_peak"] == 0 and x["idle_seconds"] > 30 and x["energy_joules"] > 0 for x in g) and j["account"] == "ai_project"
+print(("PASS" if ok else "FAIL") + ": job-report %s: %s" % (j["job_id"], [(x["gpu"], x["activity_source"], x["activity_peak"], x["idle_seconds"]) for x in g]))
+sys.exit(0 if ok else 1)' "$out" || return 1
 }
 phase "idle-jobs: warn, grace, cancel; exempt account kept; dry run cancels nothing" idle_check
+
+step "6b/7 budgets enforced through Slurm: budgets apply, then Slurm holds the account's next GPU job"
+# The budgets file gives ai_project 0.001 GPU-hours (its budget alert fired above): as
+# GrpTRESMins that is gres/gpu=0, which Slurm enforces (AccountingStorageEnforce=limits).
+APPLY=("$BIN" budgets apply --budgets "$OWN/budgets.yaml" --slurmrestd-url "$SLURMRESTD_URL"
+	--slurmrestd-token-file "$SLURMRESTD_TOKEN_FILE" --slurmrestd-user-name "$SLURMRESTD_TOKEN_USER")
+enforce_check() {
+	local out rc=0 job st r
+	if ((E2E_SLURM_MM < 2411)); then
+		# v0.0.38 is not written to: refused, nothing changes
+		out=$("${APPLY[@]}" --apply 2>&1) && { echo "$out"; echo "FAIL: budgets apply wrote through v0.0.38"; return 1; }
+		sacctmgr -n -P show assoc account=ai_project user= format=grptresmins | grep -q 'gres/gpu=0' &&
+			{ echo "FAIL: limit changed"; return 1; }
+		echo "PASS: budgets apply refuses API v0.0.38 and writes nothing: $(tail -n1 <<<"$out")"
+		return 0
+	fi
+	out=$("${APPLY[@]}" 2>&1) || rc=$?
+	echo "$out"
+	((rc == 0)) && grep -q 'GrpTRESMins 100000 -> 0 account=ai_project tres=gres/gpu dry_run=true' <<<"$out" || { echo "FAIL: dry run"; return 1; }
+	sacctmgr -n -P show assoc account=ai_project user= format=grptresmins | grep -q 'gres/gpu=0' &&
+		{ echo "FAIL: the dry run wrote"; return 1; }
+	echo "PASS: dry run shows the change and writes nothing"
+	"${APPLY[@]}" --apply || { echo "FAIL: --apply"; return 1; }
+	sacctmgr -n -P show assoc account=ai_project user= format=grptresmins | grep -q 'gres/gpu=0' ||
+		{ echo "FAIL: sacctmgr does not show GrpTRESMins gres/gpu=0"; return 1; }
+	echo "PASS: sacctmgr shows ai_project GrpTRESMins gres/gpu=0"
+	out=$("${APPLY[@]}" --apply 2>&1) || { echo "$out"; echo "FAIL: second --apply"; return 1; }
+	{ grep -q 'nothing to do' <<<"$out" && ! grep -q -- ' -> ' <<<"$out"; } || { echo "$out"; echo "FAIL: second run not idempotent"; return 1; }
+	echo "PASS: a second --apply changes nothing"
+	# the node run.sh drained for the alert check takes jobs again
+	scontrol update nodename="$E2E_NODE" state=resume
+	job=$(in_rig runuser -u alice -- sbatch --parsable -A ai_project -p gpu --gpus=1 -c 1 -t 5 -o /dev/null --wrap 'sleep 60')
+	for _ in $(seq 1 90); do
+		# state_reason, not %r: squeue prints a description there when slurmctld set one
+		read -r st r <<<"$(squeue --json -j "${job%%;*}" | jq -r '.jobs[0] | "\(.job_state | if type == "array" then .[0] else . end) \(.state_reason)"')"
+		[[ $st == PENDING && $r == AssocGrpGRESMinutes ]] && break
+		sleep 1
+	done
+	[[ $st == PENDING && $r == AssocGrpGRESMinutes ]] || { echo "FAIL: job $job is $st/$r"; return 1; }
+	echo "PASS: Slurm holds ai_project's next GPU job $job: PENDING ($r)"
+}
+phase "budgets apply, enforced by Slurm" enforce_check
+phase "the budget alert fired before Slurm held the job" python3 tests/e2e/check.py alert-fired --release "$RELEASE" \
+	--prometheus "$PROM" --firing SlurmAccountBudgetExceeded
 
 step "7/7 every job ended, hours closed: usage counters against sreport"
 # All jobs end; slurmdbd restarts with its clock 2 h ahead (libfaketime) so that its
