@@ -44,7 +44,11 @@ pub struct IdleJobsArgs {
     pub prom: PromConnArgs,
 
     /// A job is idle when its busiest GPU stays below this activity (0.05 = 5 %).
-    #[arg(long, env = "SLURM_GPU_EXPORTER_IDLE_THRESHOLD", default_value_t = 0.05)]
+    #[arg(
+        long,
+        env = "SLURM_GPU_EXPORTER_IDLE_THRESHOLD",
+        default_value_t = 0.05
+    )]
     pub threshold: f64,
 
     /// How long every GPU of the job must have stayed below the threshold.
@@ -56,15 +60,27 @@ pub struct IdleJobsArgs {
     pub grace: Duration,
 
     /// Accounts whose jobs are never warned or cancelled (comma-separated).
-    #[arg(long, env = "SLURM_GPU_EXPORTER_IDLE_EXEMPT_ACCOUNTS", value_delimiter = ',')]
+    #[arg(
+        long,
+        env = "SLURM_GPU_EXPORTER_IDLE_EXEMPT_ACCOUNTS",
+        value_delimiter = ','
+    )]
     pub exempt_accounts: Vec<String>,
 
     /// Partitions whose jobs are never warned or cancelled (comma-separated).
-    #[arg(long, env = "SLURM_GPU_EXPORTER_IDLE_EXEMPT_PARTITIONS", value_delimiter = ',')]
+    #[arg(
+        long,
+        env = "SLURM_GPU_EXPORTER_IDLE_EXEMPT_PARTITIONS",
+        value_delimiter = ','
+    )]
     pub exempt_partitions: Vec<String>,
 
     /// QoS whose jobs are never warned or cancelled (comma-separated).
-    #[arg(long, env = "SLURM_GPU_EXPORTER_IDLE_EXEMPT_QOS", value_delimiter = ',')]
+    #[arg(
+        long,
+        env = "SLURM_GPU_EXPORTER_IDLE_EXEMPT_QOS",
+        value_delimiter = ','
+    )]
     pub exempt_qos: Vec<String>,
 
     /// Warnings given so far (JSON; written with --apply only).
@@ -232,7 +248,10 @@ pub fn decide(policy: &Policy, job: Option<&Job>, warned_at: Option<i64>, now: i
         return d(Action::Exempt, format!("account {} exempt", job.account));
     }
     if listed(policy.exempt_partitions, &job.partition) {
-        return d(Action::Exempt, format!("partition {} exempt", job.partition));
+        return d(
+            Action::Exempt,
+            format!("partition {} exempt", job.partition),
+        );
     }
     if listed(policy.exempt_qos, &job.qos) {
         return d(Action::Exempt, format!("qos {} exempt", job.qos));
@@ -323,10 +342,7 @@ async fn read_job(client: &Client, v: ApiVersion, id: u64) -> anyhow::Result<Opt
         })
         .await
     {
-        Ok(f) => Ok(f
-            .value
-            .into_iter()
-            .find(|j| j.job_id == id)),
+        Ok(f) => Ok(f.value.into_iter().find(|j| j.job_id == id)),
         // Slurm answers an unknown (purged) job id with an error status.
         Err(e) if e.is_not_found() || !e.slurm_errors().is_empty() => Ok(None),
         Err(e) => Err(e).with_context(|| format!("cannot read job {id}")),
@@ -349,7 +365,9 @@ pub fn check_kill_answer(answer: &serde_json::Value) -> Result<(), String> {
         .map(|e| {
             format!(
                 "{}: {}",
-                e.pointer("/error/code").and_then(|c| c.as_i64()).unwrap_or(0),
+                e.pointer("/error/code")
+                    .and_then(|c| c.as_i64())
+                    .unwrap_or(0),
                 e.pointer("/error/message")
                     .or_else(|| e.pointer("/error/string"))
                     .and_then(|m| m.as_str())
@@ -507,12 +525,18 @@ pub async fn execute(args: &IdleJobsArgs, out: &mut dyn Write, now: i64) -> anyh
     audit.flush()?;
     if args.apply {
         for id in state.warned.keys().filter(|id| !keep.contains_key(id)) {
-            tracing::info!(job_id = id, "no longer idle (or gone, exempt, cancelled): warning cleared");
+            tracing::info!(
+                job_id = id,
+                "no longer idle (or gone, exempt, cancelled): warning cleared"
+            );
         }
         state.warned = keep;
         state.save(&args.state_file)?;
     } else {
-        writeln!(out, "dry run: nothing changed; run again with --apply to warn and cancel")?;
+        writeln!(
+            out,
+            "dry run: nothing changed; run again with --apply to warn and cancel"
+        )?;
     }
     if !failures.is_empty() {
         bail!("cancelling failed: {}", failures.join("; "));
@@ -551,7 +575,10 @@ mod tests {
         let j = job("ai", "gpu", "normal", JobState::Running);
         assert_eq!(decide(&p, Some(&j), None, 1000).action, Action::Warn);
         assert_eq!(decide(&p, Some(&j), Some(1000), 1599).action, Action::Wait);
-        assert_eq!(decide(&p, Some(&j), Some(1000), 1600).action, Action::Cancel);
+        assert_eq!(
+            decide(&p, Some(&j), Some(1000), 1600).action,
+            Action::Cancel
+        );
         assert_eq!(decide(&p, None, Some(1000), 1600).action, Action::Gone);
         let done = job("ai", "gpu", "normal", JobState::Completed);
         assert_eq!(decide(&p, Some(&done), Some(0), 1600).action, Action::Gone);
@@ -564,8 +591,14 @@ mod tests {
         let qos = vec!["long".to_string()];
         let p = policy(&acc, &part, &qos);
         for (j, why) in [
-            (job("hpc", "gpu", "normal", JobState::Running), "account hpc"),
-            (job("ai", "debug", "normal", JobState::Running), "partition debug"),
+            (
+                job("hpc", "gpu", "normal", JobState::Running),
+                "account hpc",
+            ),
+            (
+                job("ai", "debug", "normal", JobState::Running),
+                "partition debug",
+            ),
             (job("ai", "gpu", "long", JobState::Running), "qos long"),
         ] {
             let d = decide(&p, Some(&j), Some(0), 10_000);
@@ -591,7 +624,13 @@ mod tests {
             labels: [("job_id".to_string(), id.to_string())].into(),
             samples: vec![(0.0, v)],
         };
-        let c = candidates(&[s("12", 0.01), s("12", 0.02), s("1_2", 0.0), s("x", 0.0), s("13", f64::NAN)]);
+        let c = candidates(&[
+            s("12", 0.01),
+            s("12", 0.02),
+            s("1_2", 0.0),
+            s("x", 0.0),
+            s("13", f64::NAN),
+        ]);
         assert_eq!(c.len(), 1);
         assert_eq!((c[0].job_id, c[0].max_activity), (12, 0.01));
     }
@@ -601,7 +640,10 @@ mod tests {
         let ok = serde_json::json!({"status": [{"error": {"code": 0, "message": "", "string": ""}, "job_id": {"number": 7}}]});
         assert!(check_kill_answer(&ok).is_ok());
         let bad = serde_json::json!({"status": [{"error": {"code": 2017, "message": "Invalid job id specified", "string": "x"}}]});
-        assert_eq!(check_kill_answer(&bad).unwrap_err(), "2017: Invalid job id specified");
+        assert_eq!(
+            check_kill_answer(&bad).unwrap_err(),
+            "2017: Invalid job id specified"
+        );
         assert!(check_kill_answer(&serde_json::json!({})).is_ok());
     }
 

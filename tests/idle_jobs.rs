@@ -29,10 +29,7 @@ type Shared = Arc<Mutex<MockState>>;
 
 fn version_ok(path: &str, newest: &str) -> bool {
     // /slurm/v0.0.4N/...: served when N <= newest.
-    path.split('/')
-        .nth(2)
-        .map(|v| v <= newest)
-        .unwrap_or(false)
+    path.split('/').nth(2).map(|v| v <= newest).unwrap_or(false)
 }
 
 fn answer(state: &Shared, method: &str, target: &str) -> (u16, Value) {
@@ -46,10 +43,16 @@ fn answer(state: &Shared, method: &str, target: &str) -> (u16, Value) {
                 json!({"metric": {"job_id": id, "account": acc, "cluster": "rig"}, "value": [1.0, v.to_string()]})
             })
             .collect();
-        return (200, json!({"status": "success", "data": {"resultType": "vector", "result": result}}));
+        return (
+            200,
+            json!({"status": "success", "data": {"resultType": "vector", "result": result}}),
+        );
     }
     if !version_ok(path, s.newest) {
-        return (404, json!({"errors": [{"error": "Unable to find requested URL"}]}));
+        return (
+            404,
+            json!({"errors": [{"error": "Unable to find requested URL"}]}),
+        );
     }
     if path.ends_with("/ping/") {
         return (200, json!({"pings": [], "errors": [], "warnings": []}));
@@ -175,14 +178,21 @@ impl Rig {
     async fn new(newest: &'static str) -> Rig {
         let state: Shared = Arc::new(Mutex::new(MockState {
             newest,
-            idle: vec![("101", "ai_project", 0.01), ("102", "hpc_project", 0.0), ("103", "ai_project", 0.0)],
+            idle: vec![
+                ("101", "ai_project", 0.01),
+                ("102", "hpc_project", 0.0),
+                ("103", "ai_project", 0.0),
+            ],
             ..Default::default()
         }));
         {
             let mut s = state.lock().unwrap();
-            s.jobs.insert(101, job(101, "ai_project", "gpu", "normal", "RUNNING"));
-            s.jobs.insert(102, job(102, "hpc_project", "gpu", "normal", "RUNNING"));
-            s.jobs.insert(103, job(103, "ai_project", "gpu", "normal", "COMPLETED"));
+            s.jobs
+                .insert(101, job(101, "ai_project", "gpu", "normal", "RUNNING"));
+            s.jobs
+                .insert(102, job(102, "hpc_project", "gpu", "normal", "RUNNING"));
+            s.jobs
+                .insert(103, job(103, "ai_project", "gpu", "normal", "COMPLETED"));
         }
         let url = serve(state.clone()).await;
         let dir = tempfile::tempdir().unwrap();
@@ -219,7 +229,10 @@ impl Rig {
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         };
-        assert!(!r.stdout.contains(TOKEN) && !r.stderr.contains(TOKEN), "token logged");
+        assert!(
+            !r.stdout.contains(TOKEN) && !r.stderr.contains(TOKEN),
+            "token logged"
+        );
         r
     }
 
@@ -295,22 +308,42 @@ async fn dry_run_then_warn_then_cancel_exempt_kept() {
     assert_eq!(r.action(101), Some(("cancel".into(), false)));
     assert_eq!(
         rig.deletes(),
-        [("/slurm/v0.0.45/job/101".to_string(), Some(TOKEN.to_string()))]
+        [(
+            "/slurm/v0.0.45/job/101".to_string(),
+            Some(TOKEN.to_string())
+        )]
     );
-    assert!(rig.state_file().unwrap()["warned"].as_object().unwrap().is_empty());
+    assert!(rig.state_file().unwrap()["warned"]
+        .as_object()
+        .unwrap()
+        .is_empty());
     // Audit: one line per warn/cancel decision (dry runs flagged), who/what/why/values.
     let real: Vec<(u64, String)> = rig
         .audit()
         .iter()
         .filter(|l| l["dry_run"] == false)
-        .map(|l| (l["job_id"].as_u64().unwrap(), l["action"].as_str().unwrap().to_string()))
+        .map(|l| {
+            (
+                l["job_id"].as_u64().unwrap(),
+                l["action"].as_str().unwrap().to_string(),
+            )
+        })
         .collect();
-    assert_eq!(real, [(101, "warn".to_string()), (101, "cancel".to_string())]);
+    assert_eq!(
+        real,
+        [(101, "warn".to_string()), (101, "cancel".to_string())]
+    );
     let cancel = rig.audit().into_iter().last().unwrap();
     assert_eq!(cancel["account"], "ai_project");
     assert_eq!(cancel["max_activity"], 0.01);
-    assert!(cancel["actor"].as_str().unwrap().contains("root"), "{cancel}");
-    assert!(cancel["reason"].as_str().unwrap().contains("still idle"), "{cancel}");
+    assert!(
+        cancel["actor"].as_str().unwrap().contains("root"),
+        "{cancel}"
+    );
+    assert!(
+        cancel["reason"].as_str().unwrap().contains("still idle"),
+        "{cancel}"
+    );
     assert!(!rig.audit().iter().any(|l| l["job_id"] == 102));
 }
 
@@ -345,9 +378,16 @@ async fn failed_cancel_is_an_error_and_stays_warned() {
     assert!(rig.run(&["--apply"]).await.ok);
     let r = rig.run(&["--apply", "--grace=0s"]).await;
     assert!(!r.ok);
-    assert!(r.stderr.contains("2017: Invalid job id specified"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("2017: Invalid job id specified"),
+        "{}",
+        r.stderr
+    );
     assert_eq!(rig.deletes()[0].0, "/slurm/v0.0.42/job/101");
     let last = rig.audit().into_iter().last().unwrap();
-    assert!(last["result"].as_str().unwrap().starts_with("failed"), "{last}");
+    assert!(
+        last["result"].as_str().unwrap().starts_with("failed"),
+        "{last}"
+    );
     assert!(rig.state_file().unwrap()["warned"]["101"].is_i64());
 }

@@ -102,9 +102,24 @@ async fn job_report_from_real_prometheus() {
     // 0.9 outside the job. Its utilization says 1.0 throughout (ignored: SM
     // activity wins). GPU 1: no SM activity; utilization 0.5, idle (0.01) in
     // the last 10 minutes.
-    let sm0 = move |t: i64| Some(if in_job(t) && t < t0 + 1200 { 0.0 } else if in_job(t) { 0.8 } else { 0.9 });
+    let sm0 = move |t: i64| {
+        Some(if in_job(t) && t < t0 + 1200 {
+            0.0
+        } else if in_job(t) {
+            0.8
+        } else {
+            0.9
+        })
+    };
     let util1 = move |t: i64| Some(if in_job(t) && t > t1 - 600 { 0.01 } else { 0.5 });
-    family(&mut om, "slurm_gpu_sm_active_ratio", "gauge", &[(&g0, Box::new(sm0))], from, to);
+    family(
+        &mut om,
+        "slurm_gpu_sm_active_ratio",
+        "gauge",
+        &[(&g0, Box::new(sm0))],
+        from,
+        to,
+    );
     family(
         &mut om,
         "slurm_gpu_utilization_ratio",
@@ -118,7 +133,18 @@ async fn job_report_from_real_prometheus() {
         "slurm_gpu_memory_used_bytes",
         "gauge",
         &[
-            (&g0, Box::new(move |t| Some(if t == t0 + 1800 { 7e10 } else if in_job(t) { 4e10 } else { 8e10 }))),
+            (
+                &g0,
+                Box::new(move |t| {
+                    Some(if t == t0 + 1800 {
+                        7e10
+                    } else if in_job(t) {
+                        4e10
+                    } else {
+                        8e10
+                    })
+                }),
+            ),
             (&g1, Box::new(|_| Some(1e9))),
         ],
         from,
@@ -132,7 +158,16 @@ async fn job_report_from_real_prometheus() {
         "slurm_gpu_energy_joules",
         "counter",
         &[
-            (&g0, Box::new(move |t| Some(if t < reset { 1e6 + 500.0 * (t - from) as f64 } else { 500.0 * (t - reset) as f64 }))),
+            (
+                &g0,
+                Box::new(move |t| {
+                    Some(if t < reset {
+                        1e6 + 500.0 * (t - from) as f64
+                    } else {
+                        500.0 * (t - reset) as f64
+                    })
+                }),
+            ),
             (&g1, Box::new(move |t| Some(100.0 * (t - from) as f64))),
         ],
         from,
@@ -149,12 +184,19 @@ async fn job_report_from_real_prometheus() {
         .arg(&tsdb)
         .output()
         .unwrap();
-    assert!(out.status.success(), "promtool: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "promtool: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     std::fs::write(dir.path().join("p.yml"), "global: {}\n").unwrap();
     let port = free_port();
     let _prom = Kill(
         Command::new("prometheus")
-            .arg(format!("--config.file={}", dir.path().join("p.yml").display()))
+            .arg(format!(
+                "--config.file={}",
+                dir.path().join("p.yml").display()
+            ))
             .arg(format!("--storage.tsdb.path={}", tsdb.display()))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .stdout(Stdio::null())
@@ -198,12 +240,18 @@ async fn job_report_from_real_prometheus() {
         )
     });
     assert_eq!((s.start, s.end), (t0, t1));
-    assert_eq!((s.account.as_str(), s.user.as_str(), s.cluster.as_str()), ("ai", "alice", "rig"));
+    assert_eq!(
+        (s.account.as_str(), s.user.as_str(), s.cluster.as_str()),
+        ("ai", "alice", "rig")
+    );
     assert_eq!(s.gpus.len(), 2);
     let (a, b) = (&s.gpus[0], &s.gpus[1]);
     // GPU 0: 20 idle samples of 61, then 41 at 0.8.
     assert_eq!(a.activity_source, "sm_active");
-    assert!((a.activity_mean.unwrap() - 0.8 * 41.0 / 61.0).abs() < 1e-9, "{a:?}");
+    assert!(
+        (a.activity_mean.unwrap() - 0.8 * 41.0 / 61.0).abs() < 1e-9,
+        "{a:?}"
+    );
     assert_eq!(a.activity_peak, Some(0.8));
     assert_eq!(a.idle_seconds, 1200.0);
     assert_eq!(a.memory_used_peak_bytes, Some(7e10));
@@ -223,6 +271,9 @@ async fn job_report_from_real_prometheus() {
     // An unknown job is an error naming it.
     let mut other = args.clone();
     other.job_id = "999".into();
-    let e = job::fetch(&prom, &other, now).await.unwrap_err().to_string();
+    let e = job::fetch(&prom, &other, now)
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("job 999 has no slurm_job_gpus"), "{e}");
 }

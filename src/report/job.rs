@@ -151,7 +151,8 @@ pub fn parse_job_id(s: &str) -> Result<String, String> {
     let ok = !s.is_empty()
         && s.len() <= 24
         && s.split('_').count() <= 2
-        && s.split('_').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+        && s.split('_')
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
     if ok {
         Ok(s.to_string())
     } else {
@@ -302,7 +303,11 @@ pub async fn fetch(
     gpus.sort();
     gpus.dedup();
     if gpus.len() > MAX_GPUS {
-        bail!("job {} holds {} GPUs, more than {MAX_GPUS}", args.job_id, gpus.len());
+        bail!(
+            "job {} holds {} GPUs, more than {MAX_GPUS}",
+            args.job_id,
+            gpus.len()
+        );
     }
     // Raw samples over the lifetime.
     // +1: range selectors exclude their left edge (Prometheus 3).
@@ -374,7 +379,11 @@ pub fn render(j: &JobSummary) -> String {
         s,
         "Job {}  cluster {}  account {}  user {}  partition {}",
         j.job_id,
-        if j.cluster.is_empty() { "-" } else { &j.cluster },
+        if j.cluster.is_empty() {
+            "-"
+        } else {
+            &j.cluster
+        },
         j.account,
         j.user,
         j.partition
@@ -387,7 +396,13 @@ pub fn render(j: &JobSummary) -> String {
         j.end - j.start,
         j.threshold * 100.0
     );
-    let wn = j.gpus.iter().map(|g| g.node.len()).max().unwrap_or(0).max(4);
+    let wn = j
+        .gpus
+        .iter()
+        .map(|g| g.node.len())
+        .max()
+        .unwrap_or(0)
+        .max(4);
     let _ = writeln!(
         s,
         "{:<wn$}  {:>3}  {:<11}  {:>8}  {:>8}  {:>10}  {:>14}  {:>12}",
@@ -400,7 +415,11 @@ pub fn render(j: &JobSummary) -> String {
             "{:<wn$}  {:>3}  {:<11}  {:>8}  {:>8}  {:>10.0}  {:>14}  {:>12}",
             g.node,
             g.gpu,
-            if g.activity_source.is_empty() { "-" } else { &g.activity_source },
+            if g.activity_source.is_empty() {
+                "-"
+            } else {
+                &g.activity_source
+            },
             pct(g.activity_mean),
             pct(g.activity_peak),
             g.idle_seconds,
@@ -457,10 +476,20 @@ mod tests {
     fn job_ids_are_validated() {
         assert_eq!(parse_job_id(" 1234 ").unwrap(), "1234");
         assert_eq!(parse_job_id("73_3").unwrap(), "73_3");
-        for bad in ["", "12a", "1_2_3", "_1", "1\"}or", "1234567890123456789012345"] {
+        for bad in [
+            "",
+            "12a",
+            "1_2_3",
+            "_1",
+            "1\"}or",
+            "1234567890123456789012345",
+        ] {
             assert!(parse_job_id(bad).is_err(), "{bad}");
         }
-        assert_eq!(parse_lookback("14d").unwrap(), Duration::from_secs(14 * 86_400));
+        assert_eq!(
+            parse_lookback("14d").unwrap(),
+            Duration::from_secs(14 * 86_400)
+        );
         assert_eq!(parse_lookback("90m").unwrap(), Duration::from_secs(5400));
         assert!(parse_lookback("0d").is_err());
     }
@@ -469,8 +498,17 @@ mod tests {
     fn idle_time_counts_until_the_next_sample_bounded_by_gaps() {
         // 0-10 idle, 10-20 busy, 20-30 idle, then a 1000 s scrape gap: only
         // max_gap (60 s) of it counts; the last sample counts up to the end.
-        let s = [(0.0, 0.0), (10.0, 0.5), (20.0, 0.01), (30.0, 0.0), (1030.0, 0.0)];
-        assert_eq!(idle_seconds(&s, 0.05, 1040.0, 60.0), 10.0 + 10.0 + 60.0 + 10.0);
+        let s = [
+            (0.0, 0.0),
+            (10.0, 0.5),
+            (20.0, 0.01),
+            (30.0, 0.0),
+            (1030.0, 0.0),
+        ];
+        assert_eq!(
+            idle_seconds(&s, 0.05, 1040.0, 60.0),
+            10.0 + 10.0 + 60.0 + 10.0
+        );
         assert_eq!(idle_seconds(&s, 0.0, 1040.0, 60.0), 0.0);
         assert_eq!(mean_peak(&s), Some((0.51 / 5.0, 0.5)));
         assert_eq!(mean_peak(&[]), None);

@@ -166,9 +166,7 @@ impl FetchError {
         match self {
             FetchError::Status { slurm_errors, .. }
             | FetchError::Post { slurm_errors, .. }
-            | FetchError::Delete { slurm_errors, .. } => {
-                slurm_errors.clone()
-            }
+            | FetchError::Delete { slurm_errors, .. } => slurm_errors.clone(),
             FetchError::Parse {
                 source: ParseError::Slurm(msg),
                 ..
