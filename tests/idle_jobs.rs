@@ -391,3 +391,24 @@ async fn failed_cancel_is_an_error_and_stays_warned() {
     );
     assert!(rig.state_file().unwrap()["warned"]["101"].is_i64());
 }
+
+#[tokio::test]
+async fn max_cancels_defers_the_rest() {
+    let rig = Rig::new("v0.0.45").await;
+    {
+        let mut s = rig.state.lock().unwrap();
+        s.idle.push(("104", "ai_project", 0.0));
+        s.jobs
+            .insert(104, job(104, "ai_project", "gpu", "normal", "RUNNING"));
+    }
+    assert!(rig.run(&["--apply"]).await.ok);
+    let r = rig.run(&["--apply", "--grace=0s", "--max-cancels=1"]).await;
+    assert!(r.ok, "{}", r.stderr);
+    assert_eq!(r.action(101), Some(("cancel".into(), false)));
+    assert_eq!(r.action(104), Some(("deferred".into(), false)));
+    assert_eq!(rig.deletes().len(), 1);
+    // The deferred job keeps its warning: the next run cancels it.
+    let r = rig.run(&["--apply", "--grace=0s", "--max-cancels=1"]).await;
+    assert_eq!(r.action(104), Some(("cancel".into(), false)));
+    assert_eq!(rig.deletes()[1].0, "/slurm/v0.0.45/job/104");
+}
