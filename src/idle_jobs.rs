@@ -148,9 +148,8 @@ pub fn query(threshold: f64, idle_for: Duration, extra: &str) -> String {
     format!("(max_over_time({sel}[{w}s]) < {threshold}) and ({sel} offset {w}s) and {sel}")
 }
 
-/// Candidates from the query's answer; ids that are not plain numbers
-/// (array tasks are labelled `1234_5`: cancelled by their own job id only
-/// when slurmrestd gives it) are skipped.
+/// Candidates from the query's answer; a `job_id` label that is not a
+/// number (the scraper writes Slurm's numeric id) is skipped.
 pub fn candidates(series: &[Series]) -> Vec<Candidate> {
     let mut seen = BTreeSet::new();
     let mut out = Vec::new();

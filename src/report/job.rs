@@ -116,7 +116,7 @@ impl PromConnArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct JobReportArgs {
-    /// Slurm job id as the scraper labels it (`1234`, or `1234_7` for an array task).
+    /// Slurm's numeric job id (an array task has its own, as `squeue -r -o %A` prints).
     #[arg(value_parser = parse_job_id)]
     pub job_id: String,
 
@@ -144,19 +144,16 @@ pub struct JobReportArgs {
     pub format: String,
 }
 
-/// `1234` or `1234_7`: digits and at most one `_`, bounded; anything else
-/// could not be a scraper label value and must not reach a query.
+/// A job id as the scraper labels it: Slurm's numeric id (an array task has
+/// its own); anything else must not reach a query.
 pub fn parse_job_id(s: &str) -> Result<String, String> {
     let s = s.trim();
-    let ok = !s.is_empty()
-        && s.len() <= 24
-        && s.split('_').count() <= 2
-        && s.split('_')
-            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
-    if ok {
+    if !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit()) {
         Ok(s.to_string())
     } else {
-        Err(format!("invalid job id {s:?} (use e.g. 1234 or 1234_7)"))
+        Err(format!(
+            "invalid job id {s:?} (Slurm's numeric job id, e.g. 1234)"
+        ))
     }
 }
 
@@ -475,15 +472,7 @@ mod tests {
     #[test]
     fn job_ids_are_validated() {
         assert_eq!(parse_job_id(" 1234 ").unwrap(), "1234");
-        assert_eq!(parse_job_id("73_3").unwrap(), "73_3");
-        for bad in [
-            "",
-            "12a",
-            "1_2_3",
-            "_1",
-            "1\"}or",
-            "1234567890123456789012345",
-        ] {
+        for bad in ["", "12a", "73_3", "1\"}or", "123456789012345678901"] {
             assert!(parse_job_id(bad).is_err(), "{bad}");
         }
         assert_eq!(
