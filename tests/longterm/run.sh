@@ -46,7 +46,7 @@ if [ -z "$BIN" ]; then
 	BIN=target/debug/slurm-gpu-exporter
 fi
 
-read -r ALPHA BETA P1 P2 VM DEAD <<<"$(free_ports 6)"
+read -r ALPHA BETA P1 P2 VM DEAD P3 <<<"$(free_ports 7)"
 
 for c in alpha beta; do
 	port=$ALPHA; [ "$c" = beta ] && port=$BETA
@@ -100,6 +100,22 @@ CONF
 	eval "PID_p$r=$!"
 done
 
+# Two cluster-scraper replicas of one cluster, as Prometheus would see them
+# (the same counters under two `instance` labels): `report` must count once.
+cat >"$WORK/prometheus-3.yml" <<CONF
+global: {scrape_interval: 1s}
+scrape_configs:
+  - job_name: slurm-gpu-exporter-cluster
+    static_configs:
+      - {targets: ["127.0.0.1:$BETA"], labels: {cluster: beta, instance: scraper-a}}
+      - {targets: ["127.0.0.1:$BETA"], labels: {cluster: beta, instance: scraper-b}}
+CONF
+promtool check config "$WORK/prometheus-3.yml" >/dev/null
+prometheus --config.file="$WORK/prometheus-3.yml" --storage.tsdb.path="$WORK/prom-3" \
+	--web.listen-address="127.0.0.1:$P3" >"$WORK/prometheus-3.log" 2>&1 &
+PIDS+=($!)
+PID_p3=$!
+
 wait_until() {
 	local what=$1 url=$2 i
 	for i in $(seq 1 120); do
@@ -113,6 +129,7 @@ wait_until "demo beta" "http://127.0.0.1:$BETA/readyz"
 wait_until "victoria-metrics" "http://127.0.0.1:$VM/health"
 wait_until "prometheus p1" "http://127.0.0.1:$P1/-/ready"
 wait_until "prometheus p2" "http://127.0.0.1:$P2/-/ready"
+wait_until "prometheus p3" "http://127.0.0.1:$P3/-/ready"
 # Nothing listens on DEAD (a powered-off node's agent, as in tests/demo/run.sh).
 # An answer from somebody else's process on a port we picked never counts.
 expect_port_owner "demo alpha" "$ALPHA" "$PID_alpha"
@@ -120,11 +137,13 @@ expect_port_owner "demo beta" "$BETA" "$PID_beta"
 expect_port_owner victoria-metrics "$VM" "$PID_vm"
 expect_port_owner "prometheus p1" "$P1" "$PID_p1"
 expect_port_owner "prometheus p2" "$P2" "$PID_p2"
+expect_port_owner "prometheus p3" "$P3" "$PID_p3"
 
 if ! python3 tests/longterm/check.py --bin "$BIN" --freeze "$FREEZE" \
 	--exporter "alpha=http://127.0.0.1:$ALPHA" --exporter "beta=http://127.0.0.1:$BETA" \
 	--stop-alpha-pid "$PID_alpha" \
 	--prometheus "p1=http://127.0.0.1:$P1" --prometheus "p2=http://127.0.0.1:$P2" \
+	--two-scrapers "http://127.0.0.1:$P3" \
 	--victoria-metrics "http://127.0.0.1:$VM" --dashboards dashboards --work "$WORK"; then
 	tail_logs "$WORK/vm.log" "$WORK/prometheus-1.log" "$WORK/demo-alpha.log" || true
 	exit 1
