@@ -7,6 +7,7 @@
 //! cargo bench --bench cluster_scale -- scrape [--jobs N] [--scrapers N] [--secs N]
 //! cargo bench --bench cluster_scale -- gen --out DIR [--version v0.0.44] [--jobs N]
 //! cargo bench --bench cluster_scale -- incremental [--jobs N]
+//! cargo bench --bench cluster_scale -- cardinality [--jobs N] [--nodes N] [--scrape-interval S]
 //! ```
 //!
 //! This machine is shared and noisy: every figure is printed next to a
@@ -80,6 +81,11 @@ fn main() {
         Some("mem") => mem(args.usize("--jobs", 100_000)),
         Some("incremental") => incremental(args.usize("--jobs", 100_000)),
         Some("families") => families(args.usize("--jobs", 100_000)),
+        Some("cardinality") => cardinality(
+            args.usize("--jobs", 10_000),
+            args.usize("--nodes", 1_000),
+            args.usize("--scrape-interval", 30),
+        ),
         Some("nodes") => nodes_conditional(args.usize("--nodes", 10_000)),
         Some("serve") => serve(args.usize("--jobs", 100_000), args.usize("--secs", 3600)),
         Some("all") => {
@@ -325,6 +331,11 @@ struct Exporter {
 
 impl Exporter {
     fn start(url: &str, poll_interval: &str) -> Exporter {
+        Exporter::start_with(url, poll_interval, &[])
+    }
+
+    /// [`Exporter::start`] with extra `cluster` flags.
+    fn start_with(url: &str, poll_interval: &str, extra: &[&str]) -> Exporter {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -350,6 +361,7 @@ impl Exporter {
                 "--web.listen-address",
                 &addr,
             ])
+            .args(extra)
             .env("SLURM_JWT", "bench")
             .spawn()
             .expect("spawn the exporter (cargo bench builds it)");
@@ -970,6 +982,103 @@ fn families(jobs: usize) {
         for (n, s, t, g) in rows.iter().filter(|r| r.3 > 2048) {
             println!("| {n} | {s} | {:.0} | {:.0} |", *t as f64 / 1024.0, *g as f64 / 1024.0);
         }
+    });
+}
+
+/// Series per scrape (= samples per scrape interval a Prometheus ingests and
+/// remote_writes) of a generated cluster, by family group, with the default
+/// flags (the baseline) and with each flag that drops a class of series.
+fn cardinality(jobs: usize, nodes: usize, scrape_interval: usize) {
+    let shape = Shape {
+        jobs,
+        nodes,
+        accounts: (nodes / 5).max(1),
+        users_per_account: 5,
+        seed: 0x5eed,
+    };
+    // Family name -> its group: the first two words (slurm_job, slurm_node, ...).
+    let group = |name: &str| name.splitn(3, '_').take(2).collect::<Vec<_>>().join("_");
+    let configs: &[(&str, &[&str])] = &[
+        ("defaults (baseline)", &[]),
+        (
+            "`--collector.jobs.per-user=true` (adds per-user job counts)",
+            &["--collector.jobs.per-user=true"],
+        ),
+        (
+            "`--collector.jobs=false` (no per-job / per-GPU join, no job aggregates)",
+            &["--collector.jobs=false"],
+        ),
+        (
+            "`--collector.fairshare=false` (no per-user fairshare)",
+            &["--collector.fairshare=false"],
+        ),
+        ("`--collector.nodes=false`", &["--collector.nodes=false"]),
+        (
+            "`--collector.usage=false` (no usage/cost counters: no `report`)",
+            &["--collector.usage=false"],
+        ),
+        ("`--collector.limits=false`", &["--collector.limits=false"]),
+    ];
+    let rt = runtime();
+    rt.block_on(async {
+        let url = start_mock(shape, Arc::new(Counts::default())).await;
+        let mut base: Option<(usize, std::collections::BTreeMap<String, usize>)> = None;
+        println!(
+            "## Series per scrape: {jobs} jobs, {nodes} nodes ({} GPU nodes x {} GPUs), {} accounts x 5 users; samples/s at a {scrape_interval} s scrape interval",
+            shape.gpu_nodes(),
+            gen::GPUS_PER_NODE,
+            shape.accounts
+        );
+        println!();
+        println!("| flags | series | x baseline | samples/s | changed groups (series) |");
+        println!("|---|---:|---:|---:|---|");
+        for (what, extra) in configs {
+            // Usage counters are credited from the second poll on: wait for
+            // the third, so every series a steady-state scrape has is there.
+            let exp = Exporter::start_with(&url, "1s", extra);
+            exp.ready(Duration::from_secs(900)).await;
+            let t = Instant::now();
+            while polls(&exp.addr).await < 3 {
+                assert!(t.elapsed() < Duration::from_secs(900), "no third poll");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            let (status, body) = get(&exp.addr, "/metrics").await.unwrap();
+            assert_eq!(status, 200);
+            let mut groups: std::collections::BTreeMap<String, usize> = Default::default();
+            for line in String::from_utf8_lossy(&body).lines() {
+                if line.starts_with('#') || line.is_empty() {
+                    continue;
+                }
+                *groups
+                    .entry(group(line.split(['{', ' ']).next().unwrap_or("")))
+                    .or_default() += 1;
+            }
+            let total: usize = groups.values().sum();
+            let is_base = base.is_none();
+            let (b_total, b_groups) = base.get_or_insert_with(|| (total, groups.clone()));
+            let all: std::collections::BTreeSet<&String> =
+                b_groups.keys().chain(groups.keys()).collect();
+            let changed = all
+                .into_iter()
+                .filter_map(|g| {
+                    let a = b_groups.get(g).copied().unwrap_or(0);
+                    let b = groups.get(g).copied().unwrap_or(0);
+                    if is_base {
+                        Some(format!("{g} {b}"))
+                    } else {
+                        (a != b).then(|| format!("{g}: {a} -> {b}"))
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            println!(
+                "| {what} | {total} | {:.3} | {:.0} | {changed} |",
+                total as f64 / *b_total as f64,
+                total as f64 / scrape_interval as f64
+            );
+            drop(exp);
+        }
+        println!();
     });
 }
 

@@ -5,7 +5,13 @@
 //! create-blocks-from openmetrics`, and served by `prometheus` on loopback.
 //! The cost counter (usage × price, resets alike) and a budget gauge ride
 //! along: the report's cost must be the month's usage × price exactly.
-//! Skipped (with a message) when the Debian `prometheus` package is absent.
+//! The same samples are imported into VictoriaMetrics (Debian
+//! `victoria-metrics`, single node, its own Prometheus query API) and every
+//! assertion runs against both: `report` must give the exact same answer on
+//! either engine (their window-edge, `resets` and raw-range semantics differ).
+//! Skipped (with a message) when the Debian `prometheus` package is absent;
+//! without `victoria-metrics` only Prometheus is checked, unless
+//! `REQUIRE_VICTORIA_METRICS=1` (tests/run-all.sh), which makes it a failure.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -106,6 +112,61 @@ fn start_prometheus(dir: &Path, om: &str) -> (Kill, String) {
         .spawn()
         .unwrap();
     (Kill(child), format!("http://127.0.0.1:{port}"))
+}
+
+fn have_victoria_metrics() -> bool {
+    let ok = Command::new("victoria-metrics")
+        .arg("-version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok();
+    if !ok && std::env::var_os("REQUIRE_VICTORIA_METRICS").is_some_and(|v| v == "1") {
+        panic!("victoria-metrics not installed and REQUIRE_VICTORIA_METRICS=1 (apt-get install victoria-metrics)");
+    }
+    ok
+}
+
+/// Single-node VictoriaMetrics on a free loopback port, keeping a century.
+fn start_victoria_metrics(dir: &Path) -> (Kill, String) {
+    let port = free_port();
+    let child = Command::new("victoria-metrics")
+        .arg(format!("-storageDataPath={}", dir.join("vm").display()))
+        .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
+        .arg("-retentionPeriod=100y")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("vm.log")).unwrap())
+        .spawn()
+        .unwrap();
+    (Kill(child), format!("http://127.0.0.1:{port}"))
+}
+
+/// The OpenMetrics samples (timestamps in seconds) as Prometheus text with
+/// millisecond timestamps, for VictoriaMetrics' `/api/v1/import/prometheus`.
+fn prometheus_text_ms(om: &str) -> String {
+    let mut out = String::new();
+    for line in om.lines().filter(|l| !l.starts_with('#')) {
+        let (rest, ts) = line.rsplit_once(' ').unwrap();
+        let _ = writeln!(out, "{rest} {}", ts.parse::<i64>().unwrap() * 1000);
+    }
+    out
+}
+
+/// A plain HTTP/1.0 request to a loopback server; returns the status line.
+fn http(url: &str, method: &str, path: &str, body: &str) -> String {
+    use std::io::{Read as _, Write as _};
+    let addr = url.trim_start_matches("http://");
+    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        c,
+        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut resp = String::new();
+    let _ = c.read_to_string(&mut resp);
+    resp.lines().next().unwrap_or_default().to_string()
 }
 
 async fn wait_ready(url: &str, log: &Path) {
@@ -278,150 +339,172 @@ async fn month_report_from_real_prometheus() {
     let (_prom, url) = start_prometheus(dir.path(), &om);
     wait_ready(&url, &dir.path().join("prometheus.log")).await;
 
-    let prom = Prometheus {
-        client: client(&url),
-        url: url.clone(),
-    };
-    let month = Month {
-        year: month_of(m0).0,
-        month: month_of(m0).1,
-    };
-    let tres = vec!["gres/gpu".to_string(), "cpu".to_string()];
-    let (window, usage) = report::fetch(&prom, month, &tres, "", "rig25", now)
-        .await
-        .unwrap();
-    assert_eq!((window.start, window.end), (m0, m1));
-    let get = |acc: &str, user: &str, t: &str| {
-        usage
-            .usage
-            .get(&("rig25".into(), acc.into(), user.into(), t.into()))
-            .copied()
-    };
-    let len = month_len as f64;
-    assert_eq!(get("ai_project", "alice", "gres/gpu"), Some(2.0 * len));
-    assert_eq!(get("ai_project", "alice", "cpu"), Some(8.0 * len));
-    assert_eq!(
-        get("ai_project", "gildong", "gres/gpu"),
-        Some(len - STEP as f64)
-    );
-    assert_eq!(get("hpc_project", "alice", "gres/gpu"), Some(0.5 * len));
-    assert_eq!(
-        get("hpc_project", "gildong", "gres/gpu"),
-        Some((m1 - born) as f64)
-    );
-    assert_eq!(get("old_project", "bob", "gres/gpu"), None);
-    assert!(
-        usage.notes.iter().any(|n| n.contains("counter resets")),
-        "{:?}",
-        usage.notes
-    );
-    // Cost over the month = the month's usage × price, reset and gap included.
-    let cost = |acc: &str, user: &str, t: &str| {
-        usage
-            .cost
-            .get(&("rig25".into(), acc.into(), user.into(), t.into()))
-            .copied()
-            .unwrap_or(f64::NAN)
-    };
-    let exact = |got: f64, want: f64| (got - want).abs() <= 1e-12 * want;
-    for (acc, user, t, price) in [
-        ("ai_project", "alice", "gres/gpu", gpu),
-        ("ai_project", "alice", "cpu", cpu),
-        ("ai_project", "gildong", "gres/gpu", gpu),
-        ("hpc_project", "alice", "gres/gpu", gpu),
-    ] {
-        let want = get(acc, user, t).unwrap() * price;
-        assert!(
-            exact(cost(acc, user, t), want),
-            "{acc}/{user}/{t}: cost {} != usage x price {want}",
-            cost(acc, user, t)
+    let mut backends = vec![("prometheus", url, _prom)];
+    if have_victoria_metrics() {
+        let (vm, vm_url) = start_victoria_metrics(dir.path());
+        wait_ready(&vm_url, &dir.path().join("vm.log")).await;
+        let status = http(
+            &vm_url,
+            "POST",
+            "/api/v1/import/prometheus",
+            &prometheus_text_ms(&om),
         );
+        assert!(status.contains(" 204 "), "import: {status}");
+        // Make the import searchable now rather than after the next flush.
+        let status = http(&vm_url, "GET", "/internal/force_flush", "");
+        assert!(status.contains(" 200 "), "force_flush: {status}");
+        backends.push(("victoria-metrics", vm_url, vm));
+    } else {
+        eprintln!("victoria-metrics not installed: only Prometheus is checked");
     }
-    assert!(usage.currencies.contains("USD") && usage.currencies.len() == 1);
-    assert_eq!(
-        usage
-            .budgets
-            .get(&("rig25".into(), "ai_project".into(), "gres/gpu".into())),
-        Some(&(2500.0 * 3600.0))
-    );
-
-    // The binary, end to end: sreport -P layout in hours.
-    let out = Command::new(env!("CARGO_BIN_EXE_slurm-gpu-exporter"))
-        .args([
-            "report",
-            "--prometheus",
-            &url,
-            "--month",
-            &month.to_string(),
-        ])
-        .args(["-T", "gres/gpu", "-t", "Hours", "-P", "--cluster", "rig25"])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    eprintln!("{stdout}{stderr}");
-    let hours = |s: f64| (s / 3600.0).round_ties_even() as i64;
-    let lost = STEP as f64;
-    let total = 2.0 * len + (len - lost) + 0.5 * len + (m1 - born) as f64;
-    // Money columns: hpc_project/gildong has no cost series (0.00); the
-    // Total Cost of alice in ai_project adds her CPU cost.
-    let m = |v: f64| format!("{v:.2}");
-    let alice_gpu = 2.0 * len * gpu;
-    let ai_gpu = (3.0 * len - lost) * gpu;
-    let all_gpu = (3.5 * len - lost) * gpu;
-    let alice_cpu = 8.0 * len * cpu;
-    for line in [
-        "Cluster|Account|Login|Proper Name|TRES Name|Used|Budget|Cost (USD)|Total Cost (USD)"
-            .to_string(),
-        format!(
-            "rig25|root|||gres/gpu|{}||{}|{}",
-            hours(total),
-            m(all_gpu),
-            m(all_gpu + alice_cpu)
-        ),
-        format!(
-            "rig25|ai_project|||gres/gpu|{}|2500|{}|{}",
-            hours(3.0 * len - lost),
-            m(ai_gpu),
-            m(ai_gpu + alice_cpu)
-        ),
-        format!(
-            "rig25|ai_project|alice||gres/gpu|{}||{}|{}",
-            hours(2.0 * len),
-            m(alice_gpu),
-            m(alice_gpu + alice_cpu)
-        ),
-        format!(
-            "rig25|hpc_project|gildong||gres/gpu|{}||0.00|0.00",
-            hours((m1 - born) as f64)
-        ),
-    ] {
-        assert!(
-            stdout.lines().any(|l| l == line),
-            "missing {line:?} in\n{stdout}"
+    for (engine, url, _server) in &backends {
+        eprintln!("--- {engine} at {url}");
+        let url = url.clone();
+        let prom = Prometheus {
+            client: client(&url),
+            url: url.clone(),
+        };
+        let month = Month {
+            year: month_of(m0).0,
+            month: month_of(m0).1,
+        };
+        let tres = vec!["gres/gpu".to_string(), "cpu".to_string()];
+        let (window, usage) = report::fetch(&prom, month, &tres, "", "rig25", now)
+            .await
+            .unwrap();
+        assert_eq!((window.start, window.end), (m0, m1));
+        let get = |acc: &str, user: &str, t: &str| {
+            usage
+                .usage
+                .get(&("rig25".into(), acc.into(), user.into(), t.into()))
+                .copied()
+        };
+        let len = month_len as f64;
+        assert_eq!(get("ai_project", "alice", "gres/gpu"), Some(2.0 * len));
+        assert_eq!(get("ai_project", "alice", "cpu"), Some(8.0 * len));
+        assert_eq!(
+            get("ai_project", "gildong", "gres/gpu"),
+            Some(len - STEP as f64)
         );
-    }
-    assert!(
-        stderr.contains("note: 1 series had counter resets"),
-        "{stderr}"
-    );
+        assert_eq!(get("hpc_project", "alice", "gres/gpu"), Some(0.5 * len));
+        assert_eq!(
+            get("hpc_project", "gildong", "gres/gpu"),
+            Some((m1 - born) as f64)
+        );
+        assert_eq!(get("old_project", "bob", "gres/gpu"), None);
+        assert!(
+            usage.notes.iter().any(|n| n.contains("counter resets")),
+            "{:?}",
+            usage.notes
+        );
+        // Cost over the month = the month's usage × price, reset and gap included.
+        let cost = |acc: &str, user: &str, t: &str| {
+            usage
+                .cost
+                .get(&("rig25".into(), acc.into(), user.into(), t.into()))
+                .copied()
+                .unwrap_or(f64::NAN)
+        };
+        let exact = |got: f64, want: f64| (got - want).abs() <= 1e-12 * want;
+        for (acc, user, t, price) in [
+            ("ai_project", "alice", "gres/gpu", gpu),
+            ("ai_project", "alice", "cpu", cpu),
+            ("ai_project", "gildong", "gres/gpu", gpu),
+            ("hpc_project", "alice", "gres/gpu", gpu),
+        ] {
+            let want = get(acc, user, t).unwrap() * price;
+            assert!(
+                exact(cost(acc, user, t), want),
+                "{acc}/{user}/{t}: cost {} != usage x price {want}",
+                cost(acc, user, t)
+            );
+        }
+        assert!(usage.currencies.contains("USD") && usage.currencies.len() == 1);
+        assert_eq!(
+            usage
+                .budgets
+                .get(&("rig25".into(), "ai_project".into(), "gres/gpu".into())),
+            Some(&(2500.0 * 3600.0))
+        );
 
-    // A month the store does not hold: a clear error, non-zero exit.
-    let (y, m) = month_of(m0 - 86_400 * 60);
-    let out = Command::new(env!("CARGO_BIN_EXE_slurm-gpu-exporter"))
-        .args([
-            "report",
-            "--prometheus",
-            &url,
-            "--month",
-            &format!("{y:04}-{m:02}"),
-        ])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
-    assert!(stderr.contains("does not hold month"), "{stderr}");
+        // The binary, end to end: sreport -P layout in hours.
+        let out = Command::new(env!("CARGO_BIN_EXE_slurm-gpu-exporter"))
+            .args([
+                "report",
+                "--prometheus",
+                &url,
+                "--month",
+                &month.to_string(),
+            ])
+            .args(["-T", "gres/gpu", "-t", "Hours", "-P", "--cluster", "rig25"])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        eprintln!("{stdout}{stderr}");
+        let hours = |s: f64| (s / 3600.0).round_ties_even() as i64;
+        let lost = STEP as f64;
+        let total = 2.0 * len + (len - lost) + 0.5 * len + (m1 - born) as f64;
+        // Money columns: hpc_project/gildong has no cost series (0.00); the
+        // Total Cost of alice in ai_project adds her CPU cost.
+        let m = |v: f64| format!("{v:.2}");
+        let alice_gpu = 2.0 * len * gpu;
+        let ai_gpu = (3.0 * len - lost) * gpu;
+        let all_gpu = (3.5 * len - lost) * gpu;
+        let alice_cpu = 8.0 * len * cpu;
+        for line in [
+            "Cluster|Account|Login|Proper Name|TRES Name|Used|Budget|Cost (USD)|Total Cost (USD)"
+                .to_string(),
+            format!(
+                "rig25|root|||gres/gpu|{}||{}|{}",
+                hours(total),
+                m(all_gpu),
+                m(all_gpu + alice_cpu)
+            ),
+            format!(
+                "rig25|ai_project|||gres/gpu|{}|2500|{}|{}",
+                hours(3.0 * len - lost),
+                m(ai_gpu),
+                m(ai_gpu + alice_cpu)
+            ),
+            format!(
+                "rig25|ai_project|alice||gres/gpu|{}||{}|{}",
+                hours(2.0 * len),
+                m(alice_gpu),
+                m(alice_gpu + alice_cpu)
+            ),
+            format!(
+                "rig25|hpc_project|gildong||gres/gpu|{}||0.00|0.00",
+                hours((m1 - born) as f64)
+            ),
+        ] {
+            assert!(
+                stdout.lines().any(|l| l == line),
+                "missing {line:?} in\n{stdout}"
+            );
+        }
+        assert!(
+            stderr.contains("note: 1 series had counter resets"),
+            "{stderr}"
+        );
+
+        // A month the store does not hold: a clear error, non-zero exit.
+        let (y, m) = month_of(m0 - 86_400 * 60);
+        let out = Command::new(env!("CARGO_BIN_EXE_slurm-gpu-exporter"))
+            .args([
+                "report",
+                "--prometheus",
+                &url,
+                "--month",
+                &format!("{y:04}-{m:02}"),
+            ])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(stderr.contains("does not hold month"), "{engine}: {stderr}");
+    }
 }
 
 fn month_of(t: i64) -> (i64, u32) {

@@ -51,6 +51,12 @@ pub struct DemoArgs {
     /// with 60, an hour of jobs, GPU-hours and budget passes in a minute.
     #[arg(long, default_value_t = 1.0, value_parser = parse_speed)]
     pub speed: f64,
+
+    /// Stop the cluster's clock after this much real time: jobs, usage
+    /// counters and budgets then stay constant (for tests that compare a
+    /// query backend's answer with the final counter values).
+    #[arg(long, value_parser = parse_duration)]
+    pub freeze_after: Option<Duration>,
 }
 
 fn parse_speed(s: &str) -> Result<f64, String> {
@@ -151,7 +157,10 @@ fn cluster_args(
 }
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
-    let clock = SimClock::new(args.speed);
+    let mut clock = SimClock::new(args.speed);
+    if let Some(f) = args.freeze_after {
+        clock = clock.freeze_after(f);
+    }
     let cluster = Cluster::new(clock.clone());
     let replay_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

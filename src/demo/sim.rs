@@ -67,6 +67,8 @@ pub struct SimClock {
     start_unix: f64,
     started: Instant,
     speed: f64,
+    /// Real seconds after which the clock stops (`demo --freeze-after`).
+    freeze_after: Option<f64>,
 }
 
 impl SimClock {
@@ -83,7 +85,15 @@ impl SimClock {
             } else {
                 1.0
             },
+            freeze_after: None,
         }
+    }
+
+    /// Stops the clock `after` (real time) from its start: jobs, usage and
+    /// budgets stop moving, so a test can read final counter values.
+    pub fn freeze_after(mut self, after: std::time::Duration) -> SimClock {
+        self.freeze_after = Some(after.as_secs_f64());
+        self
     }
 
     pub fn speed(&self) -> f64 {
@@ -91,7 +101,11 @@ impl SimClock {
     }
 
     pub fn now(&self) -> i64 {
-        (self.start_unix + self.started.elapsed().as_secs_f64() * self.speed) as i64
+        let mut elapsed = self.started.elapsed().as_secs_f64();
+        if let Some(f) = self.freeze_after {
+            elapsed = elapsed.min(f);
+        }
+        (self.start_unix + elapsed * self.speed) as i64
     }
 }
 
@@ -1177,6 +1191,18 @@ mod tests {
 
     fn cluster() -> Cluster {
         Cluster::new(SimClock::new(1.0))
+    }
+
+    #[test]
+    fn frozen_clock_stops() {
+        let c = SimClock::new(3600.0).freeze_after(std::time::Duration::from_millis(20));
+        std::thread::sleep(std::time::Duration::from_millis(60));
+        let a = c.now();
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        assert_eq!(c.now(), a, "the clock moved after the freeze");
+        // 20 ms at 3600x: 72 simulated seconds past the start.
+        let past = a as f64 - c.start_unix;
+        assert!((70.0..=73.0).contains(&past), "{past}");
     }
 
     fn body(c: &Cluster, pq: &str) -> Value {

@@ -173,6 +173,19 @@ pub struct Inputs {
     pub raw: BTreeMap<String, Vec<(f64, f64)>>,
 }
 
+/// Labels that tell copies of one counter apart when two cluster scrapers of
+/// one cluster (or two Prometheus replicas the store did not deduplicate)
+/// export it: the scrape target's and the replica's, never Slurm's.
+pub const REPLICA_LABELS: &[&str] = &[
+    "instance",
+    "pod",
+    "pod_name",
+    "kubernetes_pod_name",
+    "prometheus_replica",
+    "replica",
+    "__replica__",
+];
+
 /// (cluster, account, user, tres) -> TRES-seconds in the month.
 pub type UsageMap = BTreeMap<(String, String, String, String), f64>;
 
@@ -187,6 +200,26 @@ pub struct MonthUsage {
     /// (cluster, account, tres) -> monthly budget in TRES-seconds.
     pub budgets: BTreeMap<(String, String, String), f64>,
     pub notes: Vec<String>,
+}
+
+/// `v` to 12 significant digits. The engines store a sample differently
+/// (Prometheus as a binary float64, VictoriaMetrics as a decimal mantissa and
+/// exponent), so a window's difference can differ in its last bits, and a
+/// value on a tie of the printed precision (19,260 GPU-seconds at 4.10 per
+/// GPU-hour = 21.935) would round to 21.93 on one engine and 21.94 on the
+/// other. Both agree far beyond 12 digits (a millisecond in 30 years).
+pub fn snap(v: f64) -> f64 {
+    if v == 0.0 || !v.is_finite() {
+        return v;
+    }
+    let digits = 12 - v.abs().log10().ceil() as i32;
+    let scale = 10f64.powi(digits);
+    let r = (v * scale).round() / scale;
+    if r.is_finite() {
+        r
+    } else {
+        v
+    }
 }
 
 /// Increase of one series from `baseline` through `samples`, a drop being a
@@ -218,6 +251,8 @@ pub fn month_usage(inp: &Inputs, default_cluster: &str) -> MonthUsage {
         .collect();
     let mut out = MonthUsage::default();
     let mut reset_series = 0;
+    // Series without their target labels -> (labels, usage, copies).
+    let mut once: BTreeMap<String, (BTreeMap<String, String>, f64, usize)> = BTreeMap::new();
     for s in &inp.end {
         let Some(end) = s.value().filter(|v| v.is_finite()) else {
             continue;
@@ -238,13 +273,35 @@ pub fn month_usage(inp: &Inputs, default_cluster: &str) -> MonthUsage {
                 end
             }
         };
-        let label = |k: &str| s.labels.get(k).cloned().unwrap_or_default();
+        let used = snap(used);
+        // The same counter from two scrapers (or two un-deduplicated
+        // Prometheus replicas) differs only in target labels: count it once.
+        let mut same = s.labels.clone();
+        same.retain(|k, _| !REPLICA_LABELS.contains(&k.as_str()));
+        let e = once
+            .entry(format!("{same:?}"))
+            .or_insert_with(|| (same, 0.0, 0));
+        e.1 = f64::max(e.1, used);
+        e.2 += 1;
+    }
+    let mut duplicated = 0;
+    for (labels, used, copies) in once.into_values() {
+        if copies > 1 {
+            duplicated += 1;
+        }
+        let label = |k: &str| labels.get(k).cloned().unwrap_or_default();
         let cluster = Some(label("cluster"))
             .filter(|c| !c.is_empty())
             .unwrap_or_else(|| default_cluster.to_string());
         *out.usage
             .entry((cluster, label("account"), label("user"), label("tres")))
             .or_default() += used;
+    }
+    if duplicated > 0 {
+        out.notes.push(format!(
+            "{duplicated} series came from more than one scraper or Prometheus replica (they differ only in {}): each is counted once, the copy with the largest usage; run one cluster scraper per cluster and deduplicate replicas in the store (docs/long-term-storage.md#high-availability)",
+            REPLICA_LABELS.join("/")
+        ));
     }
     if reset_series > 0 {
         out.notes.push(format!(
@@ -604,6 +661,66 @@ mod tests {
         assert_eq!(u.usage[&k("rig", "hpc", "eve")], 700.0);
         assert_eq!(u.notes.len(), 1, "{:?}", u.notes);
         assert!(u.notes[0].contains("counter resets"));
+    }
+
+    #[test]
+    fn snapped_values_agree_across_engines() {
+        // The same cost as Prometheus and VictoriaMetrics returned it.
+        let (prom, vm) = (21.934999999999995_f64, 21.935000000000002_f64);
+        assert_ne!(format!("{prom:.2}"), format!("{vm:.2}"));
+        assert_eq!(snap(prom), snap(vm));
+        assert_eq!(format!("{:.2}", snap(prom)), format!("{:.2}", snap(vm)));
+        assert_eq!(snap(1234.5), 1234.5);
+        assert_eq!(snap(0.0), 0.0);
+        assert_eq!(snap(123_456_789_012_345.0), 123_456_789_012_000.0);
+        assert!(snap(f64::NAN).is_nan());
+        assert_eq!(snap(-2.5e-7), -2.5e-7);
+    }
+
+    #[test]
+    fn copies_from_two_scrapers_count_once() {
+        let l = |inst: &'static str, user: &'static str| {
+            [
+                ("account", "ai"),
+                ("user", user),
+                ("partition", "gpu"),
+                ("tres", "gres/gpu"),
+                ("cluster", "c1"),
+                ("instance", inst),
+            ]
+        };
+        // Two scraper replicas credit the same usage (one started later:
+        // its copy is smaller); bob has one scraper only.
+        let inp = Inputs {
+            start: vec![
+                series(&l("a:9342", "eve"), &[(0.0, 100.0)]),
+                series(&l("b:9342", "eve"), &[(0.0, 40.0)]),
+            ],
+            end: vec![
+                series(&l("a:9342", "eve"), &[(9.0, 1100.0)]),
+                series(&l("b:9342", "eve"), &[(9.0, 1000.0)]),
+                series(&l("a:9342", "bob"), &[(9.0, 50.0)]),
+            ],
+            ..Default::default()
+        };
+        let u = month_usage(&inp, "");
+        let k = |user: &str| {
+            (
+                "c1".to_string(),
+                "ai".to_string(),
+                user.to_string(),
+                "gres/gpu".to_string(),
+            )
+        };
+        assert_eq!(u.usage[&k("eve")], 1000.0, "not 1000 + 960");
+        assert_eq!(u.usage[&k("bob")], 50.0);
+        assert!(
+            u.notes
+                .iter()
+                .any(|n| n.starts_with("1 series came from more than one scraper")),
+            "{:?}",
+            u.notes
+        );
     }
 
     #[test]
