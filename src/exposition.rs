@@ -37,6 +37,19 @@ pub enum Kind {
 
 pub type Labels = Vec<(&'static str, String)>;
 
+/// What a metric family is, declared once as constant data next to the
+/// collector that emits it (`pub const GPU_POWER: MetricDesc = ...`), so a
+/// name and its help text are written in one place and every family can be
+/// listed (`tests/metric_docs.rs` checks them against docs/metrics.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricDesc {
+    pub name: &'static str,
+    pub help: &'static str,
+    pub kind: Kind,
+    /// Label names, in the order every sample carries them.
+    pub labels: &'static [&'static str],
+}
+
 #[derive(Debug, Clone)]
 pub struct Family {
     pub name: &'static str,
@@ -190,6 +203,26 @@ impl MetricSet {
             }
         };
         &mut std::sync::Arc::make_mut(&mut self.families)[idx]
+    }
+
+    /// Declares the family of `d` (exposed with HELP/TYPE even when empty).
+    pub fn declare(&mut self, d: &MetricDesc) -> &mut Family {
+        self.family(d.name, d.help, d.kind)
+    }
+
+    /// Adds one sample to the family of `d` (an info sample's value is 1
+    /// whatever `value` says). Debug builds check the label names against
+    /// the descriptor.
+    pub fn add(&mut self, d: &MetricDesc, labels: Labels, value: f64) {
+        debug_assert!(
+            labels.iter().map(|(k, _)| *k).eq(d.labels.iter().copied()),
+            "{}: labels {:?} differ from the descriptor's {:?}",
+            d.name,
+            labels.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
+            d.labels
+        );
+        let value = if d.kind == Kind::Info { 1.0 } else { value };
+        self.declare(d).samples.push(Sample::new(&labels, value));
     }
 
     pub fn gauge(&mut self, name: &'static str, help: &'static str, labels: Labels, value: f64) {
