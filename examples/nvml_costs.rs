@@ -68,7 +68,7 @@ fn main() {
 
     // Calls in the order read_gpu makes them; `ok` shows whether the GPU supports it.
     type Call = (&'static str, fn(&mut NvmlBackend) -> bool);
-    let calls: [Call; 17] = [
+    let calls: [Call; 19] = [
         ("utilization", |b| b.utilization(0).is_ok()),
         ("memory info", |b| b.memory(0).is_ok()),
         ("power", |b| b.power_mw(0).is_ok()),
@@ -98,6 +98,12 @@ fn main() {
         ("running processes (compute + graphics)", |b| {
             b.processes(0).is_ok()
         }),
+        ("MIG mode", |b| b.mig_enabled(0).is_ok()),
+        // One GPM sample plus the metrics against the previous one: what
+        // each collection pays for the profiling families.
+        ("GPM profiling (sample + 15 metrics)", |b| {
+            b.profiling(0).is_ok()
+        }),
     ];
     println!("| NVML call (GPU 0) | median µs | supported |\n| --- | ---: | --- |");
     let mut per_gpu = Duration::ZERO;
@@ -111,6 +117,10 @@ fn main() {
             if supported { "yes" } else { "no" }
         );
     }
+    // What GPM reports over one second on GPU 0, for the record.
+    let _ = b.profiling(0);
+    std::thread::sleep(Duration::from_secs(1));
+    println!("\nGPM over 1 s on GPU 0: {:?}\n", b.profiling(0));
     let t_count = time(runs, || b.device_count());
     println!("| device count | {} | yes |", us(t_count));
 

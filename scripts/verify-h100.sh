@@ -13,7 +13,11 @@
 # on cgroup v2 the PyTorch process is placed in a Slurm-shaped cgroup
 # (system.slice/slurmstepd.scope/job_990001/step_0/user/task_0) so the
 # cgroup attribution path is exercised; otherwise a DCGM-style mapping file
-# is used. Exit status 0 when every check passes.
+# is used. Then the GPM phase: SM activity (NVML GPM) under three loads —
+# a full matmul, a one-block spin kernel (utilization ~100 % while one SM
+# works) and a duty-cycled matmul — against `nvidia-smi dmon -s u` and
+# `nvidia-smi dmon --gpm-metrics` (and `dcgmi dmon` where installed).
+# Exit status 0 when every check passes.
 set -euo pipefail
 
 BIN=${1:-target/release/slurm-gpu-exporter}
@@ -23,7 +27,7 @@ MAPPED_JOB=990002
 WORK=${VERIFY_OUT:-$(mktemp -d)}
 mkdir -p "$WORK"
 cleanup() {
-    kill "${AGENT_PID:-}" "${LOAD_PID:-}" 2>/dev/null || true
+    kill "${AGENT_PID:-}" "${LOAD_PID:-}" "${GPM_LOAD_PID:-}" 2>/dev/null || true
     wait 2>/dev/null || true  # (the load may be gone already)
     if [ -n "${CG:-}" ]; then
         # Move anything left back to the root cgroup so the tree can go.
@@ -141,6 +145,71 @@ PY
 cat "$WORK/serve.txt"
 grep -i "xid" "$WORK/agent-serve.log" || true
 
+# GPM: the agent serving with 1 s collections (profiling values are means
+# between two collections) under three loads on GPU 0, each against
+# nvidia-smi's own readings taken meanwhile.
+kill "$LOAD_PID" 2>/dev/null || true
+wait "$LOAD_PID" 2>/dev/null || true
+gpm_load() { # name seconds
+    CUDA_VISIBLE_DEVICES=0 python3 - "$1" "$2" <<'PY' &
+import sys, time, torch
+kind, secs = sys.argv[1], float(sys.argv[2])
+end = time.time() + secs
+if kind == "full":      # every SM busy: a large fp16 matmul back to back
+    a = torch.randn(8192, 8192, device="cuda", dtype=torch.float16)
+    while time.time() < end:
+        for _ in range(20):
+            a @ a
+        torch.cuda.synchronize()
+elif kind == "small":   # a kernel always running, on one SM: a spin kernel
+    while time.time() < end:
+        for _ in range(10):
+            torch.cuda._sleep(20_000_000)
+        torch.cuda.synchronize()
+else:                   # duty cycle: full matmul 25 % of every 400 ms
+    a = torch.randn(8192, 8192, device="cuda", dtype=torch.float16)
+    while time.time() < end:
+        t = time.time()
+        while time.time() - t < 0.1:
+            a @ a
+            torch.cuda.synchronize()
+        time.sleep(0.3)
+PY
+    GPM_LOAD_PID=$!
+}
+GPM_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+"$BIN" node --slurm-node-name verify --collect-interval 1s --collector.efa=false --collector.memlock=false \
+    --web.listen-address 127.0.0.1:$GPM_PORT 2> "$WORK/agent-gpm.log" &
+AGENT_PID=$!
+SMI_GPM=yes
+nvidia-smi dmon --gpm-metrics 2 -c 1 -i 0 > "$WORK/dmon-gpm-probe.txt" 2>&1 || SMI_GPM=no
+for kind in full small duty; do
+    gpm_load $kind 40
+    sleep 12   # CUDA context up, two collections past the load start
+    # 8 scrapes 1 s apart, while nvidia-smi samples the same seconds.
+    nvidia-smi dmon -s u -c 8 -i 0 > "$WORK/dmon-u-$kind.txt" 2>&1 &
+    SMI_U=$!
+    for i in 1 2 3 4 5 6 7 8; do
+        python3 -c 'import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())' \
+            "http://127.0.0.1:$GPM_PORT/metrics" | grep -E '^slurm_(gpu|job_gpu)_(sm_active|utilization|sm_occupancy|tensor_active|dram_active|profiling_supported|mig_mode|pipe_active)[^ ]*\{[^}]*gpu="0"|^slurm_job_gpu_sm_active_ratio' \
+            > "$WORK/gpm-$kind-$i.prom" || true
+        sleep 1
+    done
+    wait $SMI_U || true
+    if [ $SMI_GPM = yes ]; then
+        nvidia-smi dmon --gpm-metrics 2,3,5,10 -c 6 -i 0 > "$WORK/dmon-gpm-$kind.txt" 2>&1 || true
+    fi
+    if command -v dcgmi >/dev/null; then
+        dcgmi dmon -e 1002,1003,1004,1005 -c 6 -i 0 > "$WORK/dcgmi-$kind.txt" 2>&1 || true
+    fi
+    kill "$GPM_LOAD_PID" 2>/dev/null || true
+    wait "$GPM_LOAD_PID" 2>/dev/null || true
+done
+kill "$AGENT_PID" 2>/dev/null || true
+wait "$AGENT_PID" 2>/dev/null || true
+nvidia-smi -q -i 0 | grep -iE "Minor Number|MIG Mode|^ *Current *:" | head -4 > "$WORK/smi-q.txt" || true
+nvidia-smi --query-gpu=index,mig.mode.current --format=csv,noheader > "$WORK/smi-mig.csv" 2>/dev/null || true
+
 # 3. Compare.
 python3 - "$WORK" "$JOB" "$LOAD_PID" "$MAPPED_JOB" "$ATTRIBUTION" <<'PY'
 import csv, re, sys
@@ -198,5 +267,68 @@ if load_pid in apps:
     check("job GPU memory vs the process's", jm is not None and abs(jm / 2**20 - apps[load_pid]) <= 64, f"agent {mib(jm)} MiB smi {apps[load_pid]} MiB")
 check("collectors up", all(v == 1 for _, v in m["slurm_node_collector_up"]), str(m["slurm_node_collector_up"]))
 print("gpu collector NVML time:", get(m, "slurm_node_collector_duration_seconds", collector="gpu"), "s")
+
+# GPM: SM activity near 1 at full load, far below utilization when few SMs
+# work, in between at a 25 % duty cycle; within 15 points of nvidia-smi's
+# own GPM reading where that works.
+import glob, os, statistics
+def series(kind, name):
+    vals = []
+    for f in sorted(glob.glob(f"{work}/gpm-{kind}-*.prom")):
+        for labels, v in parse(f).get(name, []):
+            if labels.get("gpu") == "0":
+                vals.append(v)
+    return vals
+def dmon(path, name):
+    """Median of the dmon column headed `name` (e.g. sm, smutil)."""
+    vals, cols = [], None
+    if not os.path.exists(path):
+        return None
+    for line in open(path):
+        f = line.split()
+        if line.startswith("#") and f[1:2] == ["gpu"]:
+            cols = f[1:]
+            continue
+        if not f or line.startswith("#") or cols is None or name not in cols:
+            continue
+        try:
+            vals.append(float(f[cols.index(name)]))
+        except (ValueError, IndexError):
+            pass
+    return statistics.median(vals) if vals else None
+def med(v):
+    return statistics.median(v) if v else None
+gpm = {}
+for kind in ("full", "small", "duty"):
+    sm, util = med(series(kind, "slurm_gpu_sm_active_ratio")), med(series(kind, "slurm_gpu_utilization_ratio"))
+    gpm[kind] = (sm, util)
+    smi_u = dmon(f"{work}/dmon-u-{kind}.txt", "sm")           # dmon -s u: sm % (= utilization.gpu)
+    smi_sm = dmon(f"{work}/dmon-gpm-{kind}.txt", "smutil")    # --gpm-metrics 2: GPM SM activity %
+    print(f"GPM {kind}: agent sm_active {sm} utilization {util}; nvidia-smi dmon -s u sm {smi_u} %, --gpm-metrics SM activity {smi_sm} %")
+    check(f"GPM {kind}: supported", 1.0 in series(kind, "slurm_gpu_profiling_supported"), "slurm_gpu_profiling_supported 1")
+    if smi_sm is not None and sm is not None:
+        check(f"GPM {kind}: agent SM activity vs nvidia-smi --gpm-metrics", abs(sm * 100 - smi_sm) <= 15, f"agent {sm * 100:.1f} % smi {smi_sm} %")
+    if smi_u is not None and util is not None and kind != "duty":
+        check(f"GPM {kind}: agent utilization vs nvidia-smi dmon -s u", abs(util * 100 - smi_u) <= 20, f"agent {util * 100:.0f} % smi {smi_u} %")
+sm, util = gpm["full"]
+check("GPM full load: SM activity near 1", sm is not None and sm >= 0.7, f"sm_active {sm}")
+sm, util = gpm["small"]
+check("GPM one-SM kernel: utilization says busy, SM activity says otherwise", sm is not None and util is not None and util >= 0.9 and sm <= 0.1, f"utilization {util} sm_active {sm}")
+sm, util = gpm["duty"]
+check("GPM 25 % duty cycle: SM activity well below 1", sm is not None and 0.05 <= sm <= 0.6, f"sm_active {sm}")
+job_sm = med([v for l, v in parse(f"{work}/gpm-full-8.prom").get("slurm_job_gpu_sm_active_ratio", [])]) if os.path.exists(f"{work}/gpm-full-8.prom") else None
+print("job-level SM activity (full load, if attributed):", job_sm)
+minor_smi = None
+for line in open(f"{work}/smi-q.txt"):
+    if "Minor Number" in line:
+        minor_smi = line.split(":")[1].strip()
+minor_agent = next((l.get("minor") for l, _ in m.get("slurm_gpu_up", []) if l.get("gpu") == "0"), None)
+check("gpu 0 minor number", minor_smi is not None and minor_agent == minor_smi, f"agent {minor_agent} nvidia-smi {minor_smi}")
+mig_rows = [r for r in csv.reader(open(f"{work}/smi-mig.csv")) if r] if os.path.exists(f"{work}/smi-mig.csv") else []
+mig_agent = get(m, "slurm_gpu_mig_mode_enabled", gpu="0")
+if mig_rows and mig_rows[0][1].strip() in ("Enabled", "Disabled"):
+    check("gpu 0 MIG mode", mig_agent == (1.0 if mig_rows[0][1].strip() == "Enabled" else 0.0), f"agent {mig_agent} smi {mig_rows[0][1].strip()}")
+else:
+    print(f"MIG mode: agent {mig_agent}, nvidia-smi {mig_rows}")
 sys.exit(1 if fails else 0)
 PY

@@ -51,7 +51,8 @@ fn check_golden(layout: &str, text: &str) {
 #[test]
 fn p4dn_cgroupv1() {
     let root = fixture("p4dn-cgroupv1");
-    let fake = FakeNvml::node("NVIDIA A100-SXM4-40GB", 8, 42_949_672_960);
+    // A100: no GPM, so no profiling series (slurm_gpu_profiling_supported 0).
+    let fake = FakeNvml::node("NVIDIA A100-SXM4-40GB", 8, 42_949_672_960).without_profiling();
     for (gpu, pid) in [
         (0, 3001),
         (1, 3002),
@@ -180,6 +181,80 @@ fn slinky_slurmd_pod_node_name_discovered() {
     let set = discovering(false).collect();
     assert_eq!(joins(&set, SLURM_NODE), 0);
     assert_eq!(set.sum("slurm_gpu_up", &[("node", "ip-10-0-1-23")]), 4.0);
+}
+
+/// NVML numbers GPUs in PCI order; slurmd, with `File=/dev/nvidia[0-3]` in
+/// gres.conf and no AutoDetect, in device-file (minor) order. Here they
+/// differ: NVML GPU i is /dev/nvidia`MINORS[i]`. The agent reads slurmd's
+/// gres.conf (configless conf-cache under /proc/<slurmd>/root), so its `gpu`
+/// label is Slurm's index and the join with the scraper's
+/// `slurm_job_gpus{node, gpu}` names the GPU the job's processes really run on.
+#[test]
+fn pci_and_minor_order_differ() {
+    const SLURM_NODE: &str = "slurm-worker-gpu-h100-0";
+    const MINORS: [u32; 4] = [2, 0, 3, 1];
+    let root = fixture("minor-order");
+    let fake = FakeNvml::node("NVIDIA H100 80GB HBM3", 4, 85_520_809_984).with_minors(&MINORS);
+    // Job 7101's processes run on NVML GPUs 0 and 1, job 7102's on NVML GPU 2.
+    proc_on(&fake, 0, 901, 30);
+    proc_on(&fake, 1, 902, 30);
+    proc_on(&fake, 2, 911, 20);
+    let uuid = |nvml: usize| fake.lock().gpus[nvml].identity.uuid.clone();
+    // What slurmctld allocated, by Slurm's index (= rank of the minor):
+    // NVML 0 → /dev/nvidia2 → IDX 2, NVML 1 → IDX 0, NVML 2 → IDX 3.
+    // This is what the scraper's slurm_job_gpus{gpu} carries.
+    let slurm_job_gpus = [("7101", "2", 0), ("7101", "0", 1), ("7102", "3", 2)];
+    let run = |order: Option<&str>| {
+        let mut cfg = AgentConfig {
+            node_from_slurmd: true,
+            timing: Timing::Fixed {
+                unix_seconds: FIXED_NOW,
+            },
+            ..AgentConfig::new("ip-10-0-1-23", root.join("proc"), root.join("sys"))
+        };
+        if order == Some("nvml") {
+            cfg.gpu_order = slurm_gpu_exporter::node::sources::gres_conf::OrderFlag::Nvml;
+        }
+        Agent::new(cfg, Some(fake.factory()))
+            .expect("agent starts")
+            .collect()
+    };
+    let right = |set: &slurm_gpu_exporter::exposition::MetricSet| {
+        slurm_job_gpus
+            .iter()
+            .filter(|(job, gpu, nvml)| {
+                let u = uuid(*nvml);
+                let on = [("node", SLURM_NODE), ("gpu", *gpu), ("uuid", u.as_str())];
+                // The node series at (node, gpu) are the GPU the job runs on...
+                set.value("slurm_gpu_utilization_ratio", &on).is_some()
+                    // ...and the agent's own attribution agrees with Slurm's.
+                    && set
+                        .value(
+                            "slurm_gpu_job_info",
+                            &[("node", SLURM_NODE), ("gpu", gpu), ("job_id", job), ("uuid", &u)],
+                        )
+                        .is_some()
+            })
+            .count()
+    };
+    let set = run(None);
+    assert_eq!(
+        right(&set),
+        3,
+        "every allocated GPU joins to the right device"
+    );
+    assert_eq!(
+        set.value("slurm_gpu_numbering_info", &[("order", "gres_conf")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        set.value("slurm_gpu_up", &[("gpu", "2"), ("minor", "2")]),
+        Some(1.0)
+    );
+    check_golden("minor-order", &set.encode_text());
+    // Numbered in NVML order (the agent's old behaviour), the join puts
+    // jobs on the wrong devices.
+    assert_eq!(right(&run(Some("nvml"))), 0);
 }
 
 /// The flags as the binary wires them: by default the `node` label is the

@@ -25,6 +25,7 @@ use collectors::jobs::JobsCollector;
 use collectors::memlock::MemlockCollector;
 use collectors::CollectError;
 use sources::fake::FakeNvml;
+use sources::gres_conf::{GpuNumbering, OrderFlag};
 use sources::nvml::{BackendFactory, GpuBackend, NvmlBackend};
 use sources::procfs::{JobResolver, ProcFs};
 use sources::slurmd::NodeNamer;
@@ -124,6 +125,18 @@ pub struct NodeArgs {
     #[arg(long = "gpu.backend", env = "SLURM_GPU_EXPORTER_GPU_BACKEND", value_enum, default_value_t = GpuBackendKind::Nvml)]
     pub gpu_backend: GpuBackendKind,
 
+    /// How the `gpu` label numbers GPUs, so it equals the index Slurm gives
+    /// jobs (`slurm_job_gpus{gpu}`): `auto` reads slurmd's gres.conf
+    /// (AutoDetect=nvml: PCI order; AutoDetect=nvidia: device file order;
+    /// else the File= order), NVML's PCI order when none is found.
+    #[arg(long = "gpu.slurm-order", env = "SLURM_GPU_EXPORTER_GPU_SLURM_ORDER", value_enum, default_value_t = OrderFlag::Auto)]
+    pub gpu_slurm_order: OrderFlag,
+
+    /// gres.conf to read the GPU order from (default: slurmd's own, found
+    /// through /proc/<slurmd>/root: its configless conf-cache, else /etc/slurm).
+    #[arg(long = "slurm.gres-conf", env = "SLURM_GPU_EXPORTER_SLURM_GRES_CONF")]
+    pub gres_conf: Option<PathBuf>,
+
     /// Longest a collection waits for NVML; past it the GPU collector
     /// reports down for that collection and the rest is published.
     #[arg(
@@ -164,6 +177,10 @@ pub struct AgentConfig {
     pub gpu_timeout: Duration,
     /// How often the NVML worker polls XID events between samples.
     pub event_poll: Duration,
+    /// How the `gpu` label numbers GPUs (slurmd's order).
+    pub gpu_order: OrderFlag,
+    /// gres.conf to read the order from, instead of slurmd's.
+    pub gres_conf: Option<PathBuf>,
     pub timing: Timing,
 }
 
@@ -186,6 +203,8 @@ impl AgentConfig {
             mapping_dirs: Vec::new(),
             gpu_timeout: Duration::from_secs(5),
             event_poll: Duration::from_millis(250),
+            gpu_order: OrderFlag::Auto,
+            gres_conf: None,
             timing: Timing::Real,
         }
     }
@@ -208,6 +227,7 @@ pub struct Agent {
     jobs: JobsCollector,
     resolver: JobResolver,
     namer: Option<NodeNamer>,
+    numbering: GpuNumbering,
     last_success: BTreeMap<&'static str, f64>,
     /// Last error per collector, so a persistent failure is logged once.
     last_error: BTreeMap<&'static str, String>,
@@ -221,6 +241,7 @@ impl Agent {
             Some(f) if cfg.gpu || cfg.jobs => Some(GpuWorker::spawn(f, cfg.event_poll)?),
             _ => None,
         };
+        let cfg_order = (cfg.gpu_order, cfg.gres_conf.clone());
         let namer = cfg
             .node_from_slurmd
             .then(|| NodeNamer::new(None, cfg.node.clone()));
@@ -236,6 +257,7 @@ impl Agent {
             memlock: MemlockCollector,
             resolver: JobResolver::new(),
             namer,
+            numbering: GpuNumbering::new(cfg_order.0, cfg_order.1),
             last_success: BTreeMap::new(),
             last_error: BTreeMap::new(),
         })
@@ -276,13 +298,17 @@ impl Agent {
             outcomes.push(outcome("memlock", r, elapsed));
         }
 
-        let sample: Option<GpuSample> = match self.gpu_worker.as_mut() {
+        let mut sample: Option<GpuSample> = match self.gpu_worker.as_mut() {
             Some(w) => Some(w.wait(self.cfg.gpu_timeout)),
             None if self.cfg.gpu || self.cfg.jobs => {
                 Some(GpuSample::unavailable("no GPU backend configured"))
             }
             None => None,
         };
+        if let Some(s) = sample.as_mut().filter(|s| s.status.is_ok()) {
+            let (order, source) = self.numbering.current(&self.procfs, &node);
+            s.number_for_slurm(&order, &source);
+        }
         let mut gpu_set = MetricSet::new();
         if self.cfg.gpu {
             if let Some(s) = &sample {
@@ -433,13 +459,21 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
         memlock: args.collector_memlock,
         jobs: args.collector_jobs,
         mapping_dirs: args.mapping_dirs.clone(),
+        gpu_order: args.gpu_slurm_order,
+        gres_conf: args.gres_conf.clone(),
         gpu_timeout: args.gpu_timeout,
         ..AgentConfig::new(node.clone(), &args.procfs, &args.sysfs)
     };
     let mut agent = Agent::new(cfg, Some(backend_factory(&args)))?;
 
     if args.once {
-        let set = agent.collect();
+        let mut set = agent.collect();
+        // GPM profiling values are means between two samples: a second
+        // collection a second later carries them.
+        if args.collector_gpu && set.sum("slurm_gpu_profiling_supported", &[]) > 0.0 {
+            std::thread::sleep(Duration::from_secs(1));
+            set = agent.collect();
+        }
         print!("{}", set.encode_text());
         return Ok(());
     }

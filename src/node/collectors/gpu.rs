@@ -16,9 +16,10 @@ use std::time::{Duration, Instant};
 
 use super::node_labels;
 use crate::exposition::{Labels, MetricSet};
+use crate::node::sources::gres_conf::GpuOrder;
 use crate::node::sources::nvml::{
-    BackendFactory, GpuBackend, GpuError, GpuIdentity, GpuProcess, NvlinkErrors, RemappedRows,
-    CLOCK_EVENT_REASONS,
+    BackendFactory, GpuBackend, GpuError, GpuIdentity, GpuProcess, NvlinkErrors, Profiling,
+    ProfilingRead, RemappedRows, CLOCK_EVENT_REASONS, PIPES,
 };
 
 /// How often the worker retries loading NVML after a failure.
@@ -28,6 +29,9 @@ const RELOAD_EVERY: Duration = Duration::from_secs(60);
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct GpuReading {
     pub identity: GpuIdentity,
+    /// Slurm's index of this GPU on the node (the `gpu` label; see
+    /// [`crate::node::sources::gres_conf`]). NVML's until numbered.
+    pub slurm_index: u32,
     pub up: bool,
     /// Why the GPU is down.
     pub error: Option<String>,
@@ -48,6 +52,13 @@ pub struct GpuReading {
     pub pcie_replays: Option<u64>,
     pub nvlink: Option<NvlinkErrors>,
     pub processes: Option<Vec<GpuProcess>>,
+    pub mig_enabled: Option<bool>,
+    /// `Some(false)`: no GPM on this GPU (before Hopper, old driver, MIG).
+    pub profiling_supported: Option<bool>,
+    /// GPM values over the last collection interval (absent on the first).
+    pub profiling: Option<Profiling>,
+    /// GPM refused for lack of permission (said once in the log).
+    pub profiling_denied: bool,
 }
 
 /// One sample of all GPUs of the node.
@@ -61,9 +72,25 @@ pub struct GpuSample {
     pub xids: BTreeMap<u32, BTreeMap<u64, u64>>,
     /// Time spent in NVML for this sample.
     pub duration: Duration,
+    /// How the GPUs were numbered for Slurm: (order, where it was read).
+    pub numbering: Option<(&'static str, String)>,
 }
 
 impl GpuSample {
+    /// Sets each GPU's `slurm_index` (the `gpu` label) by slurmd's order,
+    /// found at `source`.
+    pub fn number_for_slurm(&mut self, order: &GpuOrder, source: &str) {
+        self.numbering = Some((order.as_str(), source.to_string()));
+        let ids: Vec<(u32, Option<u32>)> = self
+            .gpus
+            .iter()
+            .map(|g| (g.identity.index, g.identity.minor))
+            .collect();
+        for (g, i) in self.gpus.iter_mut().zip(order.assign(&ids)) {
+            g.slurm_index = i;
+        }
+    }
+
     pub fn unavailable(reason: impl Into<String>) -> Self {
         GpuSample {
             status: Err(reason.into()),
@@ -71,6 +98,7 @@ impl GpuSample {
             gpus: Vec::new(),
             xids: BTreeMap::new(),
             duration: Duration::ZERO,
+            numbering: None,
         }
     }
 }
@@ -100,6 +128,7 @@ pub fn read_gpu(
             index,
             ..Default::default()
         }),
+        slurm_index: index,
         ..Default::default()
     };
     let res = (|| -> Result<(), GpuError> {
@@ -132,6 +161,21 @@ pub fn read_gpu(
         r.pcie_replays = get(b.pcie_replays(index), index, "PCIe replays")?;
         r.nvlink = get(b.nvlink_errors(index), index, "NVLink errors")?;
         r.processes = get(b.processes(index), index, "processes")?;
+        r.mig_enabled = get(b.mig_enabled(index), index, "MIG mode")?;
+        match b.profiling(index) {
+            Ok(ProfilingRead::Ready(p)) => {
+                r.profiling_supported = Some(true);
+                r.profiling = Some(p);
+            }
+            Ok(ProfilingRead::Warming) => r.profiling_supported = Some(true),
+            Err(GpuError::NotSupported) => r.profiling_supported = Some(false),
+            Err(GpuError::NoPermission) => {
+                r.profiling_supported = Some(false);
+                r.profiling_denied = true;
+            }
+            Err(e @ (GpuError::GpuLost | GpuError::Unavailable(_))) => return Err(e),
+            Err(e) => tracing::debug!(gpu = index, error = %e, "GPM profiling read failed"),
+        }
         Ok(())
     })();
     match res {
@@ -140,6 +184,7 @@ pub fn read_gpu(
             // Drop partial values: a down GPU reports only slurm_gpu_up.
             r = GpuReading {
                 identity: r.identity,
+                slurm_index: index,
                 error: Some(e.to_string()),
                 ..Default::default()
             };
@@ -158,6 +203,8 @@ struct Worker {
     identities: Vec<Option<GpuIdentity>>,
     /// Per GPU, whether it was down in the last sample (logged on change).
     down: Vec<bool>,
+    /// Per GPU, whether "no profiling" was logged.
+    no_profiling_logged: Vec<bool>,
     xids: BTreeMap<u32, BTreeMap<u64, u64>>,
     driver_version: Option<String>,
 }
@@ -236,6 +283,7 @@ impl Worker {
         }
         self.identities.resize(count as usize, None);
         self.down.resize(count as usize, false);
+        self.no_profiling_logged.resize(count as usize, false);
         let mut gpus = Vec::with_capacity(count as usize);
         for i in 0..count {
             let r = read_gpu(b.as_mut(), i, &mut self.identities[i as usize]);
@@ -247,6 +295,17 @@ impl Worker {
                 (None, true) => tracing::info!(gpu = i, uuid = %r.identity.uuid, "GPU up again"),
                 _ => {}
             }
+            if r.profiling_supported == Some(false) && !self.no_profiling_logged[i as usize] {
+                self.no_profiling_logged[i as usize] = true;
+                let why = if r.profiling_denied {
+                    "NVML refused GPM: no permission (drivers that restrict profiling to admin users, NVreg_RestrictProfilingToAdminUsers=1, need the agent to hold CAP_SYS_ADMIN)"
+                } else if r.mig_enabled == Some(true) {
+                    "the GPU is in MIG mode (GPM per MIG instance is not collected)"
+                } else {
+                    "NVML GPM is not supported here (needs Hopper or newer and a driver with GPM)"
+                };
+                tracing::info!(gpu = i, uuid = %r.identity.uuid, model = %r.identity.model, why, "no GPU profiling series (SM activity, tensor, DRAM) for this GPU; utilization still reported");
+            }
             gpus.push(r);
         }
         GpuSample {
@@ -255,6 +314,7 @@ impl Worker {
             gpus,
             xids: self.xids.clone(),
             duration: start.elapsed(),
+            numbering: None,
         }
     }
 }
@@ -283,6 +343,7 @@ impl GpuWorker {
                     unavailable: None,
                     identities: Vec::new(),
                     down: Vec::new(),
+                    no_profiling_logged: Vec::new(),
                     xids: BTreeMap::new(),
                     driver_version: None,
                 };
@@ -335,12 +396,14 @@ impl GpuWorker {
     }
 }
 
-fn gpu_labels(node: &str, id: &GpuIdentity) -> Labels {
+fn gpu_labels(node: &str, g: &GpuReading) -> Labels {
+    let id = &g.identity;
     let mut l = node_labels(node);
-    l.push(("gpu", id.index.to_string()));
+    l.push(("gpu", g.slurm_index.to_string()));
     l.push(("uuid", id.uuid.clone()));
     l.push(("model", id.model.clone()));
     l.push(("pci_bus_id", id.pci_bus_id.clone()));
+    l.push(("minor", id.minor.map(|m| m.to_string()).unwrap_or_default()));
     l
 }
 
@@ -357,11 +420,21 @@ pub fn emit(sample: &GpuSample, node: &str, out: &mut MetricSet) {
         node_labels(node),
         sample.gpus.len() as f64,
     );
+    if let Some((order, source)) = &sample.numbering {
+        let mut l = node_labels(node);
+        l.push(("order", order.to_string()));
+        l.push(("source", source.clone()));
+        out.info(
+            "slurm_gpu_numbering_info",
+            "How the gpu label numbers this node's GPUs: slurmd's order (nvml = PCI order as with AutoDetect=nvml, device_file = /dev/nvidiaN order, gres_conf = as gres.conf lists them) and where it was read.",
+            l,
+        );
+    }
     for g in &sample.gpus {
         out.gauge(
             "slurm_gpu_up",
             "1 if the GPU answered NVML queries in the last collection, 0 if it is lost (fallen off the bus) or failing.",
-            gpu_labels(node, &g.identity),
+            gpu_labels(node, g),
             if g.up { 1.0 } else { 0.0 },
         );
     }
@@ -369,7 +442,7 @@ pub fn emit(sample: &GpuSample, node: &str, out: &mut MetricSet) {
     let gauge = |out: &mut MetricSet, name, help, f: &dyn Fn(&GpuReading) -> Option<f64>| {
         for g in &up {
             if let Some(v) = f(g) {
-                out.gauge(name, help, gpu_labels(node, &g.identity), v);
+                out.gauge(name, help, gpu_labels(node, g), v);
             }
         }
     };
@@ -405,7 +478,7 @@ pub fn emit(sample: &GpuSample, node: &str, out: &mut MetricSet) {
             out.counter(
                 "slurm_gpu_energy_joules_total",
                 "Energy consumed since the driver was loaded.",
-                gpu_labels(node, &g.identity),
+                gpu_labels(node, g),
                 e as f64 / 1000.0,
             );
         }
@@ -436,7 +509,7 @@ pub fn emit(sample: &GpuSample, node: &str, out: &mut MetricSet) {
             continue;
         };
         for (bit, reason) in CLOCK_EVENT_REASONS {
-            let mut l = gpu_labels(node, &g.identity);
+            let mut l = gpu_labels(node, g);
             l.push(("reason", reason.to_string()));
             out.gauge(
                 "slurm_gpu_clock_event_active",
@@ -457,7 +530,7 @@ pub fn emit(sample: &GpuSample, node: &str, out: &mut MetricSet) {
         .enumerate()
         {
             if let Some(v) = g.ecc[i] {
-                let mut l = gpu_labels(node, &g.identity);
+                let mut l = gpu_labels(node, g);
                 l.push(("error_type", error_type.to_string()));
                 l.push(("counter", counter.to_string()));
                 out.counter(
@@ -475,7 +548,7 @@ pub fn emit(sample: &GpuSample, node: &str, out: &mut MetricSet) {
             ("correctable", rr.correctable),
             ("uncorrectable", rr.uncorrectable),
         ] {
-            let mut l = gpu_labels(node, &g.identity);
+            let mut l = gpu_labels(node, g);
             l.push(("cause", cause.to_string()));
             out.gauge(
                 "slurm_gpu_remapped_rows",
@@ -502,7 +575,7 @@ pub fn emit(sample: &GpuSample, node: &str, out: &mut MetricSet) {
             out.counter(
                 "slurm_gpu_pcie_replays_total",
                 "PCIe replay counter.",
-                gpu_labels(node, &g.identity),
+                gpu_labels(node, g),
                 v as f64,
             );
         }
@@ -516,7 +589,7 @@ pub fn emit(sample: &GpuSample, node: &str, out: &mut MetricSet) {
             ("crc_data", n.crc_data),
         ] {
             if let Some(v) = v {
-                let mut l = gpu_labels(node, &g.identity);
+                let mut l = gpu_labels(node, g);
                 l.push(("counter", kind.to_string()));
                 out.counter(
                     "slurm_gpu_nvlink_errors_total",
@@ -527,6 +600,7 @@ pub fn emit(sample: &GpuSample, node: &str, out: &mut MetricSet) {
             }
         }
     }
+    emit_profiling(&up, node, out);
     gauge(
         out,
         "slurm_gpu_processes",
@@ -543,7 +617,7 @@ pub fn emit(sample: &GpuSample, node: &str, out: &mut MetricSet) {
             continue;
         };
         for (xid, n) in counts {
-            let mut l = gpu_labels(node, &g.identity);
+            let mut l = gpu_labels(node, g);
             l.push(("xid", xid.to_string()));
             out.counter(
                 "slurm_gpu_xid_errors_total",
@@ -551,6 +625,72 @@ pub fn emit(sample: &GpuSample, node: &str, out: &mut MetricSet) {
                 l,
                 *n as f64,
             );
+        }
+    }
+}
+
+/// MIG mode and the GPM profiling families (absent where GPM is not).
+fn emit_profiling(up: &[&GpuReading], node: &str, out: &mut MetricSet) {
+    for g in up {
+        if let Some(m) = g.mig_enabled {
+            out.gauge(
+                "slurm_gpu_mig_mode_enabled",
+                "1 if the GPU is partitioned into MIG instances (jobs are then attributed per physical GPU only; no profiling series).",
+                gpu_labels(node, g),
+                m as u8 as f64,
+            );
+        }
+        if let Some(s) = g.profiling_supported {
+            out.gauge(
+                "slurm_gpu_profiling_supported",
+                "1 if NVML GPM profiling (SM activity, occupancy, tensor, DRAM) works on this GPU; 0 before Hopper, without driver support, or in MIG mode.",
+                gpu_labels(node, g),
+                s as u8 as f64,
+            );
+        }
+    }
+    type Get = fn(&Profiling) -> Option<f64>;
+    let ratios: [(&'static str, &'static str, Get); 4] = [
+        ("slurm_gpu_sm_active_ratio", "Fraction of time the SMs had at least one warp assigned, averaged over SMs, over the last collection interval (NVML GPM; DCGM's SM_ACTIVE).", |p| p.sm_active),
+        ("slurm_gpu_sm_occupancy_ratio", "Warps resident on the SMs relative to their maximum, over the last collection interval (NVML GPM; DCGM's SM_OCCUPANCY).", |p| p.sm_occupancy),
+        ("slurm_gpu_tensor_active_ratio", "Fraction of time any tensor pipe was active, over the last collection interval (NVML GPM; DCGM's PIPE_TENSOR_ACTIVE).", |p| p.tensor_active),
+        ("slurm_gpu_dram_active_ratio", "Device memory bandwidth used relative to its peak, over the last collection interval (NVML GPM; DCGM's DRAM_ACTIVE).", |p| p.dram_active),
+    ];
+    for (name, help, f) in ratios {
+        for g in up {
+            if let Some(v) = g.profiling.as_ref().and_then(f) {
+                out.gauge(name, help, gpu_labels(node, g), v);
+            }
+        }
+    }
+    for g in up {
+        let Some(p) = &g.profiling else { continue };
+        for (pipe, v) in PIPES.iter().zip(p.pipes) {
+            let Some(v) = v else { continue };
+            let mut l = gpu_labels(node, g);
+            l.push(("pipe", pipe.to_string()));
+            out.gauge(
+                "slurm_gpu_pipe_active_ratio",
+                "Fraction of time the SMs issued work to this pipe, over the last collection interval (NVML GPM).",
+                l,
+                v,
+            );
+        }
+    }
+    type Bytes = fn(&Profiling) -> [Option<f64>; 2];
+    let links: [(&'static str, &'static str, Bytes); 2] = [
+        ("slurm_gpu_pcie_throughput_bytes_per_second", "PCIe traffic of the GPU, mean over the last collection interval (NVML GPM).", |p| [p.pcie_tx_bytes_per_second, p.pcie_rx_bytes_per_second]),
+        ("slurm_gpu_nvlink_throughput_bytes_per_second", "NVLink traffic of the GPU summed over its links, mean over the last collection interval (NVML GPM).", |p| [p.nvlink_tx_bytes_per_second, p.nvlink_rx_bytes_per_second]),
+    ];
+    for (name, help, f) in links {
+        for g in up {
+            let Some(p) = &g.profiling else { continue };
+            for (direction, v) in ["tx", "rx"].into_iter().zip(f(p)) {
+                let Some(v) = v else { continue };
+                let mut l = gpu_labels(node, g);
+                l.push(("direction", direction.to_string()));
+                out.gauge(name, help, l, v);
+            }
         }
     }
 }
@@ -616,6 +756,76 @@ mod tests {
         assert_eq!(r.nvlink, None);
         assert!(r.memory.is_some());
         assert_eq!(ident.unwrap().index, 0);
+    }
+
+    /// GPM present on H100s, absent on a GPU in MIG mode and on an A100: the
+    /// profiling families are emitted exactly where NVML has them.
+    #[test]
+    fn profiling_present_absent_and_mig() {
+        let fake = FakeNvml::h100x8();
+        {
+            let mut f = fake.lock();
+            f.gpus[2].mig = true;
+            f.gpus[3].gpm_denied = true;
+            f.gpus[0].utilization = (100, 40);
+            f.gpus[1].utilization = (100, 40);
+            f.gpus[1].sm_efficiency = Some(0.05); // "100 %" busy, 5 % of SMs
+        }
+        let mut w = GpuWorker::spawn(fake.factory(), Duration::from_millis(5)).unwrap();
+        w.request();
+        let s = w.wait(Duration::from_secs(5));
+        let mut out = MetricSet::new();
+        emit(&s, "n1", &mut out);
+        let v = |name: &str, gpu: &str| out.value(name, &[("gpu", gpu)]);
+        assert_eq!(v("slurm_gpu_utilization_ratio", "1"), Some(1.0));
+        assert_eq!(v("slurm_gpu_sm_active_ratio", "1"), Some(0.05));
+        assert_eq!(v("slurm_gpu_sm_active_ratio", "0"), Some(0.55));
+        assert_eq!(v("slurm_gpu_profiling_supported", "0"), Some(1.0));
+        // MIG: supported 0, the mode says why, no profiling series.
+        assert_eq!(v("slurm_gpu_mig_mode_enabled", "2"), Some(1.0));
+        assert_eq!(v("slurm_gpu_profiling_supported", "2"), Some(0.0));
+        assert_eq!(v("slurm_gpu_sm_active_ratio", "2"), None);
+        // No permission: the same, and the reading says why.
+        assert_eq!(v("slurm_gpu_profiling_supported", "3"), Some(0.0));
+        assert_eq!(v("slurm_gpu_sm_active_ratio", "3"), None);
+        assert!(s.gpus[3].profiling_denied && !s.gpus[2].profiling_denied);
+        assert_eq!(
+            out.value(
+                "slurm_gpu_pipe_active_ratio",
+                &[("gpu", "0"), ("pipe", "tensor_hmma")]
+            ),
+            Some(0.385)
+        );
+        assert_eq!(
+            out.value(
+                "slurm_gpu_nvlink_throughput_bytes_per_second",
+                &[("gpu", "0"), ("direction", "rx")]
+            ),
+            Some(1.2e11)
+        );
+        // No GPM at all: only slurm_gpu_profiling_supported 0 remains.
+        let a100 = FakeNvml::node("NVIDIA A100-SXM4-80GB", 2, 1).without_profiling();
+        let mut w = GpuWorker::spawn(a100.factory(), Duration::from_millis(5)).unwrap();
+        w.request();
+        let s = w.wait(Duration::from_secs(5));
+        let mut out = MetricSet::new();
+        emit(&s, "n1", &mut out);
+        assert_eq!(out.sum("slurm_gpu_profiling_supported", &[]), 0.0);
+        assert_eq!(
+            out.value("slurm_gpu_profiling_supported", &[("gpu", "1")]),
+            Some(0.0)
+        );
+        let text = out.encode_text();
+        for family in [
+            "sm_active",
+            "sm_occupancy",
+            "tensor_active",
+            "pipe_active",
+            "dram_active",
+            "throughput",
+        ] {
+            assert!(!text.contains(family), "{family} emitted without GPM");
+        }
     }
 
     #[test]

@@ -81,6 +81,8 @@ struct JobAgg {
     gpus: BTreeSet<u32>,
     util_sum: f64,
     util_n: u32,
+    sm_sum: f64,
+    sm_n: u32,
     memory: f64,
     power: f64,
 }
@@ -113,7 +115,8 @@ impl JobsCollector {
             let Some(processes) = g.processes.as_ref().filter(|_| g.up) else {
                 continue;
             };
-            let idx = g.identity.index;
+            // Slurm's index: what job-mapping files and slurm_job_gpus use.
+            let idx = g.slurm_index;
             let un = unattributed.entry(idx).or_insert(0);
             for p in processes {
                 let job: Option<JobCgroup> = match by_pid.get(&p.pid) {
@@ -160,7 +163,7 @@ impl JobsCollector {
         };
 
         let gpu_by_index: HashMap<u32, &GpuReading> =
-            gpus.iter().map(|g| (g.identity.index, *g)).collect();
+            gpus.iter().map(|g| (g.slurm_index, *g)).collect();
         out.family(
             "slurm_gpu_job_info",
             "A Slurm job using the GPU (from its processes' cgroups, or a job-mapping file); user and account from the process environment when readable.",
@@ -192,6 +195,10 @@ impl JobsCollector {
                         agg.util_sum += u as f64 / 100.0;
                         agg.util_n += 1;
                     }
+                    if let Some(sm) = g.profiling.and_then(|p| p.sm_active) {
+                        agg.sm_sum += sm;
+                        agg.sm_n += 1;
+                    }
                     // The job's own processes' memory when NVML reports it;
                     // otherwise (mapping file only) the whole GPU's.
                     if let Some(m) = mem.or_else(|| g.memory.map(|m| m.0)) {
@@ -204,9 +211,9 @@ impl JobsCollector {
             }
         }
         for g in &gpus {
-            if let Some(n) = unattributed.get(&g.identity.index) {
+            if let Some(n) = unattributed.get(&g.slurm_index) {
                 let mut l = node_labels(node);
-                l.push(("gpu", g.identity.index.to_string()));
+                l.push(("gpu", g.slurm_index.to_string()));
                 l.push(("uuid", g.identity.uuid.clone()));
                 out.gauge(
                     "slurm_gpu_unattributed_processes",
@@ -222,12 +229,17 @@ impl JobsCollector {
             l
         };
         type Field = fn(&JobAgg) -> Option<f64>;
-        let per_job: [(&'static str, &'static str, Field); 4] = [
+        let per_job: [(&'static str, &'static str, Field); 5] = [
             ("slurm_job_gpus_in_use", "GPUs of this node attributed to the job.", |a| Some(a.gpus.len() as f64)),
             (
                 "slurm_job_gpu_utilization_ratio",
                 "Mean utilization of the GPUs attributed to the job (a GPU shared by jobs counts for each).",
                 |a| (a.util_n > 0).then(|| a.util_sum / a.util_n as f64),
+            ),
+            (
+                "slurm_job_gpu_sm_active_ratio",
+                "Mean SM activity (NVML GPM) of the GPUs attributed to the job; absent where the GPUs have no GPM.",
+                |a| (a.sm_n > 0).then(|| a.sm_sum / a.sm_n as f64),
             ),
             (
                 "slurm_job_gpu_memory_used_bytes",

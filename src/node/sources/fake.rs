@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::nvml::{
-    BackendFactory, GpuBackend, GpuError, GpuIdentity, GpuProcess, NvlinkErrors, RemappedRows,
-    XidEvent,
+    BackendFactory, GpuBackend, GpuError, GpuIdentity, GpuProcess, NvlinkErrors, Profiling,
+    ProfilingRead, RemappedRows, XidEvent,
 };
 
 /// Time one fake call takes.
@@ -23,6 +23,8 @@ pub struct CallCosts {
     pub processes: Duration,
     pub pcie_replay: Duration,
     pub energy: Duration,
+    /// One GPM sample plus one metrics computation.
+    pub gpm: Duration,
 }
 
 impl CallCosts {
@@ -32,15 +34,19 @@ impl CallCosts {
         processes: Duration::ZERO,
         pcie_replay: Duration::ZERO,
         energy: Duration::ZERO,
+        gpm: Duration::ZERO,
     };
 
-    /// Measured on an H100 with driver 580 (see docs/performance.md).
+    /// Measured on an H100 with driver 580 (see docs/performance.md); GPM on
+    /// an H200 with the same driver.
     pub const H100: CallCosts = CallCosts {
         fast: Duration::from_micros(2),
         memory: Duration::from_micros(9),
         processes: Duration::from_micros(10),
         pcie_replay: Duration::from_micros(140),
         energy: Duration::from_millis(3),
+        // Measured on an H200, driver 580.159.04 (docs/node-agent.md).
+        gpm: Duration::from_micros(35),
     };
 }
 
@@ -65,6 +71,45 @@ pub struct FakeGpu {
     pub processes: Vec<GpuProcess>,
     /// Every call on this GPU fails with `GpuLost`.
     pub lost: bool,
+    /// GPM profiling: `Some(e)` derives SM activity as utilization × `e`
+    /// (the share of the sample window's SMs a kernel really kept busy);
+    /// `None`: the GPU has no GPM (before Hopper).
+    pub sm_efficiency: Option<f64>,
+    /// MIG mode on (no GPM for the whole GPU then).
+    pub mig: bool,
+    /// GPM refused with "no permission".
+    pub gpm_denied: bool,
+}
+
+impl FakeGpu {
+    /// The profiling values this GPU's utilization implies.
+    pub fn profiling(&self) -> Option<Profiling> {
+        let e = self.sm_efficiency?;
+        let util = self.utilization.0.min(100) as f64 / 100.0;
+        // Rounded so golden files read plainly.
+        let r = |x: f64| (x * 1e4).round() / 1e4;
+        let sm = r(util * e);
+        let tensor = r(sm * 0.7);
+        Some(Profiling {
+            sm_active: Some(sm),
+            sm_occupancy: Some(r(sm * 0.6)),
+            tensor_active: Some(tensor),
+            pipes: [
+                Some(r(sm * 0.5)),
+                Some(r(sm * 0.3)),
+                Some(r(sm * 0.01)),
+                Some(r(sm * 0.1)),
+                Some(tensor),
+                Some(0.0),
+                Some(0.0),
+            ],
+            dram_active: Some(r(sm * 0.45)),
+            pcie_tx_bytes_per_second: Some(util * 2.0e9),
+            pcie_rx_bytes_per_second: Some(util * 6.0e9),
+            nvlink_tx_bytes_per_second: Some(util * 1.2e11),
+            nvlink_rx_bytes_per_second: Some(util * 1.2e11),
+        })
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -102,6 +147,7 @@ impl FakeNvml {
                     uuid: format!("GPU-{:08x}-1111-2222-3333-{:012x}", 0xfa4e0000u32 + i, i),
                     model: model.to_string(),
                     pci_bus_id: format!("00000000:{:02X}:00.0", P5_BUSES[i as usize % 8]),
+                    minor: Some(i),
                 },
                 utilization: ((i * 13) % 101, (i * 7) % 101),
                 memory: ((i as u64 + 1) * 1_073_741_824, memory_total),
@@ -123,6 +169,9 @@ impl FakeNvml {
                 }),
                 processes: Vec::new(),
                 lost: false,
+                sm_efficiency: Some(0.55 + 0.05 * (i % 8) as f64),
+                mig: false,
+                gpm_denied: false,
             })
             .collect();
         FakeNvml {
@@ -173,6 +222,23 @@ impl FakeNvml {
             fake.push_xid(i, 13);
         }
         fake
+    }
+
+    /// The same GPUs without GPM profiling (an A100 node, or an old driver).
+    pub fn without_profiling(self) -> Self {
+        for g in &mut self.lock().gpus {
+            g.sm_efficiency = None;
+        }
+        self
+    }
+
+    /// Gives GPU `i` (NVML/PCI order) device minor `minors[i]`: the device
+    /// files need not follow PCI order.
+    pub fn with_minors(self, minors: &[u32]) -> Self {
+        for (g, m) in self.lock().gpus.iter_mut().zip(minors) {
+            g.identity.minor = Some(*m);
+        }
+        self
     }
 
     pub fn with_costs(mut self, costs: CallCosts) -> Self {
@@ -367,5 +433,21 @@ impl GpuBackend for FakeBackend {
 
     fn poll_xid_events(&mut self) -> Vec<XidEvent> {
         std::mem::take(&mut self.0.lock().pending_xids)
+    }
+
+    fn mig_enabled(&mut self, index: u32) -> Result<bool, GpuError> {
+        self.with(self.0.costs.fast, index, |g| Ok(g.mig))
+    }
+
+    fn profiling(&mut self, index: u32) -> Result<ProfilingRead, GpuError> {
+        self.with(self.0.costs.gpm, index, |g| {
+            if g.mig {
+                return Err(GpuError::NotSupported);
+            }
+            if g.gpm_denied {
+                return Err(GpuError::NoPermission);
+            }
+            opt(g.profiling()).map(ProfilingRead::Ready)
+        })
     }
 }

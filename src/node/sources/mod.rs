@@ -4,6 +4,7 @@
 pub mod cgroup;
 pub mod fake;
 pub mod fs;
+pub mod gres_conf;
 pub mod nvml;
 pub mod procfs;
 pub mod slurmd;
