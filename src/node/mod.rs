@@ -453,7 +453,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
         // GPM profiling values are means between two samples: a second
         // collection a second later carries them.
         if args.collectors.enabled(collectors::gpu::NAME)
-            && set.sum("slurm_gpu_profiling_supported", &[]) > 0.0
+            && set.sum(collectors::gpu::PROFILING_SUPPORTED.name, &[]) > 0.0
         {
             std::thread::sleep(Duration::from_secs(1));
             set = agent.collect();

@@ -11,223 +11,220 @@ use crate::node::sources::nvml::{Profiling, CLOCK_EVENT_REASONS, PIPES};
 /// Labels of every per-GPU series, in order.
 const GPU: &[&str] = &["node", "gpu", "uuid", "model", "pci_bus_id", "minor"];
 
-macro_rules! gpu_desc {
-    ($id:ident, $name:literal, $kind:ident, $help:literal) => {
-        gpu_desc!($id, $name, $kind, $help, GPU_LABELS);
-    };
-    ($id:ident, $name:literal, $kind:ident, $help:literal, $labels:expr) => {
-        pub const $id: MetricDesc = MetricDesc {
-            name: $name,
-            help: $help,
-            kind: Kind::$kind,
-            labels: $labels,
-        };
-    };
+/// The per-GPU labels plus `extra`.
+const fn gpu_and(extra: &'static str) -> [&'static str; 7] {
+    [GPU[0], GPU[1], GPU[2], GPU[3], GPU[4], GPU[5], extra]
 }
 
-const GPU_LABELS: &[&str] = GPU;
-const GPU_AND_REASON: &[&str] = &[
-    "node",
-    "gpu",
-    "uuid",
-    "model",
-    "pci_bus_id",
-    "minor",
-    "reason",
-];
+const GPU_AND_REASON: &[&str] = &gpu_and("reason");
 const GPU_AND_ECC: &[&str] = &[
-    "node",
-    "gpu",
-    "uuid",
-    "model",
-    "pci_bus_id",
-    "minor",
+    GPU[0],
+    GPU[1],
+    GPU[2],
+    GPU[3],
+    GPU[4],
+    GPU[5],
     "error_type",
     "counter",
 ];
-const GPU_AND_CAUSE: &[&str] = &[
-    "node",
-    "gpu",
-    "uuid",
-    "model",
-    "pci_bus_id",
-    "minor",
-    "cause",
-];
-const GPU_AND_COUNTER: &[&str] = &[
-    "node",
-    "gpu",
-    "uuid",
-    "model",
-    "pci_bus_id",
-    "minor",
-    "counter",
-];
-const GPU_AND_PIPE: &[&str] = &[
-    "node",
-    "gpu",
-    "uuid",
-    "model",
-    "pci_bus_id",
-    "minor",
-    "pipe",
-];
-const GPU_AND_DIRECTION: &[&str] = &[
-    "node",
-    "gpu",
-    "uuid",
-    "model",
-    "pci_bus_id",
-    "minor",
-    "direction",
-];
-const GPU_AND_XID: &[&str] = &["node", "gpu", "uuid", "model", "pci_bus_id", "minor", "xid"];
+const GPU_AND_CAUSE: &[&str] = &gpu_and("cause");
+const GPU_AND_COUNTER: &[&str] = &gpu_and("counter");
+const GPU_AND_PIPE: &[&str] = &gpu_and("pipe");
+const GPU_AND_DIRECTION: &[&str] = &gpu_and("direction");
+const GPU_AND_XID: &[&str] = &gpu_and("xid");
 
-gpu_desc!(
-    DRIVER_INFO,
-    "slurm_gpu_driver_info",
-    Info,
-    "NVIDIA driver version.",
-    &["node", "driver_version"]
-);
-gpu_desc!(
-    DEVICES,
-    "slurm_gpu_devices",
-    Gauge,
-    "GPUs NVML reports on this node.",
-    &["node"]
-);
-gpu_desc!(NUMBERING_INFO, "slurm_gpu_numbering_info", Info, "How the gpu label numbers this node's GPUs: slurmd's order (nvml = PCI order as with AutoDetect=nvml, device_file = /dev/nvidiaN order, gres_conf = as gres.conf lists them) and where it was read.", &["node", "order", "source"]);
-gpu_desc!(UP, "slurm_gpu_up", Gauge, "1 if the GPU answered NVML queries in the last collection, 0 if it is lost (fallen off the bus) or failing.");
-gpu_desc!(
-    UTILIZATION,
-    "slurm_gpu_utilization_ratio",
-    Gauge,
-    "Fraction of the last sample period during which a kernel ran on the GPU."
-);
-gpu_desc!(
-    MEMORY_UTILIZATION,
-    "slurm_gpu_memory_utilization_ratio",
-    Gauge,
-    "Fraction of the last sample period during which device memory was read or written."
-);
-gpu_desc!(
-    MEMORY_USED,
-    "slurm_gpu_memory_used_bytes",
-    Gauge,
-    "Framebuffer memory allocated."
-);
-gpu_desc!(
-    MEMORY_TOTAL,
-    "slurm_gpu_memory_total_bytes",
-    Gauge,
-    "Framebuffer memory installed."
-);
-gpu_desc!(POWER, "slurm_gpu_power_watts", Gauge, "Power draw.");
-gpu_desc!(
-    ENERGY,
-    "slurm_gpu_energy_joules_total",
-    Counter,
-    "Energy consumed since the driver was loaded."
-);
-gpu_desc!(
-    TEMPERATURE,
-    "slurm_gpu_temperature_celsius",
-    Gauge,
-    "GPU die temperature."
-);
-gpu_desc!(
-    MEMORY_TEMPERATURE,
-    "slurm_gpu_memory_temperature_celsius",
-    Gauge,
-    "HBM memory temperature."
-);
-gpu_desc!(
-    SM_CLOCK,
-    "slurm_gpu_sm_clock_hertz",
-    Gauge,
-    "Current SM clock."
-);
-gpu_desc!(
-    MEMORY_CLOCK,
-    "slurm_gpu_memory_clock_hertz",
-    Gauge,
-    "Current memory clock."
-);
-gpu_desc!(
-    CLOCK_EVENT_ACTIVE,
-    "slurm_gpu_clock_event_active",
-    Gauge,
-    "1 if this clock-event (throttle) reason currently holds the GPU clocks down.",
-    GPU_AND_REASON
-);
-gpu_desc!(
-    ECC_ERRORS,
-    "slurm_gpu_ecc_errors_total",
-    Counter,
-    "ECC errors; counter=volatile since driver load, aggregate over the GPU's life.",
-    GPU_AND_ECC
-);
-gpu_desc!(
-    REMAPPED_ROWS,
-    "slurm_gpu_remapped_rows",
-    Gauge,
-    "Memory rows remapped, by the error cause.",
-    GPU_AND_CAUSE
-);
-gpu_desc!(
-    ROW_REMAP_PENDING,
-    "slurm_gpu_row_remap_pending",
-    Gauge,
-    "1 if a row remapping is pending (GPU reset needed)."
-);
-gpu_desc!(
-    ROW_REMAP_FAILURE,
-    "slurm_gpu_row_remap_failure",
-    Gauge,
-    "1 if a row remapping failed (GPU needs service)."
-);
-gpu_desc!(
-    PCIE_REPLAYS,
-    "slurm_gpu_pcie_replays_total",
-    Counter,
-    "PCIe replay counter."
-);
-gpu_desc!(
-    NVLINK_ERRORS,
-    "slurm_gpu_nvlink_errors_total",
-    Counter,
-    "NVLink errors summed over the GPU's links, by counter.",
-    GPU_AND_COUNTER
-);
-gpu_desc!(MIG_MODE_ENABLED, "slurm_gpu_mig_mode_enabled", Gauge, "1 if the GPU is partitioned into MIG instances (jobs are then attributed per physical GPU only; no profiling series).");
-gpu_desc!(PROFILING_SUPPORTED, "slurm_gpu_profiling_supported", Gauge, "1 if NVML GPM profiling (SM activity, occupancy, tensor, DRAM) works on this GPU; 0 before Hopper, without driver support, or in MIG mode.");
-gpu_desc!(SM_ACTIVE, "slurm_gpu_sm_active_ratio", Gauge, "Fraction of time the SMs had at least one warp assigned, averaged over SMs, over the last collection interval (NVML GPM; DCGM's SM_ACTIVE).");
-gpu_desc!(SM_OCCUPANCY, "slurm_gpu_sm_occupancy_ratio", Gauge, "Warps resident on the SMs relative to their maximum, over the last collection interval (NVML GPM; DCGM's SM_OCCUPANCY).");
-gpu_desc!(TENSOR_ACTIVE, "slurm_gpu_tensor_active_ratio", Gauge, "Fraction of time any tensor pipe was active, over the last collection interval (NVML GPM; DCGM's PIPE_TENSOR_ACTIVE).");
-gpu_desc!(DRAM_ACTIVE, "slurm_gpu_dram_active_ratio", Gauge, "Device memory bandwidth used relative to its peak, over the last collection interval (NVML GPM; DCGM's DRAM_ACTIVE).");
-gpu_desc!(PIPE_ACTIVE, "slurm_gpu_pipe_active_ratio", Gauge, "Fraction of time the SMs issued work to this pipe, over the last collection interval (NVML GPM).", GPU_AND_PIPE);
-gpu_desc!(
-    PCIE_THROUGHPUT,
-    "slurm_gpu_pcie_throughput_bytes_per_second",
-    Gauge,
-    "PCIe traffic of the GPU, mean over the last collection interval (NVML GPM).",
-    GPU_AND_DIRECTION
-);
-gpu_desc!(NVLINK_THROUGHPUT, "slurm_gpu_nvlink_throughput_bytes_per_second", Gauge, "NVLink traffic of the GPU summed over its links, mean over the last collection interval (NVML GPM).", GPU_AND_DIRECTION);
-gpu_desc!(
-    PROCESSES,
-    "slurm_gpu_processes",
-    Gauge,
-    "Compute and graphics processes running on the GPU."
-);
-gpu_desc!(
-    XID_ERRORS,
-    "slurm_gpu_xid_errors_total",
-    Counter,
-    "Critical XID errors seen since the agent started, by XID code (NVML event set).",
-    GPU_AND_XID
-);
+pub const DRIVER_INFO: MetricDesc = MetricDesc {
+    name: "slurm_gpu_driver_info",
+    help: "NVIDIA driver version.",
+    kind: Kind::Info,
+    labels: &["node", "driver_version"],
+};
+pub const DEVICES: MetricDesc = MetricDesc {
+    name: "slurm_gpu_devices",
+    help: "GPUs NVML reports on this node.",
+    kind: Kind::Gauge,
+    labels: &["node"],
+};
+pub const NUMBERING_INFO: MetricDesc = MetricDesc {
+    name: "slurm_gpu_numbering_info",
+    help: "How the gpu label numbers this node's GPUs: slurmd's order (nvml = PCI order as with AutoDetect=nvml, device_file = /dev/nvidiaN order, gres_conf = as gres.conf lists them) and where it was read.",
+    kind: Kind::Info,
+    labels: &["node", "order", "source"],
+};
+pub const UP: MetricDesc = MetricDesc {
+    name: "slurm_gpu_up",
+    help: "1 if the GPU answered NVML queries in the last collection, 0 if it is lost (fallen off the bus) or failing.",
+    kind: Kind::Gauge,
+    labels: GPU,
+};
+pub const UTILIZATION: MetricDesc = MetricDesc {
+    name: "slurm_gpu_utilization_ratio",
+    help: "Fraction of the last sample period during which a kernel ran on the GPU.",
+    kind: Kind::Gauge,
+    labels: GPU,
+};
+pub const MEMORY_UTILIZATION: MetricDesc = MetricDesc {
+    name: "slurm_gpu_memory_utilization_ratio",
+    help: "Fraction of the last sample period during which device memory was read or written.",
+    kind: Kind::Gauge,
+    labels: GPU,
+};
+pub const MEMORY_USED: MetricDesc = MetricDesc {
+    name: "slurm_gpu_memory_used_bytes",
+    help: "Framebuffer memory allocated.",
+    kind: Kind::Gauge,
+    labels: GPU,
+};
+pub const MEMORY_TOTAL: MetricDesc = MetricDesc {
+    name: "slurm_gpu_memory_total_bytes",
+    help: "Framebuffer memory installed.",
+    kind: Kind::Gauge,
+    labels: GPU,
+};
+pub const POWER: MetricDesc = MetricDesc {
+    name: "slurm_gpu_power_watts",
+    help: "Power draw.",
+    kind: Kind::Gauge,
+    labels: GPU,
+};
+pub const ENERGY: MetricDesc = MetricDesc {
+    name: "slurm_gpu_energy_joules_total",
+    help: "Energy consumed since the driver was loaded.",
+    kind: Kind::Counter,
+    labels: GPU,
+};
+pub const TEMPERATURE: MetricDesc = MetricDesc {
+    name: "slurm_gpu_temperature_celsius",
+    help: "GPU die temperature.",
+    kind: Kind::Gauge,
+    labels: GPU,
+};
+pub const MEMORY_TEMPERATURE: MetricDesc = MetricDesc {
+    name: "slurm_gpu_memory_temperature_celsius",
+    help: "HBM memory temperature.",
+    kind: Kind::Gauge,
+    labels: GPU,
+};
+pub const SM_CLOCK: MetricDesc = MetricDesc {
+    name: "slurm_gpu_sm_clock_hertz",
+    help: "Current SM clock.",
+    kind: Kind::Gauge,
+    labels: GPU,
+};
+pub const MEMORY_CLOCK: MetricDesc = MetricDesc {
+    name: "slurm_gpu_memory_clock_hertz",
+    help: "Current memory clock.",
+    kind: Kind::Gauge,
+    labels: GPU,
+};
+pub const CLOCK_EVENT_ACTIVE: MetricDesc = MetricDesc {
+    name: "slurm_gpu_clock_event_active",
+    help: "1 if this clock-event (throttle) reason currently holds the GPU clocks down.",
+    kind: Kind::Gauge,
+    labels: GPU_AND_REASON,
+};
+pub const ECC_ERRORS: MetricDesc = MetricDesc {
+    name: "slurm_gpu_ecc_errors_total",
+    help: "ECC errors; counter=volatile since driver load, aggregate over the GPU's life.",
+    kind: Kind::Counter,
+    labels: GPU_AND_ECC,
+};
+pub const REMAPPED_ROWS: MetricDesc = MetricDesc {
+    name: "slurm_gpu_remapped_rows",
+    help: "Memory rows remapped, by the error cause.",
+    kind: Kind::Gauge,
+    labels: GPU_AND_CAUSE,
+};
+pub const ROW_REMAP_PENDING: MetricDesc = MetricDesc {
+    name: "slurm_gpu_row_remap_pending",
+    help: "1 if a row remapping is pending (GPU reset needed).",
+    kind: Kind::Gauge,
+    labels: GPU,
+};
+pub const ROW_REMAP_FAILURE: MetricDesc = MetricDesc {
+    name: "slurm_gpu_row_remap_failure",
+    help: "1 if a row remapping failed (GPU needs service).",
+    kind: Kind::Gauge,
+    labels: GPU,
+};
+pub const PCIE_REPLAYS: MetricDesc = MetricDesc {
+    name: "slurm_gpu_pcie_replays_total",
+    help: "PCIe replay counter.",
+    kind: Kind::Counter,
+    labels: GPU,
+};
+pub const NVLINK_ERRORS: MetricDesc = MetricDesc {
+    name: "slurm_gpu_nvlink_errors_total",
+    help: "NVLink errors summed over the GPU's links, by counter.",
+    kind: Kind::Counter,
+    labels: GPU_AND_COUNTER,
+};
+pub const MIG_MODE_ENABLED: MetricDesc = MetricDesc {
+    name: "slurm_gpu_mig_mode_enabled",
+    help: "1 if the GPU is partitioned into MIG instances (jobs are then attributed per physical GPU only; no profiling series).",
+    kind: Kind::Gauge,
+    labels: GPU,
+};
+pub const PROFILING_SUPPORTED: MetricDesc = MetricDesc {
+    name: "slurm_gpu_profiling_supported",
+    help: "1 if NVML GPM profiling (SM activity, occupancy, tensor, DRAM) works on this GPU; 0 before Hopper, without driver support, or in MIG mode.",
+    kind: Kind::Gauge,
+    labels: GPU,
+};
+pub const SM_ACTIVE: MetricDesc = MetricDesc {
+    name: "slurm_gpu_sm_active_ratio",
+    help: "Fraction of time the SMs had at least one warp assigned, averaged over SMs, over the last collection interval (NVML GPM; DCGM's SM_ACTIVE).",
+    kind: Kind::Gauge,
+    labels: GPU,
+};
+pub const SM_OCCUPANCY: MetricDesc = MetricDesc {
+    name: "slurm_gpu_sm_occupancy_ratio",
+    help: "Warps resident on the SMs relative to their maximum, over the last collection interval (NVML GPM; DCGM's SM_OCCUPANCY).",
+    kind: Kind::Gauge,
+    labels: GPU,
+};
+pub const TENSOR_ACTIVE: MetricDesc = MetricDesc {
+    name: "slurm_gpu_tensor_active_ratio",
+    help: "Fraction of time any tensor pipe was active, over the last collection interval (NVML GPM; DCGM's PIPE_TENSOR_ACTIVE).",
+    kind: Kind::Gauge,
+    labels: GPU,
+};
+pub const DRAM_ACTIVE: MetricDesc = MetricDesc {
+    name: "slurm_gpu_dram_active_ratio",
+    help: "Device memory bandwidth used relative to its peak, over the last collection interval (NVML GPM; DCGM's DRAM_ACTIVE).",
+    kind: Kind::Gauge,
+    labels: GPU,
+};
+pub const PIPE_ACTIVE: MetricDesc = MetricDesc {
+    name: "slurm_gpu_pipe_active_ratio",
+    help: "Fraction of time the SMs issued work to this pipe, over the last collection interval (NVML GPM).",
+    kind: Kind::Gauge,
+    labels: GPU_AND_PIPE,
+};
+pub const PCIE_THROUGHPUT: MetricDesc = MetricDesc {
+    name: "slurm_gpu_pcie_throughput_bytes_per_second",
+    help: "PCIe traffic of the GPU, mean over the last collection interval (NVML GPM).",
+    kind: Kind::Gauge,
+    labels: GPU_AND_DIRECTION,
+};
+pub const NVLINK_THROUGHPUT: MetricDesc = MetricDesc {
+    name: "slurm_gpu_nvlink_throughput_bytes_per_second",
+    help: "NVLink traffic of the GPU summed over its links, mean over the last collection interval (NVML GPM).",
+    kind: Kind::Gauge,
+    labels: GPU_AND_DIRECTION,
+};
+pub const PROCESSES: MetricDesc = MetricDesc {
+    name: "slurm_gpu_processes",
+    help: "Compute and graphics processes running on the GPU.",
+    kind: Kind::Gauge,
+    labels: GPU,
+};
+pub const XID_ERRORS: MetricDesc = MetricDesc {
+    name: "slurm_gpu_xid_errors_total",
+    help: "Critical XID errors seen since the agent started, by XID code (NVML event set).",
+    kind: Kind::Counter,
+    labels: GPU_AND_XID,
+};
 
 /// Every family of the GPU collector, in output order.
 pub const METRICS: &[&MetricDesc] = &[
