@@ -25,7 +25,11 @@ use bytes::Bytes;
 use tokio::net::TcpListener;
 
 use crate::cli::WebArgs;
+use crate::cluster::collectors::exporter::{
+    EXPORTER_ENDPOINT_STALE as ENDPOINT_STALE, EXPORTER_ENDPOINT_UP as ENDPOINT_UP,
+};
 use crate::exposition::MetricSet;
+use crate::node::collectors::COLLECTOR_UP;
 pub use web_config::{RateLimit, WebConfig};
 
 /// Paths answered without basic auth: they only say "ok"/"ready", and
@@ -66,8 +70,8 @@ pub struct SourceHealth {
 /// Self-metric families that say whether a source answered, with the label
 /// naming it and the prefix shown for it.
 const HEALTH_FAMILIES: [(&str, &str, &str); 2] = [
-    ("slurm_exporter_endpoint_up", "endpoint", "slurmrestd "),
-    ("slurm_node_collector_up", "collector", "collector "),
+    (ENDPOINT_UP.name, "endpoint", "slurmrestd "),
+    (COLLECTOR_UP.name, "collector", "collector "),
 ];
 
 fn source_health(set: &MetricSet) -> Vec<SourceHealth> {
@@ -78,8 +82,8 @@ fn source_health(set: &MetricSet) -> Vec<SourceHealth> {
         };
         for s in &f.samples {
             let name = s.label(label).unwrap_or_default().to_string();
-            let stale = family == "slurm_exporter_endpoint_up"
-                && set.value("slurm_exporter_endpoint_stale", &[("endpoint", &name)]) == Some(1.0);
+            let stale = family == ENDPOINT_UP.name
+                && set.value(ENDPOINT_STALE.name, &[("endpoint", &name)]) == Some(1.0);
             out.push(SourceHealth {
                 source: format!("{prefix}{name}"),
                 up: s.value == 1.0,

@@ -97,12 +97,6 @@ pub struct CollectorSpec {
     pub build: fn(&AgentConfig) -> Box<dyn Collector>,
 }
 
-impl CollectorSpec {
-    pub fn get(name: &str) -> Option<&'static CollectorSpec> {
-        REGISTRY.iter().find(|s| s.name == name)
-    }
-}
-
 /// Which collectors are on: `--collector.<name>=<bool>` for every
 /// registry entry (default true).
 #[derive(Debug, Clone, PartialEq, Eq)]
