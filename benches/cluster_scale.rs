@@ -248,17 +248,19 @@ impl futures_core::Stream for ChunkStream {
 }
 
 /// Serves `handler` on a loopback port; returns its URL.
-async fn serve_on_loopback(handler: slurm_gpu_exporter::replay::Handler) -> String {
+async fn serve_on_loopback(handler: slurm_gpu_exporter::testkit::replay::Handler) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(slurm_gpu_exporter::replay::serve_tcp(listener, handler));
+    tokio::spawn(slurm_gpu_exporter::testkit::replay::serve_tcp(
+        listener, handler,
+    ));
     url
 }
 
 /// A 200 JSON response whose body is the chunks `rx` receives.
 fn streamed_json(
     rx: tokio::sync::mpsc::Receiver<bytes::Bytes>,
-) -> http::Response<slurm_gpu_exporter::replay::Body> {
+) -> http::Response<slurm_gpu_exporter::testkit::replay::Body> {
     use http_body_util::BodyExt as _;
     let mut r = http::Response::new(http_body_util::StreamBody::new(ChunkStream(rx)).boxed());
     r.headers_mut().insert(
@@ -271,7 +273,7 @@ fn streamed_json(
 /// Serves v0.0.44 `shape` on loopback: `/jobs` is rendered while it is sent
 /// (never held whole), the small endpoints come from memory.
 async fn start_mock(shape: Shape, counts: Arc<Counts>) -> String {
-    use slurm_gpu_exporter::replay::{full, Handler};
+    use slurm_gpu_exporter::testkit::replay::{full, Handler};
     let v = Version::V0044;
     let small: Arc<Vec<(String, bytes::Bytes)>> = Arc::new(
         [
@@ -768,8 +770,8 @@ enum NodesAnswer {
 /// and the two "changed" answers slurmrestd gives.
 fn nodes_conditional(n_nodes: usize) {
     use slurm_gpu_exporter::cluster::poller::{PollOptions, Poller};
-    use slurm_gpu_exporter::replay::{full, Handler};
     use slurm_gpu_exporter::slurmrestd::client::{Client, ClientOptions, TokenSource};
+    use slurm_gpu_exporter::testkit::replay::{full, Handler};
     let shape = Shape {
         nodes: n_nodes,
         ..Shape::reference(1_000)
@@ -1330,7 +1332,7 @@ async fn start_incremental_mock(
     queue: Arc<std::sync::Mutex<LiveQueue>>,
     served: Arc<Served>,
 ) -> String {
-    use slurm_gpu_exporter::replay::{full, Handler};
+    use slurm_gpu_exporter::testkit::replay::{full, Handler};
     let renderer = Arc::new(gen::JobsRenderer::new(Version::V0044));
     let handler: Handler = Arc::new(move |req: http::Request<hyper::body::Incoming>| {
         let queue = queue.clone();

@@ -15,57 +15,26 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::{bail, Context};
-use clap::{Args, Subcommand};
 use serde_json::json;
 
-use crate::cli::parse_duration;
 use crate::cluster::budgets::Budgets;
 use crate::model::{Association, LimitKind};
-use crate::slurmrestd::client::{Client, ClientOptions, Secret, TokenSource};
-use crate::slurmrestd::{parse_associations, ApiVersion};
+use crate::slurmrestd::client::{Client, ClientOptions};
+use crate::slurmrestd::Api;
+use crate::slurmrestd::ApiVersion;
 
-#[derive(Debug, Subcommand)]
-pub enum BudgetsCommand {
-    /// Sets the budgets as GrpTRESMins on the accounts (dry run unless --apply).
-    Apply(ApplyArgs),
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct ApplyArgs {
+/// What `budgets apply` does (built by the CLI layer, `crate::cli::budgets`).
+#[derive(Debug, Clone)]
+pub struct ApplyOptions {
     /// Budgets file (the cluster scraper's `--budgets` YAML).
-    #[arg(long, env = "SLURM_GPU_EXPORTER_BUDGETS")]
     pub budgets: PathBuf,
-
-    /// slurmrestd URL: http://host:port, https://host:port or unix:///path.
-    #[arg(long, env = "SLURMRESTD_URL")]
-    pub slurmrestd_url: String,
-
-    /// File holding the JWT of an operator-level user (SlurmUser, root or
-    /// AdminLevel=Operator). Without it, env SLURM_JWT is used.
-    #[arg(long, env = "SLURMRESTD_TOKEN_FILE")]
-    pub slurmrestd_token_file: Option<PathBuf>,
-
-    /// Value of X-SLURM-USER-NAME (for tokens not bound to a user).
-    #[arg(long, env = "SLURMRESTD_USER_NAME")]
-    pub slurmrestd_user_name: Option<String>,
-
-    /// PEM CA bundle for https:// slurmrestd.
-    #[arg(long, env = "SLURMRESTD_CA_FILE")]
-    pub slurmrestd_ca_file: Option<PathBuf>,
-
-    /// Deadline for one request.
-    #[arg(long, env = "SLURMRESTD_TIMEOUT", default_value = "20s", value_parser = parse_duration)]
-    pub slurmrestd_timeout: Duration,
-
+    /// slurmrestd connection; the answer limit is set here.
+    pub client: ClientOptions,
     /// Cluster whose associations to set; needed when slurmdbd serves several.
-    #[arg(long)]
     pub cluster: Option<String>,
-
-    /// Write the changes; without it nothing is written (dry run).
-    #[arg(long)]
+    /// Write the changes; otherwise a dry run.
     pub apply: bool,
 }
 
@@ -238,30 +207,19 @@ pub fn render(rows: &[Row], out: &mut dyn Write) -> std::io::Result<()> {
     Ok(())
 }
 
-fn client(args: &ApplyArgs) -> anyhow::Result<Client> {
-    let token = match &args.slurmrestd_token_file {
-        Some(p) => TokenSource::File(p.clone()),
-        None => match std::env::var("SLURM_JWT") {
-            Ok(t) if !t.trim().is_empty() => TokenSource::Static(Secret::new(t.trim())),
-            _ => TokenSource::None,
-        },
-    };
+fn api(args: &ApplyOptions) -> anyhow::Result<Api> {
     let c = Client::new(ClientOptions {
-        url: args.slurmrestd_url.clone(),
-        token,
-        user_name: args.slurmrestd_user_name.clone(),
-        timeout: args.slurmrestd_timeout,
         max_body_bytes: MAX_ASSOC_BYTES,
-        ca_file: args.slurmrestd_ca_file.clone(),
+        ..args.client.clone()
     })
     .context("invalid slurmrestd settings")?;
     c.refresh_token()?;
-    Ok(c)
+    Ok(Api::new(std::sync::Arc::new(c)))
 }
 
 /// Finds the newest API version that serves associations and reads them.
 async fn read_associations(
-    client: &Client,
+    api: &Api,
     version: Option<ApiVersion>,
 ) -> anyhow::Result<(ApiVersion, Vec<Association>)> {
     // The write shape is checked against the OpenAPI of v0.0.42-v0.0.45
@@ -274,8 +232,7 @@ async fn read_associations(
             .collect(),
     };
     for v in candidates {
-        let path = v.slurmdb_path("associations/");
-        match client.get(&path, move |r| parse_associations(v, r)).await {
+        match api.associations(v).await {
             Ok(f) => return Ok((v, f.value)),
             Err(e) if e.is_not_found() && version.is_none() => continue,
             Err(e) => return Err(e).context("cannot read the associations"),
@@ -284,7 +241,7 @@ async fn read_associations(
     bail!("slurmrestd serves no /slurmdb/vX/associations/ of v0.0.42 or later")
 }
 
-fn pick_cluster(args: &ApplyArgs, assocs: &[Association]) -> anyhow::Result<String> {
+fn pick_cluster(args: &ApplyOptions, assocs: &[Association]) -> anyhow::Result<String> {
     if let Some(c) = &args.cluster {
         return Ok(c.clone());
     }
@@ -301,17 +258,16 @@ fn pick_cluster(args: &ApplyArgs, assocs: &[Association]) -> anyhow::Result<Stri
     }
 }
 
-pub async fn run(cmd: BudgetsCommand) -> anyhow::Result<()> {
-    let BudgetsCommand::Apply(args) = cmd;
+pub async fn run(args: ApplyOptions) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout().lock();
     apply(&args, &mut stdout).await
 }
 
 /// The whole command; the table goes to `out`, one log line per action.
-pub async fn apply(args: &ApplyArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+pub async fn apply(args: &ApplyOptions, out: &mut dyn Write) -> anyhow::Result<()> {
     let budgets = Budgets::load(&args.budgets)?;
-    let client = client(args)?;
-    let (version, assocs) = read_associations(&client, None).await?;
+    let api = api(args)?;
+    let (version, assocs) = read_associations(&api, None).await?;
     let cluster = pick_cluster(args, &assocs)?;
     let plan = plan(&budgets, &assocs, &cluster);
     render(&plan.rows, out)?;
@@ -348,16 +304,14 @@ pub async fn apply(args: &ApplyArgs, out: &mut dyn Write) -> anyhow::Result<()> 
         )?;
         return Ok(());
     }
-    let path = version.slurmdb_path("associations/");
     for (account, tres) in &plan.posts {
-        client
-            .post_json(&path, &post_body(&cluster, account, tres))
+        api.post_associations(version, &post_body(&cluster, account, tres))
             .await
             .with_context(|| format!("setting GrpTRESMins of account {account}"))?;
         tracing::info!(account = %account, cluster = %cluster, "association updated");
     }
     // Verify: what slurmdbd holds now must be what was asked.
-    let (_, after) = read_associations(&client, Some(version)).await?;
+    let (_, after) = read_associations(&api, Some(version)).await?;
     let check = self::plan(&budgets, &after, &cluster);
     let wrong: Vec<String> = check
         .rows

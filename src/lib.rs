@@ -2,18 +2,26 @@
 //!
 //! Architecture: data sources (`slurmrestd`, `node::sources`) parse into
 //! normalized models (`model`); collectors turn models into a
-//! [`exposition::MetricSet`]; `server` serves the latest encoded set.
+//! [`exposition::MetricSet`]; `server` serves the latest encoded set
+//! ([`exposition::snapshot`]). `cli` is the command-line layer on top:
+//! clap structs turned into the plain option structs the modules take.
 
+pub mod allocator;
 pub mod budgets_apply;
 pub mod cli;
 pub mod cluster;
 pub mod demo;
+pub mod duration;
 pub mod exposition;
-pub mod memory;
 pub mod model;
 pub mod node;
-pub mod replay;
 pub mod report;
 pub mod server;
-pub mod slurm;
+pub mod slurm_text;
+/// Transitional alias for branches written before the rename to
+/// [`slurm_text`]; remove once they are merged.
+#[doc(hidden)]
+pub use slurm_text as slurm;
 pub mod slurmrestd;
+#[doc(hidden)]
+pub mod testkit;

@@ -19,7 +19,7 @@ fn main() -> std::process::ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     if matches!(cli.command, Command::Cluster(_)) {
-        slurm_gpu_exporter::memory::use_single_arena();
+        slurm_gpu_exporter::allocator::use_single_arena();
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -28,11 +28,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .build()?;
     runtime.block_on(async move {
         match cli.command {
-            Command::Cluster(args) => slurm_gpu_exporter::cluster::run(args).await,
+            Command::Cluster(args) => slurm_gpu_exporter::cluster::run(args.config()?).await,
             Command::Node(args) => slurm_gpu_exporter::node::run(args).await,
             Command::Demo(args) => slurm_gpu_exporter::demo::run(args).await,
             Command::Report(args) => slurm_gpu_exporter::report::run(args).await,
-            Command::Budgets(cmd) => slurm_gpu_exporter::budgets_apply::run(cmd).await,
+            Command::Budgets(cmd) => cmd.run().await,
         }
     })
 }

@@ -5,6 +5,8 @@
 //! account, nodes per state. Expected values are computed from the CLI
 //! files here, independently of the exporter's parsers.
 
+#[path = "support/cases.rs"]
+mod cases;
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -19,13 +21,10 @@ use slurm_gpu_exporter::slurmrestd::ApiVersion;
 
 const ACTIVE: &[&str] = &["pending", "running", "suspended", "completing"];
 
+/// The release whose CLI outputs go with API `v`'s recordings (from the
+/// fixtures' `_manifest.json`).
 fn release(v: ApiVersion) -> &'static str {
-    match v {
-        ApiVersion::V0038 => "22.05.8",
-        ApiVersion::V0040 => "25.05.8",
-        ApiVersion::V0045 => "26.05.3",
-        _ => "25.11.7",
-    }
+    cases::shared_release(v)
 }
 
 fn cli(v: ApiVersion, file: &str) -> Value {

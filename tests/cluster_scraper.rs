@@ -112,7 +112,7 @@ async fn unix_socket_transport() {
     let sock = dir.path().join("slurmrestd.socket");
     let listener = tokio::net::UnixListener::bind(&sock).unwrap();
     let state = mock(vec![(V44, recording(V44))]);
-    tokio::spawn(slurm_gpu_exporter::replay::serve_unix(
+    tokio::spawn(slurm_gpu_exporter::testkit::replay::serve_unix(
         listener,
         handler(state),
     ));
@@ -538,7 +538,7 @@ async fn https_transport_with_private_ca() {
             let (acceptor, h) = (acceptor.clone(), h.clone());
             tokio::spawn(async move {
                 if let Ok(tls) = acceptor.accept(tcp).await {
-                    slurm_gpu_exporter::replay::serve_connection(tls, h).await;
+                    slurm_gpu_exporter::testkit::replay::serve_connection(tls, h).await;
                 }
             });
         }

@@ -672,3 +672,43 @@ fn recorded_single_job_parses() {
         (36, Some(34), Some(0))
     );
 }
+
+/// `Api::cancel_job` sends `DELETE /slurm/vX/job/{id}`: the job leaves the
+/// list (the next poll no longer shows it); a second cancel is Slurm's
+/// "Invalid job id" error, with its error number.
+#[tokio::test]
+async fn cancel_job_deletes_the_job_and_reports_slurm_errors() {
+    let (state, url, mut p) = setup(V44, opts(V44, 1)).await;
+    let api = slurmrestd::Api::new(cl(&url));
+    let id = {
+        let s = state.lock().unwrap();
+        LiveJobs::job_id(&s.live.as_ref().unwrap().jobs[0])
+    };
+    let before = job_metrics(&p.poll().await);
+    api.cancel_job(V44, id).await.unwrap();
+    assert_eq!(
+        state.lock().unwrap().deletes,
+        vec![format!("/slurm/v0.0.44/job/{id}")]
+    );
+    assert!(!state
+        .lock()
+        .unwrap()
+        .live
+        .as_ref()
+        .unwrap()
+        .jobs
+        .iter()
+        .any(|j| LiveJobs::job_id(j) == id));
+    let after = job_metrics(&p.poll().await);
+    assert_ne!(before, after, "the cancelled job still counted");
+    assert_eq!(after, from_scratch(&url, V44).await);
+
+    let e = api.cancel_job(V44, id).await.unwrap_err();
+    assert_eq!(e.kind(), "delete");
+    assert_eq!(e.slurm_errors(), vec![2017]);
+    assert!(
+        e.to_string()
+            .starts_with(&format!("DELETE /slurm/v0.0.44/job/{id}: HTTP 500")),
+        "{e}"
+    );
+}

@@ -146,7 +146,7 @@ fn ours(l: &Limits, columns: &[(&str, LimitKind)], header: &BTreeSet<&str>) -> L
 
 #[test]
 fn associations_equal_sacctmgr() {
-    for case in &CASES {
+    for case in CASES.iter() {
         let body = read(format!("{}/slurmdb_associations.json", case.rest_dir()));
         let assocs = slurmrestd::parse_associations(case.version, &mut &body[..])
             .unwrap_or_else(|e| panic!("{} {}: {e}", case.version, case.release));
@@ -191,7 +191,7 @@ fn associations_equal_sacctmgr() {
 
 #[test]
 fn qos_equal_sacctmgr() {
-    for case in &CASES {
+    for case in CASES.iter() {
         let body = read(format!("{}/slurmdb_qos.json", case.rest_dir()));
         let qos = slurmrestd::parse_qos(case.version, &mut &body[..])
             .unwrap_or_else(|e| panic!("{} {}: {e}", case.version, case.release));
@@ -339,7 +339,7 @@ async fn scraper_serves_limits_and_usage() {
 }
 
 /// The v0.0.44 recording without its `/slurmdb/` paths (404 there).
-fn without_slurmdb() -> slurm_gpu_exporter::replay::Recording {
+fn without_slurmdb() -> slurm_gpu_exporter::testkit::replay::Recording {
     let dir = tempfile::tempdir().unwrap();
     let src = fixtures().join("slurmrestd/v0.0.44");
     for e in std::fs::read_dir(&src).unwrap() {
@@ -348,7 +348,7 @@ fn without_slurmdb() -> slurm_gpu_exporter::replay::Recording {
             std::fs::copy(src.join(&name), dir.path().join(&name)).unwrap();
         }
     }
-    slurm_gpu_exporter::replay::Recording::from_dir(dir.path(), ApiVersion::V0044).unwrap()
+    slurm_gpu_exporter::testkit::replay::Recording::from_dir(dir.path(), ApiVersion::V0044).unwrap()
 }
 
 /// slurmrestd without slurmdbd paths (404, e.g. run without its slurmdbd

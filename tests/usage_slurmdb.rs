@@ -12,9 +12,9 @@ use hyper::body::Incoming;
 use slurm_gpu_exporter::cluster::budgets::Budgets;
 use slurm_gpu_exporter::cluster::usage::tracker::{CheckError, UsageTracker};
 use slurm_gpu_exporter::cluster::usage::{slurmdb, AccountantOptions, UsageRow};
-use slurm_gpu_exporter::replay::{self, full, Handler};
 use slurm_gpu_exporter::slurmrestd::client::{Client, ClientOptions, TokenSource};
-use slurm_gpu_exporter::slurmrestd::ApiVersion;
+use slurm_gpu_exporter::slurmrestd::{Api, ApiVersion};
+use slurm_gpu_exporter::testkit::replay::{self, full, Handler};
 
 fn fixture(rel: &str) -> Vec<u8> {
     std::fs::read(
@@ -53,16 +53,18 @@ async fn mock(routes: BTreeMap<String, (u16, Vec<u8>)>) -> (String, Arc<Mutex<Ve
     (url, log)
 }
 
-fn client(url: &str) -> Client {
-    Client::new(ClientOptions {
-        url: url.to_string(),
-        token: TokenSource::None,
-        user_name: None,
-        timeout: Duration::from_secs(5),
-        max_body_bytes: 64 << 20,
-        ca_file: None,
-    })
-    .unwrap()
+fn client(url: &str) -> Api {
+    Api::new(Arc::new(
+        Client::new(ClientOptions {
+            url: url.to_string(),
+            token: TokenSource::None,
+            user_name: None,
+            timeout: Duration::from_secs(5),
+            max_body_bytes: 64 << 20,
+            ca_file: None,
+        })
+        .unwrap(),
+    ))
 }
 
 const T1900: i64 = 1_795_374_000; // 2026-11-22T19:00:00Z

@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use slurm_gpu_exporter::slurm::array;
+use slurm_gpu_exporter::slurm_text::array;
 
 fuzz_target!(|data: &[u8]| {
     let s = String::from_utf8_lossy(data);

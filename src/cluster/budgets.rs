@@ -35,7 +35,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::usage::{is_known_tres, Alloc, TRES_BILLING, TRES_CPU, TRES_GPU};
+use super::usage::alloc::{is_known_tres, Alloc, TRES_BILLING, TRES_CPU, TRES_GPU};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BudgetError {
@@ -326,34 +326,7 @@ impl Budgets {
     }
 }
 
-/// Account names from `/slurmdb/vX/accounts` (same shape in every version).
-pub fn parse_accounts(
-    body: &mut dyn std::io::Read,
-) -> Result<BTreeSet<String>, crate::slurmrestd::ParseError> {
-    #[derive(Deserialize)]
-    struct Resp {
-        #[serde(default)]
-        accounts: Vec<Acc>,
-        #[serde(default)]
-        errors: Vec<serde_json::Value>,
-    }
-    #[derive(Deserialize)]
-    struct Acc {
-        #[serde(default)]
-        name: Option<String>,
-    }
-    let r: Resp = serde_json::from_reader(body)?;
-    if r.accounts.is_empty() && !r.errors.is_empty() {
-        return Err(crate::slurmrestd::ParseError::Slurm(
-            r.errors
-                .iter()
-                .map(|e| e.to_string())
-                .collect::<Vec<_>>()
-                .join("; "),
-        ));
-    }
-    Ok(r.accounts.into_iter().filter_map(|a| a.name).collect())
-}
+pub use crate::slurmrestd::parse_accounts;
 
 #[cfg(test)]
 mod tests {

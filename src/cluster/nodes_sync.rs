@@ -28,36 +28,16 @@
 //!   `update_time`) is repeated unconditionally, and the poller stops sending
 //!   `?update_time=` to that API version (see `Poller`).
 
-use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
-use super::poller::{PollOptions, OWN_CLOCK_MARGIN_S};
+use super::conditional::{rejects_update_time, unix_now, OWN_CLOCK_MARGIN_S};
+use super::options::PollOptions;
 use crate::model::Node;
-use crate::slurmrestd::client::{Client, FetchError};
-use crate::slurmrestd::{self, ApiVersion};
+use crate::slurmrestd::client::FetchError;
+use crate::slurmrestd::{self, Api, ApiVersion};
 
 /// Slurm's `SLURM_NO_CHANGE_IN_DATA` (slurm_errno.h).
 pub const SLURM_NO_CHANGE_IN_DATA: i64 = 1900;
-
-/// Slurm's `ESLURM_REST_INVALID_QUERY` ("Query empty or not RFC7320 compliant").
-pub const ESLURM_REST_INVALID_QUERY: i64 = 9000;
-/// Slurm's `ESLURM_DATA_CONV_FAILED` ("Parsing of … for timestamp failed").
-pub const ESLURM_DATA_CONV_FAILED: i64 = 9202;
-
-/// Whether slurmrestd refused a conditional request's query itself, as
-/// 24.11 does for `?update_time=<epoch>` (`/jobs`: HTTP 422, `/nodes`: 500,
-/// each with errors 9202 and 9000): sending it again can never work. A 422
-/// is a refused query whatever the body says.
-pub fn rejects_update_time(e: &FetchError) -> bool {
-    let refused = |n: &i64| matches!(*n, ESLURM_REST_INVALID_QUERY | ESLURM_DATA_CONV_FAILED);
-    match e {
-        FetchError::Status { status, .. } if status.as_u16() == 422 => true,
-        FetchError::Status { .. } | FetchError::Parse { .. } => {
-            e.slurm_errors().iter().any(refused)
-        }
-        _ => false,
-    }
-}
 
 /// Most polls skipped between conditional requests after failures.
 pub const MAX_BACKOFF: u32 = 16;
@@ -104,18 +84,11 @@ pub struct NodesOutcome {
     pub update_time_rejected: Option<FetchError>,
 }
 
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
 /// Polls `/nodes`, conditionally when `have_nodes` (a previous list is
 /// kept to fall back on), `conditional_ok` (this API version has not
 /// refused `?update_time=`) and the options and state allow it.
 pub async fn sync_nodes(
-    client: &Arc<Client>,
+    api: &Api,
     v: ApiVersion,
     opts: &PollOptions,
     have_nodes: bool,
@@ -133,10 +106,7 @@ pub async fn sync_nodes(
     }
     if let Some(t) = since {
         let own_clock = unix_now();
-        let path = v.slurm_path(&format!("nodes/?update_time={t}"));
-        let res = client
-            .get_conditional(&path, move |r| slurmrestd::parse_nodes_meta(v, r))
-            .await;
+        let res = api.nodes_since(v, t).await;
         match res {
             Ok(None) => {
                 sync.polls_since_full += 1;
@@ -162,7 +132,7 @@ pub async fn sync_nodes(
             Err(e) if rejects_update_time(&e) => {
                 // Never going to work with this version: no backoff, the
                 // poller stops asking.
-                let outcome = unconditional(client, v, &mut sync).await;
+                let outcome = unconditional(api, v, &mut sync).await;
                 let outcome = NodesOutcome {
                     started,
                     update_time_rejected: Some(e),
@@ -192,12 +162,12 @@ pub async fn sync_nodes(
                 tracing::debug!(version = %v, error = %e, "conditional /nodes failed; polling unconditionally");
                 sync.backoff = (sync.backoff * 2).clamp(1, MAX_BACKOFF);
                 sync.skip = sync.backoff;
-                let outcome = unconditional(client, v, &mut sync).await;
+                let outcome = unconditional(api, v, &mut sync).await;
                 return (sync, NodesOutcome { started, ..outcome });
             }
         }
     }
-    let outcome = unconditional(client, v, &mut sync).await;
+    let outcome = unconditional(api, v, &mut sync).await;
     (sync, outcome)
 }
 
@@ -225,14 +195,10 @@ fn next_since(last_update: Option<i64>, own_clock: i64) -> i64 {
     }
 }
 
-async fn unconditional(client: &Arc<Client>, v: ApiVersion, sync: &mut NodesSync) -> NodesOutcome {
+async fn unconditional(api: &Api, v: ApiVersion, sync: &mut NodesSync) -> NodesOutcome {
     let started = Instant::now();
     let own_clock = unix_now();
-    let res = client
-        .get(&v.slurm_path("nodes/"), move |r| {
-            slurmrestd::parse_nodes_meta(v, r)
-        })
-        .await;
+    let res = api.nodes(v).await;
     let result = res.map(|f| {
         let (nodes, meta) = f.value;
         sync.since = Some(next_since(meta.last_update, own_clock));

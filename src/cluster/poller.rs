@@ -3,105 +3,34 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use super::collectors::exporter::{self, EndpointStatus, ExporterStatus};
 use super::collectors::jobs::JobAggregates;
 use super::collectors::{fairshare, limits, nodes, partitions, scheduler};
-use super::jobtable::{JobTable, UnknownId};
-use super::nodes_sync::{rejects_update_time, sync_nodes, NodesPoll, NodesSync};
+use super::endpoint::{Endpoint, Slot};
+use super::jobs_sync::{sync_jobs, JobsSync};
+use super::jobtable::JobTable;
+use super::nodes_sync::{sync_nodes, NodesPoll, NodesSync};
+pub use super::options::PollOptions;
 use super::usage::tracker::{CheckError, UsageTracker};
 use crate::exposition::Kind;
 use crate::exposition::MetricSet;
-use crate::model::{Association, Diag, Job, Node, Partition, Qos, Share};
+use crate::model::{Association, Diag, Node, Partition, Qos, Share};
 use crate::slurmrestd::client::{Client, FetchError, Fetched};
-use crate::slurmrestd::{self, ApiVersion};
-
-/// Which data sets to poll.
-#[derive(Debug, Clone)]
-pub struct PollOptions {
-    pub pinned_version: Option<ApiVersion>,
-    pub jobs: bool,
-    pub jobs_per_user: bool,
-    pub nodes: bool,
-    pub partitions: bool,
-    pub fairshare: bool,
-    pub scheduler: bool,
-    /// Association and QOS limits (`/slurmdb/vX/associations`, `/qos`).
-    pub limits: bool,
-    /// Associations and QOS are fetched one poll in N; while the last fetch
-    /// succeeded, the polls between count as current.
-    pub limits_poll_every: u32,
-    /// Only this cluster's associations (slurmdbd may serve several).
-    pub limits_cluster: Option<String>,
-    /// Last good data older than this is dropped rather than served as stale.
-    pub max_data_age: Duration,
-    /// Send `?update_time=` on full `/jobs` polls and keep the job table when
-    /// slurmrestd says nothing changed (304, or an empty list with a warning).
-    pub jobs_update_time: bool,
-    /// With `/jobs/state` (v0.0.40+): one poll in N is a full `/jobs`; the
-    /// others diff `/jobs/state` and re-fetch changed jobs. 1 = always full.
-    pub jobs_full_poll_every: u32,
-    /// An incremental poll that would re-fetch more than this percentage of
-    /// the table's jobs polls `/jobs` in full instead.
-    pub jobs_refetch_max_percent: f64,
-    /// Send `?update_time=` on `/nodes` and keep the node list when
-    /// slurmctld says no node changed (see [`super::nodes_sync`]).
-    pub nodes_update_time: bool,
-    /// With `nodes_update_time`: one `/nodes` poll in N is unconditional.
-    pub nodes_full_poll_every: u32,
-}
-
-impl PollOptions {
-    /// Whether `/jobs` is polled other than in full every time.
-    pub fn jobs_incremental(&self) -> bool {
-        self.jobs_update_time || self.jobs_full_poll_every > 1
-    }
-}
-
-impl Default for PollOptions {
-    fn default() -> Self {
-        PollOptions {
-            pinned_version: None,
-            jobs: true,
-            jobs_per_user: false,
-            nodes: true,
-            partitions: true,
-            fairshare: true,
-            scheduler: true,
-            limits: true,
-            limits_poll_every: 1,
-            limits_cluster: None,
-            max_data_age: Duration::from_secs(600),
-            // The library default polls /jobs in full (as before incremental
-            // polling existed); the CLI turns incremental polling on.
-            jobs_update_time: false,
-            jobs_full_poll_every: 1,
-            jobs_refetch_max_percent: 2.0,
-            nodes_update_time: false,
-            nodes_full_poll_every: 10,
-        }
-    }
-}
-
-/// Data kept between polls, with the time it was fetched.
-#[derive(Debug, Clone)]
-struct Kept<T> {
-    value: T,
-    at: Instant,
-}
+use crate::slurmrestd::{Api, ApiVersion};
 
 pub struct Poller {
-    client: Arc<Client>,
+    api: Api,
     opts: PollOptions,
     version: Option<ApiVersion>,
-    jobs: Option<Kept<JobAggregates>>,
-    nodes: Option<Kept<Vec<Node>>>,
-    partitions: Option<Kept<Vec<Partition>>>,
-    shares: Option<Kept<Vec<Share>>>,
-    diag: Option<Kept<Diag>>,
-    associations: Option<Kept<Vec<Association>>>,
-    qos: Option<Kept<Vec<Qos>>>,
+    jobs: Slot<JobAggregates>,
+    nodes: Slot<Vec<Node>>,
+    partitions: Slot<Vec<Partition>>,
+    shares: Slot<Vec<Share>>,
+    diag: Slot<Diag>,
+    associations: Slot<Vec<Association>>,
+    qos: Slot<Vec<Qos>>,
     /// Polls since associations and QOS were last fetched.
     limits_polls_since: u32,
     status: BTreeMap<&'static str, EndpointStatus>,
@@ -119,7 +48,7 @@ pub struct Poller {
     /// (endpoint, API version) pairs whose `?update_time=` slurmrestd
     /// refused as a bad query (24.11's v0.0.40/v0.0.41): requests there go
     /// unconditional from then on.
-    update_time_refused: BTreeSet<(&'static str, ApiVersion)>,
+    update_time_refused: BTreeSet<(Endpoint, ApiVersion)>,
     /// Set while the pinned API version is not served (its `/ping` is a
     /// 404): the versions the server answered for instead.
     pinned_unserved: Option<Vec<ApiVersion>>,
@@ -133,45 +62,6 @@ type Timed<T> = (Instant, Option<Result<Fetched<T>, FetchError>>);
 /// A clock (Unix seconds) for usage accounting: the demo's faster clock.
 pub type UsageClock = Arc<dyn Fn() -> i64 + Send + Sync>;
 
-/// State of incremental `/jobs` polling, kept between polls.
-#[derive(Debug, Default)]
-struct JobsSync {
-    /// Jobs as of the last full poll, patched by incremental polls since.
-    table: Option<JobTable>,
-    /// `update_time` to send on the next full poll: slurmctld's `last_update`
-    /// of the last full response minus 1 s (v0.0.39+), or our clock at its
-    /// request minus [`OWN_CLOCK_MARGIN_S`] (v0.0.38 gives no time).
-    since: Option<i64>,
-    /// Incremental polls since the last full one.
-    polls_since_full: u32,
-    /// `/jobs/state` answered 404: not offered here, poll in full.
-    state_missing: bool,
-}
-
-/// Margin for an `update_time` taken from our own clock (v0.0.38): a 304 is
-/// trusted only while slurmctld's clock is less than this behind ours.
-pub const OWN_CLOCK_MARGIN_S: i64 = 60;
-
-/// One request of a `/jobs` poll, for the endpoint status and error counters.
-struct Step {
-    endpoint: &'static str,
-    started: Instant,
-    result: Result<u64, FetchError>,
-}
-
-/// What a `/jobs` poll did.
-#[derive(Default)]
-struct JobsOutcome {
-    steps: Vec<Step>,
-    /// `full`, `unchanged` or `incremental` when the table is current.
-    kind: Option<&'static str>,
-    refetched: u64,
-    bytes: u64,
-    /// The conditional full poll was refused as a bad query: this version
-    /// does not take `?update_time=` on `/jobs`.
-    update_time_rejected: Option<FetchError>,
-}
-
 fn unix_now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -182,16 +72,16 @@ fn unix_now() -> f64 {
 impl Poller {
     pub fn new(client: Arc<Client>, opts: PollOptions) -> Self {
         Poller {
-            client,
+            api: Api::new(client),
             version: opts.pinned_version,
             opts,
-            jobs: None,
-            nodes: None,
-            partitions: None,
-            shares: None,
-            diag: None,
-            associations: None,
-            qos: None,
+            jobs: Slot::default(),
+            nodes: Slot::default(),
+            partitions: Slot::default(),
+            shares: Slot::default(),
+            diag: Slot::default(),
+            associations: Slot::default(),
+            qos: Slot::default(),
             limits_polls_since: 0,
             status: BTreeMap::new(),
             polls: 0,
@@ -247,13 +137,13 @@ impl Poller {
             Some(v) => v,
             None => {
                 let v = self.detect_version().await?;
-                tracing::info!(version = %v, url = self.client.display(), "detected slurmrestd API version");
+                tracing::info!(version = %v, url = self.api.client().display(), "detected slurmrestd API version");
                 self.version = Some(v);
                 v
             }
         };
         match self.usage.as_mut() {
-            Some(u) => u.check_budget_accounts(&self.client, v).await,
+            Some(u) => u.check_budget_accounts(&self.api, v).await,
             None => Ok(()),
         }
     }
@@ -262,30 +152,16 @@ impl Poller {
         self.version
     }
 
-    /// Probes `/slurm/vX/ping` newest first. Only a 404 means "not this
-    /// version"; any other failure (auth, connect) ends detection.
     async fn detect_version(&self) -> Result<ApiVersion, FetchError> {
-        let mut last = None;
-        for v in ApiVersion::NEWEST_FIRST {
-            let path = v.slurm_path("ping/");
-            match self.client.get(&path, |r| drain(r)).await {
-                Ok(_) => return Ok(v),
-                Err(e) if e.is_not_found() => last = Some(e),
-                Err(e) => return Err(e),
-            }
-        }
-        Err(last.unwrap_or_else(|| FetchError::InvalidUrl {
-            url: self.client.display().to_string(),
-            reason: "no known API version answered".into(),
-        }))
+        self.api.detect_version().await
     }
 
     /// Runs one poll cycle and returns the metrics to publish.
     pub async fn poll(&mut self) -> MetricSet {
         self.polls += 1;
-        if let Err(e) = self.client.refresh_token() {
+        if let Err(e) = self.api.client().refresh_token() {
             self.token_errors += 1;
-            tracing::warn!(error = %e, "{}", self.client.token_failure_note());
+            tracing::warn!(error = %e, "{}", self.api.client().token_failure_note());
         }
 
         let version = match self.version {
@@ -294,12 +170,12 @@ impl Poller {
                 let started = Instant::now();
                 match self.detect_version().await {
                     Ok(v) => {
-                        tracing::info!(version = %v, url = self.client.display(), "detected slurmrestd API version");
-                        self.record_ok("version", started, 0);
+                        tracing::info!(version = %v, url = self.api.client().display(), "detected slurmrestd API version");
+                        self.record_ok(Endpoint::Version, started, 0);
                         Some(v)
                     }
                     Err(e) => {
-                        self.record_err("version", started, &e);
+                        self.record_err(Endpoint::Version, started, &e);
                         None
                     }
                 }
@@ -312,7 +188,7 @@ impl Poller {
                 // One /ping per poll instead of a 404 from every endpoint.
                 for ep in self.enabled_endpoints(Some(v)) {
                     let has_data = self.has_data(ep);
-                    let st = self.status.entry(ep).or_default();
+                    let st = self.status.entry(ep.as_str()).or_default();
                     st.up = false;
                     st.stale = has_data;
                 }
@@ -322,7 +198,7 @@ impl Poller {
         } else {
             // Without a version nothing can be fetched; mark every endpoint down.
             for ep in self.enabled_endpoints(None) {
-                let st = self.status.entry(ep).or_default();
+                let st = self.status.entry(ep.as_str()).or_default();
                 st.up = false;
             }
         }
@@ -330,66 +206,66 @@ impl Poller {
         self.build()
     }
 
-    fn enabled_endpoints(&self, v: Option<ApiVersion>) -> Vec<&'static str> {
+    fn enabled_endpoints(&self, v: Option<ApiVersion>) -> Vec<Endpoint> {
         let mut eps = Vec::new();
         if self.opts.jobs {
-            eps.push("jobs");
+            eps.push(Endpoint::Jobs);
         }
         if self.opts.nodes || self.opts.partitions {
-            eps.push("nodes");
+            eps.push(Endpoint::Nodes);
         }
         if self.opts.partitions {
-            eps.push("partitions");
+            eps.push(Endpoint::Partitions);
         }
         if self.opts.fairshare && v.is_none_or(|v| v.has_shares()) {
-            eps.push("shares");
+            eps.push(Endpoint::Shares);
         }
         if self.opts.scheduler {
-            eps.push("diag");
+            eps.push(Endpoint::Diag);
         }
         if self.opts.limits {
-            eps.push("associations");
-            eps.push("qos");
+            eps.push(Endpoint::Associations);
+            eps.push(Endpoint::Qos);
         }
         eps
     }
 
     async fn fetch_all(&mut self, v: ApiVersion) {
-        let client = &self.client;
+        let api = &self.api;
         let enabled = self.enabled_endpoints(Some(v));
-        let on = |name: &str| enabled.contains(&name);
+        let on = |ep: Endpoint| enabled.contains(&ep);
         // Usage is credited up to the moment the request is sent: a job
         // listed as running was certainly running then.
         let now_unix = self
             .usage_clock
             .as_ref()
-            .map_or_else(|| unix_now() as i64, |c| c());
+            .map_or_else(super::conditional::unix_now, |c| c());
         let usage_since = self.usage.as_ref().map(|u| u.rows_since());
         let jobs_opts = self.opts.clone();
         let jobs_sync = std::mem::take(&mut self.jobs_sync);
         let nodes_sync = std::mem::take(&mut self.nodes_sync);
         let have_nodes = self.nodes.is_some();
-        let jobs_conditional = !self.update_time_refused.contains(&("jobs", v));
-        let nodes_conditional = !self.update_time_refused.contains(&("nodes", v));
+        let jobs_conditional = !self.update_time_refused.contains(&(Endpoint::Jobs, v));
+        let nodes_conditional = !self.update_time_refused.contains(&(Endpoint::Nodes, v));
         // Limits change only with sacctmgr: fetched one poll in N, and every
         // poll while a fetch failed or no data is kept.
-        let limits_due = |ep: &str, has: bool| {
+        let limits_due = |ep: Endpoint, has: bool| {
             on(ep)
                 && (!has
                     || self.limits_polls_since + 1 >= self.opts.limits_poll_every
-                    || !self.status.get(ep).is_some_and(|s| s.up))
+                    || !self.status.get(ep.as_str()).is_some_and(|s| s.up))
         };
-        let assoc_due = limits_due("associations", self.associations.is_some());
-        let qos_due = limits_due("qos", self.qos.is_some());
+        let assoc_due = limits_due(Endpoint::Associations, self.associations.is_some());
+        let qos_due = limits_due(Endpoint::Qos, self.qos.is_some());
         let (jobs, nodes, parts, shares, diag, assocs, qos) = tokio::join!(
             maybe(
-                on("jobs"),
-                sync_jobs(client, v, &jobs_opts, jobs_conditional, jobs_sync)
+                on(Endpoint::Jobs),
+                sync_jobs(api, v, &jobs_opts, jobs_conditional, jobs_sync)
             ),
             maybe(
-                on("nodes"),
+                on(Endpoint::Nodes),
                 sync_nodes(
-                    client,
+                    api,
                     v,
                     &jobs_opts,
                     have_nodes,
@@ -397,56 +273,26 @@ impl Poller {
                     nodes_sync
                 )
             ),
-            timed(maybe(on("partitions"), async move {
-                client
-                    .get(&v.slurm_path("partitions/"), move |r| {
-                        slurmrestd::parse_partitions(v, r)
-                    })
-                    .await
-            })),
-            timed(maybe(on("shares"), async move {
-                client
-                    .get(&v.slurm_path("shares"), move |r| {
-                        slurmrestd::parse_shares(v, r)
-                    })
-                    .await
-            })),
-            timed(maybe(on("diag"), async move {
-                client
-                    .get(&v.slurm_path("diag/"), move |r| {
-                        slurmrestd::parse_diag(v, r)
-                    })
-                    .await
-            })),
-            timed(maybe(assoc_due, async move {
-                client
-                    .get(&v.slurmdb_path("associations/"), move |r| {
-                        slurmrestd::parse_associations(v, r)
-                    })
-                    .await
-            })),
-            timed(maybe(qos_due, async move {
-                client
-                    .get(&v.slurmdb_path("qos/"), move |r| {
-                        slurmrestd::parse_qos(v, r)
-                    })
-                    .await
-            })),
+            timed(maybe(on(Endpoint::Partitions), api.partitions(v))),
+            timed(maybe(on(Endpoint::Shares), api.shares(v))),
+            timed(maybe(on(Endpoint::Diag), api.diag(v))),
+            timed(maybe(assoc_due, api.associations(v))),
+            timed(maybe(qos_due, api.qos(v))),
         );
         let mut not_found = false;
         let now = Instant::now();
         macro_rules! keep {
-            ($name:literal, $res:expr, $slot:ident) => {
+            ($ep:expr, $res:expr, $slot:ident) => {
                 let (started, res) = $res;
                 match res {
                     None => {}
                     Some(Ok(Fetched { value, bytes })) => {
-                        self.record_ok($name, started, bytes);
-                        self.$slot = Some(Kept { value, at: now });
+                        self.record_ok($ep, started, bytes);
+                        self.$slot.keep(value, now);
                     }
                     Some(Err(e)) => {
                         not_found |= e.is_not_found();
-                        self.record_err($name, started, &e);
+                        self.record_err($ep, started, &e);
                     }
                 }
             };
@@ -455,18 +301,18 @@ impl Poller {
         if let Some((sync, mut outcome)) = jobs {
             self.jobs_sync = sync;
             if let Some(e) = outcome.update_time_rejected.take() {
-                self.refuse_update_time("jobs", v, &e);
+                self.refuse_update_time(Endpoint::Jobs, v, &e);
             }
             let poll_started = outcome.steps.first().map(|s| s.started);
             for step in outcome.steps {
                 match step.result {
-                    Ok(bytes) if step.endpoint != "jobs" => {
+                    Ok(bytes) if step.endpoint != Endpoint::Jobs => {
                         self.record_ok(step.endpoint, step.started, bytes)
                     }
                     Ok(_) => {}
                     Err(e) => {
                         // Only a 404 of /jobs itself means the version is gone.
-                        not_found |= step.endpoint == "jobs" && e.is_not_found();
+                        not_found |= step.endpoint == Endpoint::Jobs && e.is_not_found();
                         self.record_err(step.endpoint, step.started, &e);
                     }
                 }
@@ -476,7 +322,7 @@ impl Poller {
             // the two never coexist (15 MiB each at 100k jobs); they stay
             // (served as stale data) only when this poll yields no table.
             if outcome.kind.is_some() && self.jobs_sync.table.is_some() {
-                self.jobs = None;
+                self.jobs.clear();
             }
             let built = outcome.kind.zip(
                 self.jobs_sync
@@ -488,17 +334,17 @@ impl Poller {
                 *self.jobs_polls.entry(kind).or_default() += 1;
                 self.jobs_refetched += outcome.refetched;
                 if let Some(started) = poll_started {
-                    self.record_ok("jobs", started, outcome.bytes);
+                    self.record_ok(Endpoint::Jobs, started, outcome.bytes);
                 }
                 let rows = std::mem::take(&mut agg.usage);
                 jobs_fresh = Some(agg);
                 if let Some(u) = self.usage.as_mut() {
-                    u.account(&self.client, v, now_unix, rows).await;
+                    u.account(&self.api, v, now_unix, rows).await;
                 }
             }
         }
         if let Some(u) = self.usage.as_mut().filter(|u| !u.budgets_checked) {
-            match u.check_budget_accounts(&self.client, v).await {
+            match u.check_budget_accounts(&self.api, v).await {
                 Ok(()) => {}
                 Err(CheckError::Budgets(e)) => {
                     tracing::error!(error = %e, "budgets file names unknown accounts; their budget metrics stay but will never see usage")
@@ -512,35 +358,31 @@ impl Poller {
             }
         }
         if let Some(value) = jobs_fresh {
-            self.jobs = Some(Kept { value, at: now });
+            self.jobs.keep(value, now);
         }
         if let Some((sync, mut outcome)) = nodes {
             self.nodes_sync = sync;
             if let Some(e) = outcome.update_time_rejected.take() {
-                self.refuse_update_time("nodes", v, &e);
+                self.refuse_update_time(Endpoint::Nodes, v, &e);
             }
             match outcome.result {
                 Ok((poll, bytes)) => {
-                    self.record_ok("nodes", outcome.started, bytes);
+                    self.record_ok(Endpoint::Nodes, outcome.started, bytes);
                     *self.nodes_polls.entry(poll.kind()).or_default() += 1;
                     match poll {
-                        NodesPoll::Fresh(value) => self.nodes = Some(Kept { value, at: now }),
-                        NodesPoll::Unchanged => {
-                            if let Some(k) = self.nodes.as_mut() {
-                                k.at = now;
-                            }
-                        }
+                        NodesPoll::Fresh(value) => self.nodes.keep(value, now),
+                        NodesPoll::Unchanged => self.nodes.touch(now),
                     }
                 }
                 Err(e) => {
                     not_found |= e.is_not_found();
-                    self.record_err("nodes", outcome.started, &e);
+                    self.record_err(Endpoint::Nodes, outcome.started, &e);
                 }
             }
         }
-        keep!("partitions", parts, partitions);
-        keep!("shares", shares, shares);
-        keep!("diag", diag, diag);
+        keep!(Endpoint::Partitions, parts, partitions);
+        keep!(Endpoint::Shares, shares, shares);
+        keep!(Endpoint::Diag, diag, diag);
         self.keep_limits(assocs, qos, now);
         if not_found && self.opts.pinned_version.is_some() && self.pinned_unserved.is_none() {
             self.diagnose_pinned(v).await;
@@ -563,27 +405,25 @@ impl Poller {
         }
         let fetched = assocs.1.is_some() || qos.1.is_some();
         macro_rules! keep_limit {
-            ($name:literal, $res:expr, $slot:ident) => {
+            ($ep:expr, $res:expr, $slot:ident) => {
                 let (started, res) = $res;
                 match res {
                     // Not due: current as long as the last fetch succeeded.
                     None => {
-                        if self.status.get($name).is_some_and(|s| s.up) {
-                            if let Some(k) = self.$slot.as_mut() {
-                                k.at = now;
-                            }
+                        if self.status.get($ep.as_str()).is_some_and(|s| s.up) {
+                            self.$slot.touch(now);
                         }
                     }
                     Some(Ok(Fetched { value, bytes })) => {
-                        self.record_ok($name, started, bytes);
-                        self.$slot = Some(Kept { value, at: now });
+                        self.record_ok($ep, started, bytes);
+                        self.$slot.keep(value, now);
                     }
-                    Some(Err(e)) => self.record_err($name, started, &e),
+                    Some(Err(e)) => self.record_err($ep, started, &e),
                 }
             };
         }
-        keep_limit!("associations", assocs, associations);
-        keep_limit!("qos", qos, qos);
+        keep_limit!(Endpoint::Associations, assocs, associations);
+        keep_limit!(Endpoint::Qos, qos, qos);
         self.limits_polls_since = if fetched {
             0
         } else {
@@ -596,23 +436,13 @@ impl Poller {
     /// known versions it does serve (one `/ping` each, newest first).
     async fn diagnose_pinned(&mut self, v: ApiVersion) {
         let started = Instant::now();
-        match self.client.get(&v.slurm_path("ping/"), |r| drain(r)).await {
+        match self.api.ping(v).await {
             Err(e) if e.is_not_found() => {}
             // Served (a single path is missing), or another failure the
             // endpoints already report.
             _ => return,
         }
-        let mut served = Vec::new();
-        for other in ApiVersion::NEWEST_FIRST.into_iter().filter(|o| *o != v) {
-            if self
-                .client
-                .get(&other.slurm_path("ping/"), |r| drain(r))
-                .await
-                .is_ok()
-            {
-                served.push(other);
-            }
-        }
+        let served = self.api.served_versions(v).await;
         let list = served
             .iter()
             .map(|o| o.as_str())
@@ -621,7 +451,7 @@ impl Poller {
         tracing::error!(
             pinned = %v,
             served = %if list.is_empty() { "none this exporter knows" } else { list.as_str() },
-            url = self.client.display(),
+            url = self.api.client().display(),
             "slurmrestd does not serve the API version set by --slurmrestd-api-version; set one it serves, or auto"
         );
         self.pinned_unserved = Some(served);
@@ -633,7 +463,7 @@ impl Poller {
     /// fails otherwise, which the endpoints then report).
     async fn pinned_still_unserved(&mut self, v: ApiVersion) -> bool {
         let started = Instant::now();
-        match self.client.get(&v.slurm_path("ping/"), |r| drain(r)).await {
+        match self.api.ping(v).await {
             Err(e) if e.is_not_found() => {
                 self.record_version_not_served(started);
                 true
@@ -641,7 +471,7 @@ impl Poller {
             res => {
                 if res.is_ok() {
                     tracing::info!(version = %v, "slurmrestd serves the pinned API version again");
-                    self.record_ok("version", started, 0);
+                    self.record_ok(Endpoint::Version, started, 0);
                 }
                 self.pinned_unserved = None;
                 false
@@ -650,7 +480,7 @@ impl Poller {
     }
 
     fn record_version_not_served(&mut self, started: Instant) {
-        let st = self.status.entry("version").or_default();
+        let st = self.status.entry(Endpoint::Version.as_str()).or_default();
         st.up = false;
         st.last_duration_seconds = started.elapsed().as_secs_f64();
         *st.errors.entry("version_not_served").or_default() += 1;
@@ -658,10 +488,10 @@ impl Poller {
 
     /// Remembers that `endpoint` of version `v` refuses `?update_time=`,
     /// saying so once.
-    fn refuse_update_time(&mut self, endpoint: &'static str, v: ApiVersion, e: &FetchError) {
+    fn refuse_update_time(&mut self, endpoint: Endpoint, v: ApiVersion, e: &FetchError) {
         if self.update_time_refused.insert((endpoint, v)) {
             tracing::warn!(
-                endpoint,
+                endpoint = endpoint.as_str(),
                 version = %v,
                 error = %e,
                 "slurmrestd refuses ?update_time= on this endpoint (a Slurm 24.11 data parser cannot parse it); polling it unconditionally from now on"
@@ -669,8 +499,8 @@ impl Poller {
         }
     }
 
-    fn record_ok(&mut self, endpoint: &'static str, started: Instant, bytes: u64) {
-        let st = self.status.entry(endpoint).or_default();
+    fn record_ok(&mut self, endpoint: Endpoint, started: Instant, bytes: u64) {
+        let st = self.status.entry(endpoint.as_str()).or_default();
         st.up = true;
         st.stale = false;
         st.last_success_unix = Some(unix_now());
@@ -679,56 +509,55 @@ impl Poller {
     }
 
     /// Whether series of `endpoint` are served from kept data.
-    fn has_data(&self, endpoint: &str) -> bool {
+    fn has_data(&self, endpoint: Endpoint) -> bool {
         match endpoint {
-            "jobs" => self.jobs.is_some(),
-            "nodes" => self.nodes.is_some(),
-            "partitions" => self.partitions.is_some(),
-            "shares" => self.shares.is_some(),
-            "diag" => self.diag.is_some(),
-            "associations" => self.associations.is_some(),
-            "qos" => self.qos.is_some(),
-            _ => false,
+            Endpoint::Jobs => self.jobs.is_some(),
+            Endpoint::Nodes => self.nodes.is_some(),
+            Endpoint::Partitions => self.partitions.is_some(),
+            Endpoint::Shares => self.shares.is_some(),
+            Endpoint::Diag => self.diag.is_some(),
+            Endpoint::Associations => self.associations.is_some(),
+            Endpoint::Qos => self.qos.is_some(),
+            Endpoint::Version | Endpoint::JobsState | Endpoint::Job => false,
         }
     }
 
-    fn record_err(&mut self, endpoint: &'static str, started: Instant, e: &FetchError) {
+    fn record_err(&mut self, endpoint: Endpoint, started: Instant, e: &FetchError) {
         let has_data = self.has_data(endpoint);
-        let st = self.status.entry(endpoint).or_default();
+        let st = self.status.entry(endpoint.as_str()).or_default();
         st.up = false;
         st.stale = has_data;
         st.last_duration_seconds = started.elapsed().as_secs_f64();
         *st.errors.entry(e.kind()).or_default() += 1;
-        tracing::warn!(endpoint, kind = e.kind(), error = %e, serving_stale = has_data, "slurmrestd poll failed");
+        tracing::warn!(endpoint = endpoint.as_str(), kind = e.kind(), error = %e, serving_stale = has_data, "slurmrestd poll failed");
     }
 
     fn expire_old_data(&mut self) {
         let max = self.opts.max_data_age;
         let mut expired = Vec::new();
         macro_rules! expire {
-            ($name:literal, $slot:ident) => {
-                if self.$slot.as_ref().is_some_and(|k| k.at.elapsed() > max) {
-                    self.$slot = None;
-                    expired.push($name);
+            ($ep:expr, $slot:ident) => {
+                if self.$slot.expire(max) {
+                    expired.push($ep);
                 }
             };
         }
-        expire!("jobs", jobs);
-        if self.jobs.is_none() {
+        expire!(Endpoint::Jobs, jobs);
+        if !self.jobs.is_some() {
             self.jobs_sync = JobsSync::default();
         }
-        expire!("nodes", nodes);
-        if self.nodes.is_none() {
+        expire!(Endpoint::Nodes, nodes);
+        if !self.nodes.is_some() {
             self.nodes_sync = NodesSync::default();
         }
-        expire!("partitions", partitions);
-        expire!("shares", shares);
-        expire!("diag", diag);
-        expire!("associations", associations);
-        expire!("qos", qos);
-        for name in expired {
-            tracing::warn!(endpoint = name, max_age = ?max, "dropping stale data");
-            if let Some(st) = self.status.get_mut(name) {
+        expire!(Endpoint::Partitions, partitions);
+        expire!(Endpoint::Shares, shares);
+        expire!(Endpoint::Diag, diag);
+        expire!(Endpoint::Associations, associations);
+        expire!(Endpoint::Qos, qos);
+        for ep in expired {
+            tracing::warn!(endpoint = ep.as_str(), max_age = ?max, "dropping stale data");
+            if let Some(st) = self.status.get_mut(ep.as_str()) {
                 st.stale = false;
             }
         }
@@ -736,7 +565,7 @@ impl Poller {
 
     fn build(&self) -> MetricSet {
         let mut set = MetricSet::new();
-        let jobs = self.jobs.as_ref().map(|k| &k.value);
+        let jobs = self.jobs.get();
         if self.opts.jobs {
             if let Some(j) = jobs {
                 j.collect(&mut set);
@@ -746,40 +575,36 @@ impl Poller {
             u.collect(&mut set);
         }
         if self.opts.nodes {
-            if let Some(n) = &self.nodes {
-                nodes::collect(&n.value, &mut set);
+            if let Some(n) = self.nodes.get() {
+                nodes::collect(n, &mut set);
             }
         }
         if self.opts.partitions {
-            if let Some(p) = &self.partitions {
+            if let Some(p) = self.partitions.get() {
                 let empty = Vec::new();
-                let n = self.nodes.as_ref().map(|k| &k.value).unwrap_or(&empty);
-                partitions::collect(&p.value, n, jobs, &mut set);
+                let n = self.nodes.get().unwrap_or(&empty);
+                partitions::collect(p, n, jobs, &mut set);
             }
         }
         if self.opts.fairshare {
-            if let Some(s) = &self.shares {
-                fairshare::collect(&s.value, &mut set);
+            if let Some(s) = self.shares.get() {
+                fairshare::collect(s, &mut set);
             }
         }
         if self.opts.scheduler {
-            if let Some(d) = &self.diag {
-                scheduler::collect(&d.value, &mut set);
+            if let Some(d) = self.diag.get() {
+                scheduler::collect(d, &mut set);
             }
         }
         if self.opts.limits {
-            if let Some(a) = &self.associations {
-                limits::collect_associations(
-                    &a.value,
-                    self.opts.limits_cluster.as_deref(),
-                    &mut set,
-                );
+            if let Some(a) = self.associations.get() {
+                limits::collect_associations(a, self.opts.limits_cluster.as_deref(), &mut set);
             }
-            if let Some(q) = &self.qos {
-                limits::collect_qos(&q.value, &mut set);
+            if let Some(q) = self.qos.get() {
+                limits::collect_qos(q, &mut set);
             }
-            if let Some(s) = &self.shares {
-                limits::collect_usage(&s.value, &mut set);
+            if let Some(s) = self.shares.get() {
+                limits::collect_usage(s, &mut set);
             }
         }
         if self.opts.jobs && self.opts.jobs_incremental() {
@@ -792,7 +617,7 @@ impl Poller {
         let slurmrestd_up = self.version.is_some()
             && enabled
                 .iter()
-                .all(|e| self.status.get(e).is_some_and(|s| s.up));
+                .all(|e| self.status.get(e.as_str()).is_some_and(|s| s.up));
         exporter::collect(
             &ExporterStatus {
                 endpoints: &self.status,
@@ -800,7 +625,7 @@ impl Poller {
                 polls: self.polls,
                 slurmrestd_up,
                 token_errors: self.token_errors,
-                token_expiry: self.client.token_expiry(),
+                token_expiry: self.api.client().token_expiry(),
             },
             &mut set,
         );
@@ -836,7 +661,7 @@ impl Poller {
             self.jobs_refetched as f64,
         );
         if self.opts.jobs_update_time {
-            self.collect_update_time_supported("jobs", set);
+            self.collect_update_time_supported(Endpoint::Jobs, set);
         }
         set.family("slurm_exporter_jobs_table_jobs", TABLE, Kind::Gauge);
         set.gauge(
@@ -860,10 +685,10 @@ impl Poller {
                 self.nodes_polls.get(kind).copied().unwrap_or(0) as f64,
             );
         }
-        self.collect_update_time_supported("nodes", set);
+        self.collect_update_time_supported(Endpoint::Nodes, set);
     }
 
-    fn collect_update_time_supported(&self, endpoint: &str, set: &mut MetricSet) {
+    fn collect_update_time_supported(&self, endpoint: Endpoint, set: &mut MetricSet) {
         const HELP: &str = "0 once slurmrestd refused ?update_time= on this endpoint as a bad query for the API version in use (Slurm 24.11, v0.0.40/v0.0.41); it is then polled unconditionally. 1 otherwise.";
         set.family("slurm_exporter_update_time_supported", HELP, Kind::Gauge);
         let refused = self.version.is_some_and(|v| {
@@ -874,242 +699,10 @@ impl Poller {
         set.gauge(
             "slurm_exporter_update_time_supported",
             HELP,
-            vec![("endpoint", endpoint.to_string())],
+            vec![("endpoint", endpoint.as_str().to_string())],
             if refused { 0.0 } else { 1.0 },
         );
     }
-}
-
-/// Polls `/jobs` (see docs/performance.md, "Incremental polling"):
-///
-/// * incremental (v0.0.40+, a table exists, not the N-th poll): `/jobs/state`
-///   is diffed with the table; jobs gone are removed, new and changed jobs
-///   re-fetched with `/job/{id}`. Any error, an id it cannot map, or more
-///   changes than the threshold fall through to a full poll;
-/// * full: `/jobs` (`?update_time=` when a table exists); "no change" keeps
-///   the table, anything else replaces it. On error the table is kept as it was.
-async fn sync_jobs(
-    client: &Arc<Client>,
-    v: ApiVersion,
-    opts: &PollOptions,
-    conditional_ok: bool,
-    mut sync: JobsSync,
-) -> (JobsSync, JobsOutcome) {
-    let mut out = JobsOutcome::default();
-    let incremental = opts.jobs_full_poll_every > 1
-        && v.has_jobs_state()
-        && !sync.state_missing
-        && sync.table.is_some()
-        && sync.polls_since_full + 1 < opts.jobs_full_poll_every;
-    if incremental {
-        if let Some(table) = sync.table.as_mut() {
-            if incremental_poll(client, v, opts, table, &mut sync.state_missing, &mut out).await {
-                sync.polls_since_full += 1;
-                out.kind = Some("incremental");
-                return (sync, out);
-            }
-        }
-    }
-
-    // Full poll; a refused `?update_time=` is repeated without it at once.
-    let mut conditional = opts.jobs_update_time && conditional_ok && sync.table.is_some();
-    loop {
-        let started = Instant::now();
-        let own_clock = unix_now() as i64;
-        let since = if conditional { sync.since } else { None };
-        let path = match since {
-            Some(t) => v.slurm_path(&format!("jobs/?update_time={t}")),
-            None => v.slurm_path("jobs/"),
-        };
-        let res = client
-            .get_conditional(&path, move |r| {
-                let mut table = JobTable::new();
-                let meta = slurmrestd::parse_jobs_meta(v, r, &mut table)?;
-                Ok((table, meta))
-            })
-            .await;
-        match res {
-            Ok(None) => {
-                out.kind = Some("unchanged");
-                out.steps.push(Step {
-                    endpoint: "jobs",
-                    started,
-                    result: Ok(0),
-                });
-            }
-            Ok(Some(f)) => {
-                let (table, meta) = f.value;
-                out.bytes += f.bytes;
-                out.steps.push(Step {
-                    endpoint: "jobs",
-                    started,
-                    result: Ok(f.bytes),
-                });
-                if since.is_some() && slurmrestd::is_no_change(&meta) {
-                    out.kind = Some("unchanged");
-                } else {
-                    out.kind = Some("full");
-                    sync.table = Some(table);
-                    sync.since = Some(match meta.last_update {
-                        Some(t) => t - 1,
-                        None => own_clock - OWN_CLOCK_MARGIN_S,
-                    });
-                }
-                sync.polls_since_full = 0;
-            }
-            Err(e) if since.is_some() && rejects_update_time(&e) => {
-                out.update_time_rejected = Some(e);
-                conditional = false;
-                continue;
-            }
-            Err(e) => out.steps.push(Step {
-                endpoint: "jobs",
-                started,
-                result: Err(e),
-            }),
-        }
-        break;
-    }
-    if out.kind == Some("unchanged") {
-        sync.polls_since_full = 0;
-    }
-    (sync, out)
-}
-
-/// Most `/job/{id}` requests in flight at once.
-const REFETCH_CONCURRENCY: usize = 4;
-
-/// Patches `table` from `/jobs/state` and `/job/{id}`; false (table
-/// untouched) when a full poll is needed instead.
-async fn incremental_poll(
-    client: &Arc<Client>,
-    v: ApiVersion,
-    opts: &PollOptions,
-    table: &mut JobTable,
-    state_missing: &mut bool,
-    out: &mut JobsOutcome,
-) -> bool {
-    let started = Instant::now();
-    let listed = match client
-        .get(&v.slurm_path("jobs/state/"), move |r| {
-            slurmrestd::parse_jobs_state(v, r)
-        })
-        .await
-    {
-        Ok(f) => {
-            out.bytes += f.bytes;
-            out.steps.push(Step {
-                endpoint: "jobs_state",
-                started,
-                result: Ok(f.bytes),
-            });
-            f.value
-        }
-        Err(e) => {
-            if e.is_not_found() {
-                *state_missing = true;
-            }
-            out.steps.push(Step {
-                endpoint: "jobs_state",
-                started,
-                result: Err(e),
-            });
-            return false;
-        }
-    };
-    let diff = match table.diff(&listed) {
-        Ok(d) => d,
-        Err(UnknownId(id)) => {
-            tracing::info!(
-                id,
-                "job id in /jobs/state not understood; polling /jobs in full"
-            );
-            return false;
-        }
-    };
-    let limit = (table.len() as f64 * opts.jobs_refetch_max_percent / 100.0).floor() as usize;
-    if diff.refetch.len() > limit {
-        tracing::debug!(
-            changed = diff.refetch.len(),
-            limit,
-            "many jobs changed; polling /jobs in full"
-        );
-        return false;
-    }
-    // Fetch everything first: the table changes only if every request worked.
-    let started = Instant::now();
-    let mut fetched: Vec<Job> = Vec::new();
-    let mut bytes = 0;
-    let mut set = tokio::task::JoinSet::new();
-    let mut ids = diff.refetch.iter().copied();
-    let mut failed = None;
-    loop {
-        while set.len() < REFETCH_CONCURRENCY {
-            let Some(id) = ids.next() else { break };
-            let client = client.clone();
-            set.spawn(async move {
-                client
-                    .get(&v.slurm_path(&format!("job/{id}")), move |r| {
-                        let mut jobs: Vec<Job> = Vec::new();
-                        slurmrestd::parse_jobs(v, r, &mut jobs)?;
-                        Ok(jobs)
-                    })
-                    .await
-            });
-        }
-        let Some(done) = set.join_next().await else {
-            break;
-        };
-        match done {
-            Ok(Ok(f)) => {
-                bytes += f.bytes;
-                fetched.extend(f.value);
-            }
-            Ok(Err(e)) => {
-                failed = Some(e);
-                break;
-            }
-            Err(join) => {
-                failed = Some(FetchError::Parse {
-                    path: v.slurm_path("job/"),
-                    source: slurmrestd::ParseError::Slurm(format!("request task failed: {join}")),
-                });
-                break;
-            }
-        }
-    }
-    set.abort_all();
-    if !diff.refetch.is_empty() || failed.is_some() {
-        out.steps.push(Step {
-            endpoint: "job",
-            started,
-            result: match failed {
-                Some(e) => Err(e),
-                None => Ok(bytes),
-            },
-        });
-    }
-    if out.steps.last().is_some_and(|s| s.result.is_err()) {
-        return false;
-    }
-    out.bytes += bytes;
-    for id in diff.removed.iter().chain(&diff.refetch) {
-        table.remove(*id);
-    }
-    for job in &fetched {
-        table.upsert(job);
-    }
-    out.refetched += diff.refetch.len() as u64;
-    // Every listed job must now have its record (a new array task is
-    // re-fetched by the id it is listed under, which in some releases is its
-    // array's id); if not, the full poll that follows replaces the table.
-    if !table.places_all(&listed) {
-        tracing::info!(
-            "jobs listed by /jobs/state still missing after re-fetch; polling /jobs in full"
-        );
-        return false;
-    }
-    true
 }
 
 async fn timed<T>(fut: impl std::future::Future<Output = T>) -> (Instant, T) {
@@ -1123,11 +716,4 @@ async fn maybe<T>(enabled: bool, fut: impl std::future::Future<Output = T>) -> O
     } else {
         None
     }
-}
-
-/// Reads and discards a body (ping), bounded by the client's size limit.
-fn drain(r: &mut dyn std::io::Read) -> Result<(), slurmrestd::ParseError> {
-    std::io::copy(r, &mut std::io::sink())
-        .map(|_| ())
-        .map_err(|e| slurmrestd::ParseError::Json(serde_json::Error::io(e)))
 }

@@ -22,13 +22,14 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Args, Parser};
 
+use crate::cli::cluster::ClusterArgs;
 use crate::cli::{parse_duration, WebArgs};
 use crate::cluster::poller::Poller;
+use crate::cluster::spawn_poll_loop;
 use crate::cluster::usage::tracker::CheckError;
-use crate::cluster::{spawn_poll_loop, ClusterArgs};
 use crate::node::{Agent, AgentConfig};
-use crate::replay;
 use crate::server::{self, html_escape, Publisher};
+use crate::testkit::replay;
 use sim::{Cluster, SimClock};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9342";

@@ -27,7 +27,7 @@ use std::time::Instant;
 use http::StatusCode;
 use serde_json::{json, Value};
 
-use crate::replay::{full, Body, Handler};
+use crate::testkit::replay::{full, Body, Handler};
 
 /// The recording's own "now": `last_update` of its `/jobs`.
 const RECORDED_AT: i64 = 1_795_374_636;
@@ -356,7 +356,7 @@ impl Cluster {
             let gpus = rec["gres_detail"][0]
                 .as_str()
                 .and_then(|g| g.split("IDX:").nth(1))
-                .and_then(|l| crate::slurm::gres::parse_indices(l.trim_end_matches(')')))
+                .and_then(|l| crate::slurm_text::gres::parse_indices(l.trim_end_matches(')')))
                 .unwrap_or_default()
                 .into_iter()
                 .map(|g| g as usize)

@@ -181,7 +181,7 @@ impl WebConfig {
             Some(r) => {
                 let interval = match r.interval.as_deref() {
                     None => Duration::ZERO,
-                    Some(s) => crate::cli::parse_duration(s)
+                    Some(s) => crate::duration::parse_duration(s)
                         .map_err(|e| anyhow!("rate_limit.interval: {e}"))?,
                 };
                 let burst = r.burst.unwrap_or(0);

@@ -1,6 +1,21 @@
 //! slurmrestd data source: transport, API version detection, and one adapter
 //! per API version that parses responses into the normalized [`crate::model`].
+//!
+//! # Layout
+//!
+//! * [`api`]: [`Api`], one method per endpoint (`ping`, `jobs`, `jobs_state`,
+//!   `job`, `cancel_job`, `nodes`, `partitions`, `shares`, `diag`,
+//!   `associations`, `qos`, `accounts`, `slurmdb_jobs` ([`slurmdb`]), the associations
+//!   POST); the only place paths and queries are built. Callers pick the
+//!   [`ApiVersion`]; `Api::detect_version` finds the newest served.
+//! * [`client`]: the HTTP client (`transport`: URL, TLS, bounded body;
+//!   `auth`: secrets and the token; `error`: [`client::FetchError`]).
+//! * `parse_*` below: per-version dispatch to the adapters [`v0038`] (Slurm
+//!   22.05) and [`v0040`] (v0.0.40–v0.0.45, whose job record v0.0.38 shares),
+//!   with [`limits`] (associations, QOS), `scan`/`nonfinite`/`body` (streaming
+//!   JSON), [`number`] (Slurm's number objects) and `normalize` (to the model).
 
+pub mod api;
 mod body;
 pub use body::error_numbers as slurm_error_numbers;
 pub use body::ListMeta;
@@ -12,11 +27,13 @@ mod nonfinite;
 mod normalize;
 pub mod number;
 mod scan;
+pub mod slurmdb;
 pub mod v0038;
 pub mod v0040;
 
 use std::io::Read;
 
+pub use api::Api;
 pub use error::ParseError;
 
 use crate::model::{Association, Diag, Job, Node, Partition, Qos, Share};
@@ -212,4 +229,33 @@ pub fn parse_associations(
 /// `/slurmdb/vX/qos/`: every QOS with the limits set on it.
 pub fn parse_qos(version: ApiVersion, body: &mut dyn Read) -> Result<Vec<Qos>, ParseError> {
     limits::parse_qos(version, body)
+}
+
+/// Account names from `/slurmdb/vX/accounts` (same shape in every version).
+pub fn parse_accounts(
+    body: &mut dyn Read,
+) -> Result<std::collections::BTreeSet<String>, ParseError> {
+    #[derive(serde::Deserialize)]
+    struct Resp {
+        #[serde(default)]
+        accounts: Vec<Acc>,
+        #[serde(default)]
+        errors: Vec<serde_json::Value>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Acc {
+        #[serde(default)]
+        name: Option<String>,
+    }
+    let r: Resp = serde_json::from_reader(body)?;
+    if r.accounts.is_empty() && !r.errors.is_empty() {
+        return Err(ParseError::Slurm(
+            r.errors
+                .iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("; "),
+        ));
+    }
+    Ok(r.accounts.into_iter().filter_map(|a| a.name).collect())
 }

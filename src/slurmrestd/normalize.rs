@@ -3,7 +3,7 @@
 //! (state splitting, units, GPU attribution) the same way for every version.
 
 use crate::model::{Job, JobState, Node, NodeBaseState, NodeGpuAllocation, Partition, Tres};
-use crate::slurm::{array, gres, hostlist, tres};
+use crate::slurm_text::{array, gres, hostlist, tres};
 
 const MIB: u64 = 1024 * 1024;
 

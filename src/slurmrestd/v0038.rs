@@ -8,44 +8,10 @@ use std::io::Read;
 use serde::Deserialize;
 
 use super::body::{self, state_words, string_or_null, strings_or_null, ListMeta};
-use super::normalize::{self, JobFields, JobResources, NodeFields, PartitionFields};
+use super::normalize::{self, JobResources, NodeFields, PartitionFields};
 use super::number::Number;
 use super::{JobSink, ParseError};
 use crate::model::{Diag, Node, Partition};
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct WireJob {
-    job_id: Number,
-    array_job_id: Number,
-    array_task_id: Number,
-    #[serde(deserialize_with = "string_or_null")]
-    array_task_string: String,
-    #[serde(deserialize_with = "string_or_null")]
-    name: String,
-    #[serde(deserialize_with = "string_or_null")]
-    user_name: String,
-    #[serde(deserialize_with = "string_or_null")]
-    account: String,
-    #[serde(deserialize_with = "string_or_null")]
-    partition: String,
-    #[serde(deserialize_with = "string_or_null")]
-    qos: String,
-    #[serde(deserialize_with = "state_words")]
-    job_state: Vec<String>,
-    #[serde(deserialize_with = "string_or_null")]
-    state_reason: String,
-    #[serde(deserialize_with = "string_or_null")]
-    nodes: String,
-    submit_time: Number,
-    start_time: Number,
-    end_time: Number,
-    #[serde(deserialize_with = "string_or_null")]
-    tres_alloc_str: String,
-    #[serde(deserialize_with = "strings_or_null")]
-    gres_detail: Vec<String>,
-    job_resources: Option<WireJobResources>,
-}
 
 /// Also v0.0.40's shape; v0.0.41 reshaped it.
 #[derive(Debug, Default, Deserialize)]
@@ -121,38 +87,12 @@ impl From<WireJobResources> for JobResources {
     }
 }
 
-impl From<WireJob> for JobFields {
-    fn from(j: WireJob) -> Self {
-        JobFields {
-            job_id: j.job_id.as_u64(),
-            array_job_id: j.array_job_id.as_u64(),
-            array_task_id: j.array_task_id.as_u64(),
-            array_task_string: j.array_task_string,
-            name: j.name,
-            user: j.user_name,
-            account: j.account,
-            partition: j.partition,
-            qos: j.qos,
-            state_words: j.job_state,
-            state_reason: j.state_reason,
-            nodes: j.nodes,
-            submit_time: j.submit_time.as_time(),
-            start_time: j.start_time.as_time(),
-            end_time: j.end_time.as_time(),
-            tres_alloc_str: j.tres_alloc_str,
-            gres_detail: j.gres_detail,
-            resources: j.job_resources.map(Into::into),
-        }
-    }
-}
-
+/// The job record is v0.0.40's (one wire struct, generic over `job_resources`).
 pub fn parse_jobs(
     body: &mut dyn Read,
     sink: &mut dyn JobSink,
 ) -> Result<body::ListMeta, ParseError> {
-    body::read_elements_meta(body, "jobs", |j: WireJob| {
-        sink.job(normalize::job(j.into()))
-    })
+    super::v0040::stream_jobs::<WireJobResources>(body, sink)
 }
 
 #[derive(Debug, Default, Deserialize)]

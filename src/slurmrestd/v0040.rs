@@ -146,18 +146,24 @@ impl<R: Into<JobResources>> From<WireJob<R>> for JobFields {
     }
 }
 
+/// v0.0.40+ only: v0.0.38 goes through [`super::v0038::parse_jobs`].
 pub fn parse_jobs(
     version: ApiVersion,
     body: &mut dyn Read,
     sink: &mut dyn JobSink,
 ) -> Result<body::ListMeta, ParseError> {
     match version {
-        ApiVersion::V0038 | ApiVersion::V0040 => stream_jobs::<JobResources40>(body, sink),
+        ApiVersion::V0040 => stream_jobs::<JobResources40>(body, sink),
         _ => stream_jobs::<JobResources41>(body, sink),
     }
 }
 
-fn stream_jobs<R>(body: &mut dyn Read, sink: &mut dyn JobSink) -> Result<body::ListMeta, ParseError>
+/// `/jobs` of any version, `R` being its `job_resources` shape (v0.0.38's
+/// job record is v0.0.40's).
+pub(super) fn stream_jobs<R>(
+    body: &mut dyn Read,
+    sink: &mut dyn JobSink,
+) -> Result<body::ListMeta, ParseError>
 where
     R: DeserializeOwned + Default + Into<JobResources>,
 {

@@ -12,9 +12,9 @@ use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::{Frame, Incoming};
 use slurm_gpu_exporter::cluster::poller::{PollOptions, Poller};
-use slurm_gpu_exporter::replay::{self, full, Body, Handler, Recording};
 use slurm_gpu_exporter::slurmrestd::client::{Client, ClientOptions, TokenSource};
 use slurm_gpu_exporter::slurmrestd::ApiVersion;
+use slurm_gpu_exporter::testkit::replay::{self, full, Body, Handler, Recording};
 
 pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
@@ -67,6 +67,8 @@ pub struct MockState {
     /// When set, `/slurmdb/<its version>/associations/` is answered from
     /// this list, and POSTs to it are recorded and applied to it.
     pub assoc_db: Option<AssocDb>,
+    /// Paths of the DELETEs that found their job.
+    pub deletes: Vec<String>,
 }
 
 /// A writable association table, as slurmdbd behind slurmrestd.
@@ -287,6 +289,28 @@ impl LiveJobs {
     }
 
     /// Answers a request for `path` (with query), or `None` when not a jobs path.
+    /// `DELETE /slurm/vX/job/{id}` as slurmctld answers it: the job leaves
+    /// the list (a cancelled job goes when it ends; here at once), an id not
+    /// listed is Slurm's "Invalid job id specified" (error 2017).
+    fn cancel(&mut self, path: &str) -> Option<Response<Body>> {
+        let rest = path.strip_prefix(&format!("/slurm/{}/job/", self.version.as_str()))?;
+        let id: u64 = rest.trim_end_matches('/').parse().ok()?;
+        self.clock += 1;
+        if !self.jobs.iter().any(|j| Self::job_id(j) == id) {
+            return Some(full(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "application/json",
+                r#"{"errors":[{"error_number":2017,"error":"Invalid job id specified","description":"kill job error"}],"warnings":[]}"#,
+            ));
+        }
+        self.remove(id);
+        Some(full(
+            StatusCode::OK,
+            "application/json",
+            r#"{"meta":{"plugin":{"type":"openapi/slurmctld"}},"errors":[],"warnings":[]}"#,
+        ))
+    }
+
     fn answer(&mut self, path_and_query: &str) -> Option<Response<Body>> {
         let (path, query) = path_and_query
             .split_once('?')
@@ -542,6 +566,7 @@ pub fn mock(recordings: Vec<(ApiVersion, Recording)>) -> Mock {
         live: None,
         live_nodes: None,
         assoc_db: None,
+        deletes: Vec::new(),
     }))
 }
 
@@ -633,6 +658,17 @@ pub fn handler(state: Mock) -> Handler {
                 }
                 s.requests
                     .push((path_and_query.clone(), token.clone(), user.clone()));
+                if method == http::Method::DELETE {
+                    if let Some(r) = s.live.as_mut().and_then(|l| l.cancel(&path)) {
+                        s.deletes.push(path.clone());
+                        return r;
+                    }
+                    return full(
+                        StatusCode::METHOD_NOT_ALLOWED,
+                        "text/plain",
+                        "Method not allowed",
+                    );
+                }
                 if let Some(r) = s.live.as_mut().and_then(|l| l.answer(&path_and_query)) {
                     return r;
                 }

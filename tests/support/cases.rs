@@ -3,7 +3,9 @@
 //! with the CLI outputs in `tests/fixtures/slurm-cli/<release>/`) and the recordings of the live
 //! e2e rigs (`tests/fixtures/live/<release>/{slurmrestd/<version>,slurm-cli}/`, made by
 //! `tests/e2e/record.py`). Each directory's `_manifest.json` names the release
-//! (`tests/adapters.rs` checks it against this list).
+//! and the data parser; the cases are read from them, not listed by hand.
+
+#![allow(dead_code)] // each test crate uses its part
 
 use slurm_gpu_exporter::slurmrestd::ApiVersion;
 
@@ -36,38 +38,64 @@ impl Case {
     }
 }
 
-const fn shared(version: ApiVersion, release: &'static str) -> Case {
-    Case {
-        version,
-        release,
-        live: false,
+/// Every case, read from the fixtures' `_manifest.json` files (their
+/// `slurm_release` and `data_parser`): the shared recordings first, by API
+/// version (some tests index them: `[0]` is v0.0.38, `[5]` v0.0.44), then the
+/// live ones by release and version. Adding a recording adds its case.
+pub static CASES: std::sync::LazyLock<Vec<Case>> = std::sync::LazyLock::new(|| {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let mut shared = manifests(&root.join("slurmrestd"), false);
+    shared.sort_by_key(|c| c.version);
+    let mut live = Vec::new();
+    for release in subdirs(&root.join("live")) {
+        live.extend(manifests(&release.join("slurmrestd"), true));
     }
+    live.sort_by(|a, b| (a.release, a.version).cmp(&(b.release, b.version)));
+    assert!(shared.len() >= 7 && !live.is_empty(), "fixtures missing");
+    shared.into_iter().chain(live).collect()
+});
+
+/// The release that served API `v` in the shared recordings (whose CLI
+/// outputs are under `slurm-cli/<release>/`).
+pub fn shared_release(v: ApiVersion) -> &'static str {
+    CASES
+        .iter()
+        .find(|c| !c.live && c.version == v)
+        .unwrap_or_else(|| panic!("no shared recording of {v}"))
+        .release
 }
 
-const fn live(version: ApiVersion, release: &'static str) -> Case {
-    Case {
-        version,
-        release,
-        live: true,
-    }
+fn subdirs(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out: Vec<_> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    out.sort();
+    out
 }
 
-/// The shared recordings first (some tests index them), then the live ones:
-/// Debian trixie's 24.11 (what auto-detection meets on 23.11-24.11, with the
-/// bare `Infinity` of v0.0.40/41) and sid's 26.05 (v0.0.42-45).
-pub const CASES: [Case; 14] = [
-    shared(ApiVersion::V0038, "22.05.8"),
-    shared(ApiVersion::V0040, "25.05.8"),
-    shared(ApiVersion::V0041, "25.11.7"),
-    shared(ApiVersion::V0042, "25.11.7"),
-    shared(ApiVersion::V0043, "25.11.7"),
-    shared(ApiVersion::V0044, "25.11.7"),
-    shared(ApiVersion::V0045, "26.05.3"),
-    live(ApiVersion::V0040, "24.11.5"),
-    live(ApiVersion::V0041, "24.11.5"),
-    live(ApiVersion::V0042, "24.11.5"),
-    live(ApiVersion::V0042, "26.05.5"),
-    live(ApiVersion::V0043, "26.05.5"),
-    live(ApiVersion::V0044, "26.05.5"),
-    live(ApiVersion::V0045, "26.05.5"),
-];
+/// One case per `<dir>/v*/_manifest.json`.
+fn manifests(dir: &std::path::Path, live: bool) -> Vec<Case> {
+    subdirs(dir)
+        .into_iter()
+        .filter_map(|d| {
+            let version = ApiVersion::parse(d.file_name()?.to_str()?)?;
+            let m: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(d.join("_manifest.json")).ok()?).ok()?;
+            assert_eq!(
+                m["data_parser"].as_str(),
+                Some(version.as_str()),
+                "{}",
+                d.display()
+            );
+            let release = m["slurm_release"].as_str()?.to_string();
+            Some(Case {
+                version,
+                // Leaked once per case for the test run: cases are `'static`.
+                release: Box::leak(release.into_boxed_str()),
+                live,
+            })
+        })
+        .collect()
+}

@@ -460,19 +460,6 @@ fn slurmdb_records_of_every_shape() {
 }
 
 #[test]
-fn slurmdb_paths_per_version() {
-    use crate::slurmrestd::ApiVersion;
-    assert_eq!(
-        slurmdb::jobs_path(ApiVersion::V0044, 1000, 2000, 2000),
-        "/slurmdb/v0.0.44/jobs/?start_time=1000&end_time=2060"
-    );
-    assert_eq!(
-        slurmdb::jobs_path(ApiVersion::V0041, 1000, 2000, 2000),
-        "/slurmdb/v0.0.41/jobs/?start_time=now-19minutes"
-    );
-}
-
-#[test]
 fn short_min_job_age_with_zero_gap_threshold_stays_exact() {
     // slurmctld purges finished jobs after 10 s, shorter than the poll
     // interval: with --usage-slurmdb-gap=0 every poll asks slurmdbd.

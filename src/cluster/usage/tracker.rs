@@ -4,10 +4,12 @@
 use std::path::PathBuf;
 
 use super::{slurmdb, state, Accountant, AccountantOptions, UsageRow};
-use crate::cluster::budgets::{self, BudgetError, Budgets};
+use crate::cluster::budgets::{BudgetError, Budgets};
 use crate::cluster::collectors::usage::{self as collector, UsageStatus};
 use crate::exposition::MetricSet;
-use crate::slurmrestd::client::{Client, FetchError};
+use crate::slurmrestd::api::paths::DbWindow;
+use crate::slurmrestd::client::FetchError;
+use crate::slurmrestd::Api;
 use crate::slurmrestd::ApiVersion;
 
 pub struct UsageTracker {
@@ -69,16 +71,21 @@ impl UsageTracker {
 
     /// Credits one poll's usage rows at `now`, asking slurmdbd first when the
     /// accountant needs it, and saves the state.
-    pub async fn account(&mut self, client: &Client, v: ApiVersion, now: i64, rows: Vec<UsageRow>) {
+    pub async fn account(&mut self, api: &Api, v: ApiVersion, now: i64, rows: Vec<UsageRow>) {
         let db = match self.accountant.db_window(now, &rows) {
             None => None,
             Some(w) => {
-                let path = slurmdb::jobs_path(v, w.from, w.to, now);
-                match client.get(&path, slurmdb::parse_jobs).await {
-                    Ok(f) => {
+                let window = DbWindow {
+                    from: w.from,
+                    to: w.to,
+                    now,
+                };
+                let (path, res) = api.slurmdb_jobs(v, window).await;
+                match res.map(|f| slurmdb::rows(f.value)) {
+                    Ok(db_rows) => {
                         *self.status.lookups.entry("ok").or_default() += 1;
-                        tracing::debug!(%path, records = f.value.len(), "slurmdbd finished jobs fetched");
-                        Some(f.value)
+                        tracing::debug!(%path, records = db_rows.len(), "slurmdbd finished jobs fetched");
+                        Some(db_rows)
                     }
                     Err(e) => {
                         *self.status.lookups.entry("error").or_default() += 1;
@@ -110,7 +117,7 @@ impl UsageTracker {
     /// Checks budget accounts against `/slurmdb/vX/accounts` (once).
     pub async fn check_budget_accounts(
         &mut self,
-        client: &Client,
+        api: &Api,
         v: ApiVersion,
     ) -> Result<(), CheckError> {
         let Some(b) = &self.budgets else {
@@ -120,8 +127,7 @@ impl UsageTracker {
         if self.budgets_checked {
             return Ok(());
         }
-        let path = format!("/slurmdb/{}/accounts/", v.as_str());
-        let known = client.get(&path, budgets::parse_accounts).await?.value;
+        let known = api.accounts(v).await?.value;
         self.budgets_checked = true;
         b.check_accounts(&known)?;
         tracing::info!(

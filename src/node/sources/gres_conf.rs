@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use super::fs::{is_gone, read_string, SMALL_FILE_CAP};
 use super::procfs::ProcFs;
 use super::slurmd;
-use crate::slurm::hostlist;
+use crate::slurm_text::hostlist;
 
 /// Where gres.conf may be, relative to slurmd's root: conf-cache first
 /// (configless slurmd ignores /etc/slurm), under the usual SlurmdSpoolDirs.
@@ -207,22 +207,26 @@ impl GpuNumbering {
     }
 
     fn read(&self, procfs: &ProcFs, node: &str) -> (GpuOrder, String) {
-        let paths: Vec<PathBuf> = match &self.explicit {
-            Some(p) => vec![p.clone()],
+        // (path to read, how to name it: the path as slurmd sees it, without
+        // the pid, so the label survives slurmd restarts)
+        let paths: Vec<(PathBuf, String)> = match &self.explicit {
+            Some(p) => vec![(p.clone(), display(p))],
             None => slurmd::discover(procfs)
                 .unwrap_or_default()
                 .iter()
                 .flat_map(|s| {
                     let root = procfs.root().join(s.pid.to_string()).join("root");
-                    CANDIDATES.iter().map(move |c| root.join(c))
+                    CANDIDATES
+                        .iter()
+                        .map(move |c| (root.join(c), format!("slurmd:/{c}")))
                 })
                 .collect(),
         };
-        for p in &paths {
+        for (p, name) in &paths {
             match read_string(p, SMALL_FILE_CAP) {
                 Ok(text) => {
                     if let Some(order) = parse(&text, node) {
-                        return (order, display(p));
+                        return (order, name.clone());
                     }
                     tracing::debug!(path = %p.display(), "gres.conf says nothing about this node's GPUs");
                 }
@@ -310,7 +314,7 @@ mod tests {
         let mut n = GpuNumbering::new(OrderFlag::Auto, None);
         let (order, source) = n.current(&procfs, "gpu-node01");
         assert_eq!(order, GpuOrder::Listed(vec![0, 1, 2, 3]));
-        assert!(source.ends_with("conf-cache/gres.conf"), "{source}");
+        assert_eq!(source, "slurmd:/var/spool/slurmd/conf-cache/gres.conf");
         // The flag overrides; no slurmd: NVML order by default.
         let mut f = GpuNumbering::new(OrderFlag::DeviceFile, None);
         assert_eq!(f.current(&procfs, "x").0, GpuOrder::DeviceFile);

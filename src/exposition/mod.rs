@@ -14,6 +14,8 @@
 //! 100k jobs a set holds ~265k samples, and one allocation per sample
 //! instead of one per label value is most of the set's memory.
 
+pub mod snapshot;
+
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt::Write as _;

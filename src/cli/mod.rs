@@ -1,6 +1,14 @@
 //! Command line: one binary, one subcommand per program.
+//!
+//! The CLI layer: clap structs live here (and `--web.*` in
+//! [`crate::server::WebArgs`]); library modules take plain option structs.
+//! A new subcommand gets a module here and a [`Command`] variant.
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+pub mod budgets;
+pub mod cluster;
+pub mod slurmrestd;
+
+use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -44,7 +52,7 @@ pub enum Command {
     /// Cluster scraper: polls slurmrestd and serves queue, node, partition,
     /// fairshare and scheduler metrics (one per cluster).
     #[command(mut_arg("listen_address", |a| a.default_value(crate::cluster::DEFAULT_LISTEN)))]
-    Cluster(crate::cluster::ClusterArgs),
+    Cluster(cluster::ClusterArgs),
     /// Node agent: GPU (NVML), EFA, memlock and job attribution metrics (one per compute node).
     #[command(mut_arg("listen_address", |a| a.default_value(crate::node::DEFAULT_LISTEN)))]
     Node(crate::node::NodeArgs),
@@ -58,42 +66,11 @@ pub enum Command {
     /// Budgets as Slurm limits: `budgets apply` sets each account's budget as
     /// GrpTRESMins through slurmrestd (dry run unless --apply).
     #[command(subcommand)]
-    Budgets(crate::budgets_apply::BudgetsCommand),
+    Budgets(budgets::BudgetsCommand),
 }
 
-/// Exporter-convention web flags shared by every subcommand.
-#[derive(Debug, Clone, Args)]
-pub struct WebArgs {
-    /// Address to listen on for the metrics endpoint, as node_exporter takes it:
-    /// `:9342` (all interfaces), `[::]:9342`, `0.0.0.0:9342`, `127.0.0.1:9342`, `localhost:9342`.
-    #[arg(
-        long = "web.listen-address",
-        env = "SLURM_GPU_EXPORTER_WEB_LISTEN_ADDRESS",
-        value_parser = crate::server::listen::validate
-    )]
-    pub listen_address: Option<String>,
-
-    /// Path under which metrics are exposed.
-    #[arg(
-        long = "web.telemetry-path",
-        env = "SLURM_GPU_EXPORTER_WEB_TELEMETRY_PATH",
-        default_value = "/metrics"
-    )]
-    pub telemetry_path: String,
-
-    /// Prometheus exporter-toolkit web config file (TLS, client certificates,
-    /// basic auth, headers); see docs/security.md. Validated at start.
-    #[arg(long = "web.config.file", env = "SLURM_GPU_EXPORTER_WEB_CONFIG_FILE")]
-    pub config_file: Option<std::path::PathBuf>,
-}
-
-impl WebArgs {
-    pub fn listen_address_or(&self, default: &str) -> String {
-        self.listen_address
-            .clone()
-            .unwrap_or_else(|| default.to_string())
-    }
-}
+/// The web flags are the server's; re-exported for the subcommands.
+pub use crate::server::WebArgs;
 
 pub fn init_logging(level: &str, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_new(level)
@@ -126,29 +103,7 @@ pub fn error_report(e: &anyhow::Error, detail: bool) -> String {
     }
 }
 
-/// Parses durations such as `30s`, `500ms`, `2m`, or plain seconds.
-pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    let s = s.trim();
-    let (num, mult_ms) = if let Some(n) = s.strip_suffix("ms") {
-        (n, 1.0)
-    } else if let Some(n) = s.strip_suffix('s') {
-        (n, 1000.0)
-    } else if let Some(n) = s.strip_suffix('m') {
-        (n, 60_000.0)
-    } else if let Some(n) = s.strip_suffix('h') {
-        (n, 3_600_000.0)
-    } else {
-        (s, 1000.0)
-    };
-    let v: f64 = num
-        .trim()
-        .parse()
-        .map_err(|_| format!("invalid duration {s:?} (use e.g. 30s, 500ms, 2m)"))?;
-    if !v.is_finite() || v < 0.0 {
-        return Err(format!("invalid duration {s:?}"));
-    }
-    Ok(std::time::Duration::from_millis((v * mult_ms) as u64))
-}
+pub use crate::duration::parse_duration;
 
 #[cfg(test)]
 mod tests {
