@@ -529,4 +529,30 @@ mod tests {
         assert_eq!(s.value("g", &[("a", "1")]), None);
         assert_eq!(s.sum("g", &[("a", "1")]), 3.0);
     }
+
+    const D_INFO: MetricDesc = MetricDesc {
+        name: "d_info",
+        help: "D.",
+        kind: Kind::Info,
+        labels: &["a", "b"],
+    };
+
+    #[test]
+    fn descriptors_declare_and_add() {
+        let mut s = MetricSet::new();
+        s.declare(&D_INFO);
+        assert_eq!(s.encode_text(), "# HELP d_info D.\n# TYPE d_info gauge\n");
+        // An info sample is 1 whatever the caller passes.
+        s.add(&D_INFO, vec![("a", "x".into()), ("b", "y".into())], 7.0);
+        assert_eq!(s.value("d_info", &[("a", "x")]), Some(1.0));
+        assert_eq!(s.families().len(), 1);
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "differ from the descriptor")]
+    fn labels_other_than_the_descriptors_are_caught_in_debug_builds() {
+        let mut s = MetricSet::new();
+        s.add(&D_INFO, vec![("b", "y".into()), ("a", "x".into())], 1.0);
+    }
 }
