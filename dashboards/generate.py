@@ -294,7 +294,8 @@ def limits_panels() -> list:
 
 def gpu_usage_by_account() -> dict:
     alloc = 'slurm_cluster_jobs_allocated_gpus{' + CPAU + '}'
-    util = 'node_gpu:slurm_gpu_utilization_ratio:allocated{' + CPAU + '}'
+    # "How well": SM activity where the GPU has GPM, utilization otherwise (recording rules).
+    util = 'node_gpu:slurm_gpu_activity_ratio:allocated{' + CPAU + '}'
     idle = 'node_gpu:slurm_gpu_utilization_ratio:allocated_max10m{' + CPAU + '} < 0.05'
     items = [
         Row("Now"),
@@ -306,10 +307,10 @@ def gpu_usage_by_account() -> dict:
               [q('sum(slurm_cluster_node_allocated_gpus{' + CN + '}) / sum(slurm_cluster_node_gpus{' + CN + '})', "allocated")],
               w=4, h=4, unit="percentunit", decimals=1,
               desc="Allocated GPUs over configured GPUs, on the selected nodes."),
-        Panel("stat", "Utilization of allocated GPUs", [q(f"avg({util})", "utilization")], w=4, h=4,
+        Panel("stat", "Activity of allocated GPUs", [q(f"avg({util})", "activity")], w=4, h=4,
               unit="percentunit", decimals=1, thresholds_=UTIL_THRESHOLDS, min_=0, max_=1,
-              desc="Mean NVML utilization of the GPUs held by jobs (node agent joined with slurm_job_gpus). "
-                   "Target: above 90 %."),
+              desc="Mean activity of the GPUs held by jobs (node agent joined with slurm_job_gpus): "
+                   "SM activity (NVML GPM, the fraction of time warps were resident on the SMs) where the GPU has it, NVML utilization (any kernel running) otherwise. Target: above 90 %."),
         Panel("stat", "Allocated GPUs idle (10 min)", [q(f"count({idle}) or vector(0)", "idle")], w=4, h=4,
               thresholds_=thresholds((None, "green"), (1, "orange")),
               desc="Allocated GPUs whose utilization stayed below 5 % over the last 10 minutes."),
@@ -333,12 +334,13 @@ def gpu_usage_by_account() -> dict:
               desc="Share of the monthly TRES budget used this calendar month (slurm_account_budget_used_ratio); "
                    "orange from 80 %, red from 100 %."),
         *limits_panels(),
-        Row("Utilization of allocated GPUs"),
-        Panel("timeseries", "Utilization of allocated GPUs by account",
-              [q(f"avg by (account) ({util})", "{{account}}")], w=12, h=9, unit="percentunit", min_=0, max_=1,
+        Row("Activity of allocated GPUs"),
+        Panel("timeseries", "GPU activity by account",
+              [q('account:slurm_gpu_activity_ratio:avg{' + CA + '}', "{{account}}")], w=12, h=9,
+              unit="percentunit", min_=0, max_=1,
               thresholds_=UTIL_THRESHOLDS, custom={"thresholdsStyle": {"mode": "line+area"}},
-              desc="Mean utilization of the GPUs each account holds (recording rule "
-                   "node_gpu:slurm_gpu_utilization_ratio:allocated). Users aim for above 90 %."),
+              desc="Mean activity of the GPUs each account holds (recording rule "
+                   "account:slurm_gpu_activity_ratio:avg): SM activity (NVML GPM, the fraction of time warps were resident on the SMs) where the GPU has it, NVML utilization (any kernel running) otherwise. Users aim for above 90 %."),
         Panel("timeseries", "Allocated but idle GPUs by account",
               [q(f"count by (account) ({idle})", "{{account}}")], w=12, h=9, stack=True,
               desc="Allocated GPUs below 5 % utilization over the last 10 minutes, by account. "
@@ -354,21 +356,24 @@ def gpu_usage_by_account() -> dict:
               transformations=merge_table({"Value": "max utilization (10 min)"},
                                           exclude=("Time", "__name__", "cluster")),
               desc="Every allocated GPU idle for the last 10 minutes, with its job, user and node."),
-        Panel("table", "Utilization by account and user",
+        Panel("table", "Activity by account and user",
               [q(f"avg by (account, user) ({util})", instant=True, table=True),
                q(f"count by (account, user) ({util})", instant=True, table=True)],
-              w=12, h=9, transformations=merge_table({"Value #A": "utilization", "Value #B": "GPUs"},
+              w=12, h=9, transformations=merge_table({"Value #A": "activity", "Value #B": "GPUs"},
                                                      sort_by="GPUs"),
-              overrides=[unit_override("utilization", "percentunit", 1)],
-              desc="Mean utilization and count of the GPUs each user holds."),
-        Panel("table", "Jobs below 90 % GPU utilization",
-              [q('sort(job:slurm_gpu_allocated_utilization_ratio:avg{' + CPAU + '} < 0.9)', instant=True, table=True),
+              overrides=[unit_override("activity", "percentunit", 1)],
+              desc="Mean activity (SM activity where present, utilization otherwise) and count of the GPUs "
+                   "each user holds."),
+        Panel("table", "Jobs below 90 % GPU activity",
+              [q('sort(job:slurm_gpu_activity_ratio:avg{' + CPAU + '} < 0.9)', instant=True, table=True),
                q('count by (job_id) (' + util + ')', instant=True, table=True)],
-              w=24, h=8, transformations=merge_table({"Value #A": "utilization", "Value #B": "GPUs"},
+              w=24, h=8, transformations=merge_table({"Value #A": "activity", "Value #B": "GPUs"},
                                                      exclude=("Time", "__name__", "cluster")),
-              overrides=[unit_override("utilization", "percentunit", 1)],
+              overrides=[unit_override("activity", "percentunit", 1)],
               desc="Running jobs whose GPUs average below the 90 % target (recording rule "
-                   "job:slurm_gpu_allocated_utilization_ratio:avg)."),
+                   "job:slurm_gpu_activity_ratio:avg; SM activity where present, utilization otherwise). "
+                   "Jobs whose every GPU stays below 5 % raise SlurmJobGpusIdle; `job-report <id>` "
+                   "summarizes one job."),
         Row("GPU-hours"),
         Panel("table", "GPU-hours and GPU cost this month by account and user",
               [q(f"sum by (account, user) (increase({GPU_HOURS}[$__range])) / 3600", instant=True, table=True),
@@ -648,16 +653,17 @@ def job_view() -> dict:
     jg = 'node_gpu:slurm_job_gpus:max{' + JOB + '}'
     per_gpu = ' * on (cluster, node, gpu) group_left (job_id) ' + jg
     on_job_nodes = ' and on (cluster, node) ' + jg
-    util = 'node_gpu:slurm_gpu_utilization_ratio:allocated{' + JOB + '}'
+    util = 'node_gpu:slurm_gpu_activity_ratio:allocated{' + JOB + '}'
     efa = f'sum(({EFA_NODE_BPS}){on_job_nodes})'
     items = [
         Row("Job $job_id"),
         Panel("stat", "GPUs", [q('sum(slurm_job_gpus{' + JOB + '})', "GPUs")], w=4, h=4),
         Panel("stat", "Nodes", [q('count(count by (node) (slurm_job_gpus{' + JOB + '}))', "nodes")], w=4, h=4),
-        Panel("stat", "GPU utilization",
-              [q('max(job:slurm_gpu_allocated_utilization_ratio:avg{' + JOB + '})', "utilization")], w=4, h=4,
+        Panel("stat", "GPU activity",
+              [q('max(job:slurm_gpu_activity_ratio:avg{' + JOB + '})', "activity")], w=4, h=4,
               unit="percentunit",
-              decimals=1, thresholds_=UTIL_THRESHOLDS, min_=0, max_=1, desc="Target: above 90 %."),
+              decimals=1, thresholds_=UTIL_THRESHOLDS, min_=0, max_=1,
+              desc="Mean over the job's GPUs of SM activity (NVML GPM, the fraction of time warps were resident on the SMs) where the GPU has it, NVML utilization (any kernel running) otherwise. Target: above 90 %."),
         Panel("stat", "GPU power", [q('sum(slurm_gpu_power_watts{' + C + '}' + per_gpu + ')', "power")], w=4, h=4,
               unit="watt"),
         Panel("stat", "GPU energy in the time range",
@@ -668,18 +674,19 @@ def job_view() -> dict:
         Panel("table", "GPUs held by the job",
               [q('slurm_job_gpus{' + JOB + '}', instant=True, table=True),
                q('max by (node, gpu) (' + util + ')', instant=True, table=True)], w=24, h=7,
-              transformations=merge_table({"Value #A": "GPUs", "Value #B": "utilization"},
+              transformations=merge_table({"Value #A": "GPUs", "Value #B": "activity"},
                                           exclude=("Time", "__name__", "instance", "job", "pod", "namespace",
                                                    "service", "endpoint", "container")),
-              overrides=[unit_override("utilization", "percentunit", 1)]),
+              overrides=[unit_override("activity", "percentunit", 1)]),
         Row("GPUs"),
-        Panel("timeseries", "GPU utilization per GPU",
+        Panel("timeseries", "GPU activity per GPU",
               [q(util, "{{node}} GPU {{gpu}}"),
-               q('slurm_job_gpu_utilization_ratio{' + JOB + '}', "node agent: {{node}}")],
+               q('slurm_job_gpu_utilization_ratio{' + JOB + '}', "node agent utilization: {{node}}")],
               w=12, h=9, unit="percentunit", min_=0, max_=1, thresholds_=UTIL_THRESHOLDS,
               custom={"thresholdsStyle": {"mode": "line"}},
-              desc="A: per GPU, from the cluster scraper's allocation; B: the node agent's per-job figure, "
-                   "from the processes it attributes to the job."),
+              desc="A: per GPU, from the cluster scraper's allocation: SM activity (NVML GPM) where the GPU "
+                   "has it, NVML utilization otherwise; B: the node agent's per-job utilization, from the "
+                   "processes it attributes to the job."),
         Panel("timeseries", "GPU power per GPU",
               [q('slurm_gpu_power_watts{' + C + '}' + per_gpu, "{{node}} GPU {{gpu}}")], w=12, h=9, unit="watt"),
         Panel("timeseries", "GPU memory used per GPU",
@@ -689,12 +696,12 @@ def job_view() -> dict:
               [q('slurm_gpu_temperature_celsius{' + C + '}' + per_gpu, "{{node}} GPU {{gpu}}")], w=12, h=9,
               unit="celsius"),
         Row("Communication"),
-        Panel("timeseries", "GPU utilization against EFA throughput",
-              [q(f"avg({util})", "GPU utilization"), q(efa, "EFA RDMA read+write")], w=24, h=10,
+        Panel("timeseries", "GPU activity against EFA throughput",
+              [q(f"avg({util})", "GPU activity"), q(efa, "EFA RDMA read+write")], w=24, h=10,
               unit="percentunit", overrides=[right_axis("B", "Bps")], min_=0,
-              desc="Communication-bound: GPU utilization drops while EFA throughput is high, or both drop "
-                   "together in lock-step (waiting on collectives). Compute-bound: utilization above 90 % "
-                   "with short EFA bursts."),
+              desc="Communication-bound: GPU activity drops while EFA throughput is high, or both drop "
+                   "together in lock-step (waiting on collectives). Compute-bound: activity above 90 % "
+                   "with short EFA bursts. Activity: SM activity where present, utilization otherwise."),
         Panel("timeseries", "EFA RDMA throughput per node",
               [q('sum by (node) (rate(slurm_efa_port_rdma_read_bytes_total{' + C + '}[$__rate_interval])'
                  + on_job_nodes + ')', "{{node}} read"),
@@ -810,11 +817,11 @@ def monthly_usage() -> dict:
         Panel("bargauge", "Budget used this month",
               [q('max by (account, tres) (slurm_account_budget_used_ratio{' + CA + '})', "{{account}} {{tres}}",
                  instant=True)], w=12, h=8, unit="percentunit", thresholds_=BUDGET_THRESHOLDS, min_=0, max_=1.2),
-        Panel("timeseries", "Utilization of allocated GPUs by account, daily mean",
-              [q('avg_over_time(account:slurm_gpu_allocated_utilization_ratio:avg{' + CA + '}[1d])', "{{account}}",
+        Panel("timeseries", "GPU activity by account, daily mean",
+              [q('avg_over_time(account:slurm_gpu_activity_ratio:avg{' + CA + '}[1d])', "{{account}}",
                  interval="1d")], w=12, h=8, unit="percentunit", min_=0, max_=1, time_from="now-1M/M",
               desc="How well each account used the GPUs it held, day by day (recording rule "
-                   "account:slurm_gpu_allocated_utilization_ratio:avg)."),
+                   "account:slurm_gpu_activity_ratio:avg: SM activity where present, utilization otherwise)."),
         Panel("table", "GPU-hours over the last 30 days by account and user",
               [q('account_user:slurm_gpu_hours:increase30d{' + CA + ',user=~"$user"}', instant=True, table=True)],
               w=12, h=8, transformations=merge_table({"Value": "GPU-hours"}, exclude=("Time", "__name__"),

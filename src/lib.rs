@@ -13,6 +13,7 @@ pub mod cluster;
 pub mod demo;
 pub mod duration;
 pub mod exposition;
+pub mod idle_jobs;
 pub mod model;
 pub mod node;
 pub mod report;

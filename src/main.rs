@@ -33,6 +33,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Demo(args) => slurm_gpu_exporter::demo::run(args).await,
             Command::Report(args) => slurm_gpu_exporter::report::run(args).await,
             Command::Budgets(cmd) => cmd.run().await,
+            Command::IdleJobs(args) => slurm_gpu_exporter::idle_jobs::run(args).await,
+            Command::JobReport(args) => slurm_gpu_exporter::report::job::run(args).await,
         }
     })
 }

@@ -67,6 +67,12 @@ pub enum Command {
     /// GrpTRESMins through slurmrestd (dry run unless --apply).
     #[command(subcommand)]
     Budgets(budgets::BudgetsCommand),
+    /// Jobs whose GPUs stay idle: warns, then cancels them through
+    /// slurmrestd after a grace period (dry run unless --apply).
+    IdleJobs(crate::idle_jobs::IdleJobsArgs),
+    /// One job's GPU efficiency from Prometheus: per GPU mean/peak activity,
+    /// peak memory, energy and idle time over the job's lifetime.
+    JobReport(crate::report::job::JobReportArgs),
 }
 
 /// The web flags are the server's; re-exported for the subcommands.

@@ -130,6 +130,11 @@ pub struct NodeArgs {
     #[arg(long = "gpu.backend", env = "SLURM_GPU_EXPORTER_GPU_BACKEND", value_enum, default_value_t = GpuBackendKind::Nvml)]
     pub gpu_backend: GpuBackendKind,
 
+    /// Fake backends only: these GPU indices report 0 % utilization (and so
+    /// 0 SM activity), e.g. the GPUs a test's idle job holds.
+    #[arg(long = "gpu.fake-idle", value_delimiter = ',', hide = true)]
+    pub gpu_fake_idle: Vec<u32>,
+
     /// How the `gpu` label numbers GPUs, so it equals the index Slurm gives
     /// jobs (`slurm_job_gpus{gpu}`): `auto` reads slurmd's gres.conf
     /// (AutoDetect=nvml: PCI order; AutoDetect=nvidia: device file order;
@@ -417,8 +422,10 @@ pub fn short_hostname() -> Option<String> {
 
 fn backend_factory(args: &NodeArgs) -> BackendFactory {
     match args.gpu_backend {
-        GpuBackendKind::Fake => FakeNvml::h100x8().factory(),
-        GpuBackendKind::FakeFaulty => FakeNvml::h100x8_faulty().factory(),
+        GpuBackendKind::Fake => FakeNvml::h100x8().idle(&args.gpu_fake_idle).factory(),
+        GpuBackendKind::FakeFaulty => FakeNvml::h100x8_faulty()
+            .idle(&args.gpu_fake_idle)
+            .factory(),
         GpuBackendKind::Nvml => {
             let lib = args.nvml_library.clone();
             Box::new(move || {

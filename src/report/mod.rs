@@ -17,6 +17,7 @@
 
 pub mod budget;
 pub mod format;
+pub mod job;
 pub mod prom;
 
 use std::collections::BTreeMap;

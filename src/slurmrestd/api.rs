@@ -118,9 +118,14 @@ impl Api {
     }
 
     /// `DELETE /slurm/vX/job/{id}`: cancels the job (SIGKILL, as `scancel`
-    /// does by default). The answer's `errors[]` make it an error.
-    pub async fn cancel_job(&self, v: ApiVersion, id: u64) -> Result<(), FetchError> {
-        self.client.delete(&paths::job(v, Some(id))).await.map(drop)
+    /// does by default). The answer's `errors[]` make it an error; the
+    /// answer is returned for its per-job `status` (v0.0.42+).
+    pub async fn cancel_job(
+        &self,
+        v: ApiVersion,
+        id: u64,
+    ) -> Result<serde_json::Value, FetchError> {
+        self.client.delete(&paths::job(v, Some(id))).await
     }
 
     /// `GET /slurm/vX/nodes/`.

@@ -134,6 +134,13 @@ mkdir -p "$OWN/job-mapping"
 scontrol -d show job | awk '/^JobId=/{split($1,a,"="); id=a[2]} /GRES=gpu/{ if (match($0,/IDX:[0-9,-]+/)) { s=substr($0,RSTART+4,RLENGTH-4); n=split(s,parts,","); for(i=1;i<=n;i++){ if (split(parts[i],r,"-")==2) {for(g=r[1];g<=r[2];g++) print g, id} else print parts[i], id } } }' |
 	while read -r gpu job; do echo "$job" >"$OWN/job-mapping/$gpu"; done
 log "job mapping: $(cd "$OWN/job-mapping" && grep -H . ./* | tr '\n' ' ')"
+# Idle GPUs for the idle-jobs phase: the GPUs of train-llama (ai_project) and of
+# md-gromacs (hpc_project, exempted there) report 0 % on the fake backend.
+# shellcheck disable=SC1091
+. "$TOP/slurm/jobmix.env"
+IDLE_GPUS=$(cd "$OWN/job-mapping" && grep -lxE "$JOB_TRAIN_LLAMA|$JOB_MD_GROMACS" ./* | sed 's|^\./||' | sort -n | paste -sd, -)
+[[ -n $IDLE_GPUS ]] || die "no GPU indices for jobs $JOB_TRAIN_LLAMA and $JOB_MD_GROMACS"
+log "idle GPUs (jobs $JOB_TRAIN_LLAMA, $JOB_MD_GROMACS): $IDLE_GPUS"
 # The node agent reads a copy of the p4dn fixture tree whose EFA counters a
 # background loop advances (traffic, drops, retransmit timeouts, unresponsive
 # and impaired remotes on one device), with eight fake H100s carrying faults
@@ -170,7 +177,7 @@ own_start efa-traffic "$OWN/log/efa-traffic.log" bash -c '
 	done' "$EFA_PORT"
 own_start node-agent "$OWN/log/node-agent.log" "$BIN" node \
 	--path.procfs "$OWN/node-tree/proc" --path.sysfs "$OWN/node-tree/sys" \
-	--slurm-node-name "$E2E_NODE" --collect-interval 2s --gpu.backend fake-faulty \
+	--slurm-node-name "$E2E_NODE" --collect-interval 2s --gpu.backend fake-faulty --gpu.fake-idle "$IDLE_GPUS" \
 	--collector.jobs.mapping-dir "$OWN/job-mapping" \
 	--web.listen-address "127.0.0.1:$P_AGENT"
 # A CPU node whose agent finds no NVML library: its GPU collector reports down.
@@ -289,6 +296,82 @@ phase "6/6 Prometheus: targets, every dashboard query, alerts" python3 tests/e2e
 	--silent "$(cat tests/e2e/expected-silent.txt | grep -v '^#' | paste -sd, -)" \
 	--allow-empty "$(grep -v '^#' tests/e2e/allow-empty-panels.txt | sed -n -e '/^[0-9][0-9.]*: /!p' -e "s/^$RELEASE: //p" | paste -sd, -)"
 
+
+step "6a/7 idle GPU jobs: warned, then cancelled through slurmrestd; the exempt account's job is not"
+# Before 6b: the GrpTRESMins=0 that 6b sets makes Slurm itself end ai_project's running jobs.
+# train-llama (ai_project) and md-gromacs (hpc_project, exempt) hold only idle GPUs.
+IDLE=("$BIN" idle-jobs --prometheus "$PROM" --slurmrestd-url "$SLURMRESTD_URL"
+	--slurmrestd-token-file "$SLURMRESTD_TOKEN_FILE" --slurmrestd-user-name "$SLURMRESTD_TOKEN_USER"
+	--threshold 0.05 --idle-for 20s --grace 6s --exempt-accounts hpc_project
+	--state-file "$OWN/idle-state.json" --audit-log "$OWN/idle-audit.log")
+job_state_of() { squeue -h -j "$1" -t all -o %T 2>/dev/null | head -n1; }
+idle_line() { # idle_line OUTPUT JOB ACTION DRY_RUN: the JSON line of that decision is there
+	python3 -c 'import json,sys
+out, job, action, dry = sys.argv[1:]
+lines = [json.loads(l) for l in out.splitlines() if l.startswith("{")]
+sys.exit(0 if any(l["job_id"] == int(job) and l["action"] == action and l["dry_run"] == (dry == "true") for l in lines) else 1)' "$@"
+}
+idle_check() {
+	local out rc=0
+	if ((E2E_SLURM_MM < 2411)); then
+		out=$("${IDLE[@]}" --apply 2>&1) && { echo "$out"; echo "FAIL: idle-jobs acted through v0.0.38"; return 1; }
+		grep -q 'v0.0.42 or later' <<<"$out" || { echo "$out"; echo "FAIL: no refusal message"; return 1; }
+		[[ $(job_state_of "$JOB_TRAIN_LLAMA") == RUNNING ]] || { echo "FAIL: job $JOB_TRAIN_LLAMA not running"; return 1; }
+		echo "PASS: idle-jobs refuses API v0.0.38 and cancels nothing"
+		return 0
+	fi
+	out=$("${IDLE[@]}" 2>&1) || rc=$?
+	echo "$out"
+	((rc == 0)) && idle_line "$out" "$JOB_TRAIN_LLAMA" warn true && idle_line "$out" "$JOB_MD_GROMACS" exempt true ||
+		{ echo "FAIL: dry run: no warn for $JOB_TRAIN_LLAMA or no exempt for $JOB_MD_GROMACS"; return 1; }
+	[[ ! -e $OWN/idle-state.json ]] || { echo "FAIL: the dry run wrote the state file"; return 1; }
+	echo "PASS: dry run would warn job $JOB_TRAIN_LLAMA, exempts job $JOB_MD_GROMACS, writes nothing"
+	out=$("${IDLE[@]}" --apply 2>&1) || { echo "$out"; echo "FAIL: first --apply"; return 1; }
+	echo "$out"
+	idle_line "$out" "$JOB_TRAIN_LLAMA" warn false || { echo "FAIL: no warning"; return 1; }
+	[[ $(job_state_of "$JOB_TRAIN_LLAMA") == RUNNING ]] || { echo "FAIL: warned job not running"; return 1; }
+	echo "PASS: --apply warned job $JOB_TRAIN_LLAMA; it still runs (grace 6s)"
+	sleep 7
+	out=$("${IDLE[@]}" 2>&1) || { echo "$out"; echo "FAIL: dry run after the grace"; return 1; }
+	echo "$out"
+	idle_line "$out" "$JOB_TRAIN_LLAMA" cancel true || { echo "FAIL: dry run shows no cancel"; return 1; }
+	sleep 2
+	[[ $(job_state_of "$JOB_TRAIN_LLAMA") == RUNNING ]] || { echo "FAIL: the dry run cancelled job $JOB_TRAIN_LLAMA"; return 1; }
+	echo "PASS: the dry run past the grace would cancel job $JOB_TRAIN_LLAMA and cancels nothing"
+	out=$("${IDLE[@]}" --apply 2>&1) || { echo "$out"; echo "FAIL: second --apply"; return 1; }
+	echo "$out"
+	idle_line "$out" "$JOB_TRAIN_LLAMA" cancel false || { echo "FAIL: no cancel"; return 1; }
+	local st=""
+	for _ in $(seq 1 30); do
+		st=$(sacct -n -X -P -j "$JOB_TRAIN_LLAMA" -o State | head -n1 | cut -d' ' -f1)
+		[[ $st == CANCELLED ]] && break
+		sleep 1
+	done
+	[[ $st == CANCELLED ]] || { echo "FAIL: job $JOB_TRAIN_LLAMA is $st, not CANCELLED"; return 1; }
+	echo "PASS: job $JOB_TRAIN_LLAMA (ai_project, GPUs idle) CANCELLED by idle-jobs (sacct)"
+	[[ $(job_state_of "$JOB_MD_GROMACS") == RUNNING ]] || { echo "FAIL: exempt job $JOB_MD_GROMACS is $(job_state_of "$JOB_MD_GROMACS")"; return 1; }
+	python3 - "$OWN/idle-audit.log" "$JOB_TRAIN_LLAMA" "$JOB_MD_GROMACS" <<'PY' || return 1
+import json, sys
+lines = [json.loads(l) for l in open(sys.argv[1])]
+real = [(l["job_id"], l["action"]) for l in lines if not l["dry_run"]]
+want = [(int(sys.argv[2]), "warn"), (int(sys.argv[2]), "cancel")]
+ok = [r for r in real if r[0] == int(sys.argv[2])] == want and not [r for r in real if r[0] == int(sys.argv[3])]
+for l in lines:
+    assert l["actor"] and l["reason"] and l["account"] and "max_activity" in l, l
+print(("PASS" if ok else "FAIL") + ": audit log actions " + repr(real))
+sys.exit(0 if ok else 1)
+PY
+	echo "PASS: exempt job $JOB_MD_GROMACS (hpc_project) still RUNNING"
+	if grep -qF "$(cat "$SLURMRESTD_TOKEN_FILE")" "$OWN/idle-audit.log"; then echo "FAIL: token in the audit log"; return 1; fi
+	# The cancelled job's efficiency summary from the same Prometheus: its GPUs idle throughout.
+	out=$("$BIN" job-report "$JOB_TRAIN_LLAMA" --prometheus "$PROM" --lookback 1h --step 2s --format json 2>&1) || { echo "$out"; echo "FAIL: job-report"; return 1; }
+	python3 -c 'import json,sys
+j = json.loads(sys.argv[1]); g = j["gpus"]
+ok = len(g) == 2 and all(x["activity_peak"] == 0 and x["idle_seconds"] > 30 and x["energy_joules"] is not None for x in g) and j["account"] == "ai_project"
+print(("PASS" if ok else "FAIL") + ": job-report %s: %s" % (j["job_id"], [(x["gpu"], x["activity_source"], x["activity_peak"], x["idle_seconds"]) for x in g]))
+sys.exit(0 if ok else 1)' "$out" || return 1
+}
+phase "idle-jobs: warn, grace, cancel; exempt account kept; dry run cancels nothing" idle_check
 
 step "6b/7 budgets enforced through Slurm: budgets apply, then Slurm holds the account's next GPU job"
 # The budgets file gives ai_project 0.001 GPU-hours (its budget alert fired above): as

@@ -224,6 +224,19 @@ impl FakeNvml {
         fake
     }
 
+    /// GPUs `indices` at 0 % utilization (unknown indices are ignored).
+    pub fn idle(self, indices: &[u32]) -> Self {
+        {
+            let mut fleet = self.lock();
+            for g in fleet.gpus.iter_mut() {
+                if indices.contains(&g.identity.index) {
+                    g.utilization = (0, 0);
+                }
+            }
+        }
+        self
+    }
+
     /// The same GPUs without GPM profiling (an A100 node, or an old driver).
     pub fn without_profiling(self) -> Self {
         for g in &mut self.lock().gpus {
@@ -449,5 +462,24 @@ impl GpuBackend for FakeBackend {
             }
             opt(g.profiling()).map(ProfilingRead::Ready)
         })
+    }
+}
+
+#[cfg(test)]
+mod idle_tests {
+    use super::*;
+
+    #[test]
+    fn idle_zeroes_only_the_named_gpus() {
+        let f = FakeNvml::h100x8().idle(&[2, 5, 99]);
+        let fleet = f.lock();
+        let util: Vec<u32> = fleet.gpus.iter().map(|g| g.utilization.0).collect();
+        assert_eq!(util[2], 0);
+        assert_eq!(util[5], 0);
+        assert_eq!(util[3], 39, "{util:?}");
+        // GPM SM activity follows utilization on the fake: 0 too.
+        let sm = |i: usize| fleet.gpus[i].profiling().and_then(|p| p.sm_active);
+        assert_eq!(sm(2), Some(0.0));
+        assert!(sm(3).unwrap() > 0.0);
     }
 }
