@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gen::{JobsBody, Shape, Version};
-use slurm_gpu_exporter::cluster::collectors::jobs::JobAggregates;
+use slurm_gpu_exporter::cluster::collectors::queue::JobAggregates;
 use slurm_gpu_exporter::model::Job;
 use slurm_gpu_exporter::server;
 use slurm_gpu_exporter::slurmrestd::{self, ApiVersion, JobSink};

@@ -14,7 +14,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use slurm_gpu_exporter::node::collectors::gpu::read_gpu;
+use slurm_gpu_exporter::node::sources::gpu_sample::read_gpu;
 use slurm_gpu_exporter::node::sources::nvml::{GpuBackend, NvmlBackend};
 
 fn median(mut v: Vec<Duration>) -> Duration {

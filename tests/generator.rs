@@ -5,7 +5,7 @@
 mod gen;
 
 use gen::{JobsBody, Shape, Version, J};
-use slurm_gpu_exporter::cluster::collectors::jobs::JobAggregates;
+use slurm_gpu_exporter::cluster::collectors::queue::JobAggregates;
 use slurm_gpu_exporter::model::JobState;
 use slurm_gpu_exporter::slurmrestd::{self, ApiVersion};
 

@@ -144,7 +144,7 @@ fn table_aggregates_equal_streamed_aggregates() {
                 .join("slurm_jobs.json"),
         )
         .unwrap();
-        let mut streamed = slurm_gpu_exporter::cluster::collectors::jobs::JobAggregates::new(true)
+        let mut streamed = slurm_gpu_exporter::cluster::collectors::queue::JobAggregates::new(true)
             .with_usage_since(0);
         slurmrestd::parse_jobs(v, &mut &body[..], &mut streamed).unwrap();
         let mut table = JobTable::new();

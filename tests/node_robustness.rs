@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use slurm_gpu_exporter::cli::{Cli, Command};
+use slurm_gpu_exporter::node::collectors::CollectorSelection;
 use slurm_gpu_exporter::node::sources::fake::CallCosts;
 use slurm_gpu_exporter::node::testkit;
 use slurm_gpu_exporter::node::{Agent, AgentConfig};
@@ -76,8 +77,7 @@ fn garbage_counters_with_valid_vendor_are_skipped_and_counted() {
     std::fs::write(hw.join("tx_pkts"), "").unwrap();
     std::fs::remove_file(hw.join("rx_pkts")).unwrap();
     let cfg = AgentConfig {
-        gpu: false,
-        jobs: false,
+        collectors: CollectorSelection::all().without(&["gpu", "jobs"]),
         ..AgentConfig::new("n", dir.path().join("proc"), dir.path().join("sys"))
     };
     let set = Agent::new(cfg, None).unwrap().collect();
@@ -230,8 +230,10 @@ fn node_flags_parse() {
     let Command::Node(a) = cli.command else {
         panic!("not node")
     };
-    assert!(!a.collector_gpu);
-    assert!(a.collector_efa && a.collector_memlock && a.collector_jobs);
+    assert!(!a.collectors.enabled("gpu"));
+    assert!(["efa", "memlock", "jobs"]
+        .iter()
+        .all(|c| a.collectors.enabled(c)));
     assert_eq!(a.procfs, Path::new("/host/proc"));
     assert_eq!(a.sysfs, Path::new("/sys"));
     assert_eq!(a.mapping_dirs.len(), 2);

@@ -1,6 +1,6 @@
 // Shared by the slurmrestd targets (included, not a module file of its own).
 
-use slurm_gpu_exporter::cluster::collectors::jobs::JobAggregates;
+use slurm_gpu_exporter::cluster::collectors::queue::JobAggregates;
 use slurm_gpu_exporter::exposition::MetricSet;
 use slurm_gpu_exporter::slurmrestd::{self, ApiVersion};
 

@@ -39,6 +39,19 @@ pub enum Kind {
 
 pub type Labels = Vec<(&'static str, String)>;
 
+/// What a metric family is, declared once as constant data next to the
+/// collector that emits it (`pub const GPU_POWER: MetricDesc = ...`), so a
+/// name and its help text are written in one place and every family can be
+/// listed (`tests/metric_docs.rs` checks them against docs/metrics.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricDesc {
+    pub name: &'static str,
+    pub help: &'static str,
+    pub kind: Kind,
+    /// Label names, in the order every sample carries them.
+    pub labels: &'static [&'static str],
+}
+
 #[derive(Debug, Clone)]
 pub struct Family {
     pub name: &'static str,
@@ -193,6 +206,29 @@ impl MetricSet {
         };
         &mut std::sync::Arc::make_mut(&mut self.families)[idx]
     }
+
+    /// Declares the family of `d` (exposed with HELP/TYPE even when empty).
+    pub fn declare(&mut self, d: &MetricDesc) -> &mut Family {
+        self.family(d.name, d.help, d.kind)
+    }
+
+    /// Adds one sample to the family of `d` (an info sample's value is 1
+    /// whatever `value` says). Debug builds check the label names against
+    /// the descriptor.
+    pub fn add(&mut self, d: &MetricDesc, labels: Labels, value: f64) {
+        debug_assert!(
+            labels.iter().map(|(k, _)| *k).eq(d.labels.iter().copied()),
+            "{}: labels {:?} differ from the descriptor's {:?}",
+            d.name,
+            labels.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
+            d.labels
+        );
+        let value = if d.kind == Kind::Info { 1.0 } else { value };
+        self.declare(d).samples.push(Sample::new(&labels, value));
+    }
+
+    // The name/help forms below remain for code not yet on descriptors
+    // (the cluster poller's own families) and for tests.
 
     pub fn gauge(&mut self, name: &'static str, help: &'static str, labels: Labels, value: f64) {
         self.family(name, help, Kind::Gauge)
@@ -492,5 +528,31 @@ mod tests {
         assert_eq!(s.value("g", &[("b", "y")]), Some(2.0));
         assert_eq!(s.value("g", &[("a", "1")]), None);
         assert_eq!(s.sum("g", &[("a", "1")]), 3.0);
+    }
+
+    const D_INFO: MetricDesc = MetricDesc {
+        name: "d_info",
+        help: "D.",
+        kind: Kind::Info,
+        labels: &["a", "b"],
+    };
+
+    #[test]
+    fn descriptors_declare_and_add() {
+        let mut s = MetricSet::new();
+        s.declare(&D_INFO);
+        assert_eq!(s.encode_text(), "# HELP d_info D.\n# TYPE d_info gauge\n");
+        // An info sample is 1 whatever the caller passes.
+        s.add(&D_INFO, vec![("a", "x".into()), ("b", "y".into())], 7.0);
+        assert_eq!(s.value("d_info", &[("a", "x")]), Some(1.0));
+        assert_eq!(s.families().len(), 1);
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "differ from the descriptor")]
+    fn labels_other_than_the_descriptors_are_caught_in_debug_builds() {
+        let mut s = MetricSet::new();
+        s.add(&D_INFO, vec![("b", "y".into()), ("a", "x".into())], 1.0);
     }
 }

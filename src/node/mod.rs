@@ -4,37 +4,54 @@
 //! Collection runs in the background on `--collect-interval`; each pass
 //! produces one [`MetricSet`] that is encoded once and published. Scrapes
 //! only copy the published bytes, so they never wait on NVML or `/proc`.
+//!
+//! # Layout
+//!
+//! - `sources/`: reads, all bounded: `procfs.rs`/`cgroup.rs` (processes and
+//!   their job cgroups), `processes.rs` (one process table per cycle),
+//!   `sysfs.rs` (EFA), `nvml.rs` (the `GpuBackend` trait and NVML;
+//!   `fake.rs` the fake GPUs), `gpu_sample.rs` (the NVML worker thread and
+//!   its per-cycle `GpuSample`), `slurmd.rs` (node name), `gres_conf.rs`
+//!   (Slurm's GPU order).
+//! - `collectors/`: one file per collector behind the
+//!   [`collectors::Collector`] trait (`gpu.rs`, `gpu_jobs.rs` = the `jobs`
+//!   collector, `efa.rs`, `memlock.rs`), each with its families as constant
+//!   `MetricDesc`s and a registry line in [`collectors::REGISTRY`], which
+//!   also makes the `--collector.<name>` flags.
+//! - this file: the flags, and [`Agent::collect`]: one cycle takes the
+//!   shared [`collectors::CycleInputs`] (asks NVML for a sample, runs the
+//!   collectors that do not need it meanwhile, then the others), adds the
+//!   `slurm_node_collector_*` self-metrics, and returns the set in registry
+//!   order.
 
 pub mod collectors;
 pub mod sources;
 pub mod testkit;
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use clap::{ArgAction, Args, ValueEnum};
+use clap::{Args, ValueEnum};
 
 use crate::cli::{parse_duration, WebArgs};
 use crate::exposition::MetricSet;
 use crate::server::{self, Publisher};
-use collectors::efa::EfaCollector;
-use collectors::gpu::{self, GpuSample, GpuWorker};
-use collectors::jobs::JobsCollector;
-use collectors::memlock::MemlockCollector;
-use collectors::CollectError;
+use collectors::{
+    CollectError, Collector, CollectorSelection, CollectorSpec, CycleInputs, REGISTRY,
+};
 use sources::fake::FakeNvml;
+use sources::gpu_sample::{GpuSample, GpuWorker};
 use sources::gres_conf::{GpuNumbering, OrderFlag};
 use sources::nvml::{BackendFactory, GpuBackend, NvmlBackend};
+use sources::processes::ProcessSnapshot;
 use sources::procfs::{JobResolver, ProcFs};
 use sources::slurmd::NodeNamer;
 use sources::sysfs::SysFs;
 
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:9343";
-
-/// Collector names, in output order.
-pub const COLLECTORS: [&str; 4] = ["gpu", "jobs", "efa", "memlock"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum GpuBackendKind {
@@ -91,21 +108,9 @@ pub struct NodeArgs {
     )]
     pub collect_interval: Duration,
 
-    /// GPU collector (NVML).
-    #[arg(long = "collector.gpu", env = "SLURM_GPU_EXPORTER_COLLECTOR_GPU", action = ArgAction::Set, default_value_t = true)]
-    pub collector_gpu: bool,
-
-    /// EFA collector (sysfs).
-    #[arg(long = "collector.efa", env = "SLURM_GPU_EXPORTER_COLLECTOR_EFA", action = ArgAction::Set, default_value_t = true)]
-    pub collector_efa: bool,
-
-    /// memlock collector (/proc/<pid>/limits of job processes and slurmd).
-    #[arg(long = "collector.memlock", env = "SLURM_GPU_EXPORTER_COLLECTOR_MEMLOCK", action = ArgAction::Set, default_value_t = true)]
-    pub collector_memlock: bool,
-
-    /// jobs collector (GPU → Slurm job attribution).
-    #[arg(long = "collector.jobs", env = "SLURM_GPU_EXPORTER_COLLECTOR_JOBS", action = ArgAction::Set, default_value_t = true)]
-    pub collector_jobs: bool,
+    /// `--collector.<name>=<bool>` for every collector of the registry.
+    #[command(flatten)]
+    pub collectors: CollectorSelection,
 
     /// DCGM-style job-mapping directory (files named by GPU index, one job
     /// id per line), e.g. Slinky's /var/lib/dcgm-exporter/job-mapping.
@@ -174,10 +179,8 @@ pub struct AgentConfig {
     pub node_from_slurmd: bool,
     pub procfs: PathBuf,
     pub sysfs: PathBuf,
-    pub gpu: bool,
-    pub efa: bool,
-    pub memlock: bool,
-    pub jobs: bool,
+    /// Which collectors of [`collectors::REGISTRY`] run.
+    pub collectors: CollectorSelection,
     pub mapping_dirs: Vec<PathBuf>,
     pub gpu_timeout: Duration,
     /// How often the NVML worker polls XID events between samples.
@@ -201,10 +204,7 @@ impl AgentConfig {
             node_from_slurmd: false,
             procfs: procfs.into(),
             sysfs: sysfs.into(),
-            gpu: true,
-            efa: true,
-            memlock: true,
-            jobs: true,
+            collectors: CollectorSelection::all(),
             mapping_dirs: Vec::new(),
             gpu_timeout: Duration::from_secs(5),
             event_poll: Duration::from_millis(250),
@@ -221,16 +221,21 @@ struct Outcome {
     duration: Duration,
 }
 
+/// An enabled collector with its registry line.
+struct Enabled {
+    spec: &'static CollectorSpec,
+    collector: Box<dyn Collector>,
+}
+
 /// The node agent's collection pipeline, independent of HTTP.
 pub struct Agent {
     cfg: AgentConfig,
     procfs: ProcFs,
     sysfs: SysFs,
     gpu_worker: Option<GpuWorker>,
-    efa: EfaCollector,
-    memlock: MemlockCollector,
-    jobs: JobsCollector,
-    resolver: JobResolver,
+    /// In registry order.
+    collectors: Vec<Enabled>,
+    resolver: RefCell<JobResolver>,
     namer: Option<NodeNamer>,
     numbering: GpuNumbering,
     last_success: BTreeMap<&'static str, f64>,
@@ -242,27 +247,31 @@ impl Agent {
     /// `gpu`: how the NVML worker builds its backend; `None` reports the GPU
     /// collector down.
     pub fn new(cfg: AgentConfig, gpu: Option<BackendFactory>) -> std::io::Result<Self> {
+        let collectors: Vec<Enabled> = REGISTRY
+            .iter()
+            .filter(|s| cfg.collectors.enabled(s.name))
+            .map(|spec| Enabled {
+                spec,
+                collector: (spec.build)(&cfg),
+            })
+            .collect();
+        let needs_gpu = collectors.iter().any(|c| c.spec.needs_gpu);
         let gpu_worker = match gpu {
-            Some(f) if cfg.gpu || cfg.jobs => Some(GpuWorker::spawn(f, cfg.event_poll)?),
+            Some(f) if needs_gpu => Some(GpuWorker::spawn(f, cfg.event_poll)?),
             _ => None,
         };
-        let cfg_order = (cfg.gpu_order, cfg.gres_conf.clone());
         let namer = cfg
             .node_from_slurmd
             .then(|| NodeNamer::new(None, cfg.node.clone()));
         Ok(Agent {
             procfs: ProcFs::new(&cfg.procfs),
             sysfs: SysFs::new(&cfg.sysfs),
-            jobs: JobsCollector {
-                mapping_dirs: cfg.mapping_dirs.clone(),
-            },
+            numbering: GpuNumbering::new(cfg.gpu_order, cfg.gres_conf.clone()),
             cfg,
             gpu_worker,
-            efa: EfaCollector::default(),
-            memlock: MemlockCollector,
-            resolver: JobResolver::new(),
+            collectors,
+            resolver: RefCell::new(JobResolver::new()),
             namer,
-            numbering: GpuNumbering::new(cfg_order.0, cfg_order.1),
             last_success: BTreeMap::new(),
             last_error: BTreeMap::new(),
         })
@@ -272,81 +281,58 @@ impl Agent {
         &self.cfg
     }
 
-    /// One collection: every enabled collector, then the self-metrics.
+    /// One collection: every enabled collector over the cycle's shared
+    /// inputs, then the self-metrics; families in registry order.
     pub fn collect(&mut self) -> MetricSet {
         let node = match self.namer.as_mut() {
             Some(namer) => namer.current(&self.procfs).0,
             None => self.cfg.node.clone(),
         };
-        let mut outcomes = Vec::new();
+        let needs_gpu = self.collectors.iter().any(|c| c.spec.needs_gpu);
         // NVML works on its own thread while the files are read here.
         if let Some(w) = self.gpu_worker.as_mut() {
             w.request();
         }
-
-        let mut efa_set = MetricSet::new();
-        if self.cfg.efa {
-            let t = Instant::now();
-            let r = self.efa.collect(&self.sysfs, &node, &mut efa_set);
-            outcomes.push(outcome("efa", r.map(|_| ()), t.elapsed()));
-        }
-
-        let mut memlock_set = MetricSet::new();
-        let mut procs = None;
-        if self.cfg.memlock {
-            let t = Instant::now();
-            let r = self
-                .memlock
-                .collect(&self.procfs, &mut self.resolver, &node, &mut memlock_set);
-            let elapsed = t.elapsed();
-            let r = r.map(|p| procs = Some(p));
-            outcomes.push(outcome("memlock", r, elapsed));
+        let processes = ProcessSnapshot::new(&self.procfs);
+        let mut inputs = CycleInputs {
+            node: &node,
+            gpu: None,
+            processes: &processes,
+            procfs: &self.procfs,
+            sysfs: &self.sysfs,
+            resolver: &self.resolver,
+        };
+        let mut sets: Vec<Option<(MetricSet, Outcome)>> =
+            (0..self.collectors.len()).map(|_| None).collect();
+        for (i, c) in self.collectors.iter_mut().enumerate() {
+            if !c.spec.needs_gpu {
+                sets[i] = Some(run_collector(c, &inputs));
+            }
         }
 
         let mut sample: Option<GpuSample> = match self.gpu_worker.as_mut() {
             Some(w) => Some(w.wait(self.cfg.gpu_timeout)),
-            None if self.cfg.gpu || self.cfg.jobs => {
-                Some(GpuSample::unavailable("no GPU backend configured"))
-            }
+            None if needs_gpu => Some(GpuSample::unavailable("no GPU backend configured")),
             None => None,
         };
         if let Some(s) = sample.as_mut().filter(|s| s.status.is_ok()) {
             let (order, source) = self.numbering.current(&self.procfs, &node);
             s.number_for_slurm(&order, &source);
         }
-        let mut gpu_set = MetricSet::new();
-        if self.cfg.gpu {
-            if let Some(s) = &sample {
-                if s.status.is_ok() {
-                    gpu::emit(s, &node, &mut gpu_set);
-                }
-                let r = s.status.clone().map_err(CollectError::Unavailable);
-                outcomes.push(outcome("gpu", r, s.duration));
+        inputs.gpu = sample.as_ref();
+        for (i, c) in self.collectors.iter_mut().enumerate() {
+            if c.spec.needs_gpu {
+                sets[i] = Some(run_collector(c, &inputs));
             }
         }
+        self.resolver.borrow_mut().end_cycle();
 
-        let mut jobs_set = MetricSet::new();
-        if self.cfg.jobs {
-            let t = Instant::now();
-            let r = self.jobs.collect(
-                sample.as_ref(),
-                procs.as_deref(),
-                &self.procfs,
-                &mut self.resolver,
-                &node,
-                &mut jobs_set,
-            );
-            outcomes.push(outcome("jobs", r, t.elapsed()));
-        }
-        self.resolver.end_cycle();
-        outcomes.sort_by_key(|o| COLLECTORS.iter().position(|c| *c == o.collector));
-
+        let (sets, outcomes): (Vec<MetricSet>, Vec<Outcome>) = sets.into_iter().flatten().unzip();
         let mut set = MetricSet::new();
         self.self_metrics(&node, &outcomes, &mut set);
-        set.extend(gpu_set);
-        set.extend(jobs_set);
-        set.extend(efa_set);
-        set.extend(memlock_set);
+        for s in sets {
+            set.extend(s);
+        }
         set
     }
 
@@ -376,33 +362,23 @@ impl Agent {
             }
         }
         for o in outcomes {
-            out.gauge(
-                "slurm_node_collector_up",
-                "1 if the collector's last run succeeded.",
-                labels(o.collector),
-                if o.error.is_none() { 1.0 } else { 0.0 },
-            );
+            let up = if o.error.is_none() { 1.0 } else { 0.0 };
+            out.add(&collectors::COLLECTOR_UP, labels(o.collector), up);
         }
         for o in outcomes {
             let d = match self.cfg.timing {
                 Timing::Real => o.duration.as_secs_f64(),
                 Timing::Fixed { .. } => 0.0,
             };
-            out.gauge(
-                "slurm_node_collector_duration_seconds",
-                "Duration of the collector's last run (for gpu: time spent in NVML).",
-                labels(o.collector),
-                d,
-            );
+            out.add(&collectors::COLLECTOR_DURATION, labels(o.collector), d);
             if o.error.is_none() {
                 self.last_success.insert(o.collector, now);
             }
         }
         for o in outcomes {
             if let Some(ts) = self.last_success.get(o.collector) {
-                out.gauge(
-                    "slurm_node_collector_last_success_timestamp_seconds",
-                    "Unix time of the collector's last successful run.",
+                out.add(
+                    &collectors::COLLECTOR_LAST_SUCCESS,
                     labels(o.collector),
                     *ts,
                 );
@@ -411,12 +387,21 @@ impl Agent {
     }
 }
 
-fn outcome(collector: &'static str, r: Result<(), CollectError>, duration: Duration) -> Outcome {
-    Outcome {
-        collector,
-        error: r.err().map(|e| e.to_string()),
+/// Runs one collector into a set of its own, timed.
+fn run_collector(c: &mut Enabled, inputs: &CycleInputs<'_>) -> (MetricSet, Outcome) {
+    let mut set = MetricSet::new();
+    let t = Instant::now();
+    let r = c.collector.collect(inputs, &mut set);
+    let duration = c
+        .collector
+        .reported_duration(inputs)
+        .unwrap_or_else(|| t.elapsed());
+    let outcome = Outcome {
+        collector: c.spec.name,
+        error: r.err().map(|e: CollectError| e.to_string()),
         duration,
-    }
+    };
+    (set, outcome)
 }
 
 /// The short hostname (up to the first dot), which is what Slurm node
@@ -461,10 +446,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
         .ok_or_else(|| anyhow::anyhow!("cannot determine the node name; pass --slurm-node-name"))?;
     let cfg = AgentConfig {
         node_from_slurmd,
-        gpu: args.collector_gpu,
-        efa: args.collector_efa,
-        memlock: args.collector_memlock,
-        jobs: args.collector_jobs,
+        collectors: args.collectors.clone(),
         mapping_dirs: args.mapping_dirs.clone(),
         gpu_order: args.gpu_slurm_order,
         gres_conf: args.gres_conf.clone(),
@@ -477,7 +459,9 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
         let mut set = agent.collect();
         // GPM profiling values are means between two samples: a second
         // collection a second later carries them.
-        if args.collector_gpu && set.sum("slurm_gpu_profiling_supported", &[]) > 0.0 {
+        if args.collectors.enabled(collectors::gpu::NAME)
+            && set.sum(collectors::gpu::PROFILING_SUPPORTED.name, &[]) > 0.0
+        {
             std::thread::sleep(Duration::from_secs(1));
             set = agent.collect();
         }

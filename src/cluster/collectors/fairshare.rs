@@ -1,24 +1,61 @@
 //! Fairshare metrics from `/shares` (`sshare -a -l`), nested accounts kept through `parent`.
 
-use crate::exposition::{Kind, MetricSet};
+use crate::exposition::{Kind, MetricDesc, MetricSet};
 use crate::model::Share;
 
+pub const SHARE_RAW_SHARES: MetricDesc = MetricDesc {
+    name: "slurm_share_raw_shares",
+    help: "Raw shares of the association (sshare RawShares); absent for parent-inherited shares.",
+    kind: Kind::Gauge,
+    labels: &["account", "user", "parent"],
+};
+
+pub const SHARE_NORMALIZED_SHARES_RATIO: MetricDesc = MetricDesc {
+    name: "slurm_share_normalized_shares_ratio",
+    help: "Normalized shares (sshare NormShares), 0..1.",
+    kind: Kind::Gauge,
+    labels: &["account", "user", "parent"],
+};
+
+pub const SHARE_RAW_USAGE: MetricDesc = MetricDesc {
+    name: "slurm_share_raw_usage",
+    help: "Raw decayed usage in TRES-billing-seconds (sshare RawUsage).",
+    kind: Kind::Gauge,
+    labels: &["account", "user", "parent"],
+};
+
+pub const SHARE_EFFECTIVE_USAGE_RATIO: MetricDesc = MetricDesc {
+    name: "slurm_share_effective_usage_ratio",
+    help: "Effective usage (sshare EffectvUsage), 0..1.",
+    kind: Kind::Gauge,
+    labels: &["account", "user", "parent"],
+};
+
+pub const SHARE_FAIRSHARE_FACTOR: MetricDesc = MetricDesc {
+    name: "slurm_share_fairshare_factor",
+    help: "Fairshare factor (sshare FairShare; LevelFS for account rows under fair tree).",
+    kind: Kind::Gauge,
+    labels: &["account", "user", "parent"],
+};
+
+/// Every family this collector declares.
+pub const METRICS: &[&MetricDesc] = &[
+    &SHARE_RAW_SHARES,
+    &SHARE_NORMALIZED_SHARES_RATIO,
+    &SHARE_RAW_USAGE,
+    &SHARE_EFFECTIVE_USAGE_RATIO,
+    &SHARE_FAIRSHARE_FACTOR,
+];
+
 pub fn collect(shares: &[Share], set: &mut MetricSet) {
-    const RAW: &str =
-        "Raw shares of the association (sshare RawShares); absent for parent-inherited shares.";
-    const NORM: &str = "Normalized shares (sshare NormShares), 0..1.";
-    const USAGE: &str = "Raw decayed usage in TRES-billing-seconds (sshare RawUsage).";
-    const EFF: &str = "Effective usage (sshare EffectvUsage), 0..1.";
-    const FS: &str =
-        "Fairshare factor (sshare FairShare; LevelFS for account rows under fair tree).";
-    for (n, h) in [
-        ("slurm_share_raw_shares", RAW),
-        ("slurm_share_normalized_shares_ratio", NORM),
-        ("slurm_share_raw_usage", USAGE),
-        ("slurm_share_effective_usage_ratio", EFF),
-        ("slurm_share_fairshare_factor", FS),
+    for d in [
+        &SHARE_RAW_SHARES,
+        &SHARE_NORMALIZED_SHARES_RATIO,
+        &SHARE_RAW_USAGE,
+        &SHARE_EFFECTIVE_USAGE_RATIO,
+        &SHARE_FAIRSHARE_FACTOR,
     ] {
-        set.family(n, h, Kind::Gauge);
+        set.declare(d);
     }
     for s in shares {
         let labels = || {
@@ -29,23 +66,17 @@ pub fn collect(shares: &[Share], set: &mut MetricSet) {
             ]
         };
         if let Some(raw) = s.raw_shares {
-            set.gauge("slurm_share_raw_shares", RAW, labels(), raw);
+            set.add(&SHARE_RAW_SHARES, labels(), raw);
         }
-        set.gauge(
-            "slurm_share_normalized_shares_ratio",
-            NORM,
+        set.add(
+            &SHARE_NORMALIZED_SHARES_RATIO,
             labels(),
             s.normalized_shares,
         );
-        set.gauge("slurm_share_raw_usage", USAGE, labels(), s.raw_usage);
-        set.gauge(
-            "slurm_share_effective_usage_ratio",
-            EFF,
-            labels(),
-            s.effective_usage,
-        );
+        set.add(&SHARE_RAW_USAGE, labels(), s.raw_usage);
+        set.add(&SHARE_EFFECTIVE_USAGE_RATIO, labels(), s.effective_usage);
         if let Some(fs) = s.fairshare {
-            set.gauge("slurm_share_fairshare_factor", FS, labels(), fs);
+            set.add(&SHARE_FAIRSHARE_FACTOR, labels(), fs);
         }
     }
 }

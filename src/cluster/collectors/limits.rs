@@ -8,19 +8,86 @@
 
 use std::collections::HashSet;
 
-use crate::exposition::{Kind, Labels, MetricSet};
+use crate::exposition::{Kind, Labels, MetricDesc, MetricSet};
 use crate::model::{Association, Limits, Qos, Share};
 
 const MIB: f64 = 1024.0 * 1024.0;
 
-const ASSOC_TRES: &str = "TRES limit of a Slurm association (sacctmgr GrpTRES, MaxTRESPerJob, MaxTRESPerNode) in TRES units; mem in bytes. user=\"\" is the account's own association, partition=\"\" an association for all partitions. Absent when unset.";
-const ASSOC_TRES_SECONDS: &str = "TRES-time limit of a Slurm association (sacctmgr GrpTRESMins, GrpTRESRunMins, MaxTRESMinsPerJob) converted to TRES-seconds (minutes x 60; mem in byte-seconds). Absent when unset.";
-const ASSOC_JOBS: &str = "Job-count limit of a Slurm association (sacctmgr GrpJobs, GrpSubmit, MaxJobs, MaxSubmit). Absent when unset.";
-const QOS_TRES: &str = "TRES limit of a Slurm QOS (sacctmgr GrpTRES, MaxTRESPerUser, MaxTRESPerAccount, MaxTRESPerJob, MaxTRESPerNode) in TRES units; mem in bytes. Absent when unset.";
-const QOS_TRES_SECONDS: &str = "TRES-time limit of a Slurm QOS (sacctmgr GrpTRESMins, GrpTRESRunMins, MaxTRESMinsPerJob, MaxTRESRunMinsPerUser, MaxTRESRunMinsPerAccount) in TRES-seconds (mem in byte-seconds). Absent when unset.";
-const QOS_JOBS: &str = "Job-count limit of a Slurm QOS (sacctmgr GrpJobs, GrpSubmit, MaxJobsPerUser, MaxJobsPerAccount, MaxSubmitPerUser, MaxSubmitPerAccount). Absent when unset.";
-const USAGE: &str = "Decayed TRES usage Slurm counts against GrpTRESMins, in TRES-seconds (mem in byte-seconds): /shares tres.usage, sshare GrpTRESRaw x 60. Decays with PriorityDecayHalfLife unless it is 0; reset by PriorityUsageResetPeriod.";
-const RUNNING: &str = "TRES-seconds still allocated to the association's running jobs (time limit left x TRES), counted against GrpTRESRunMins: /shares tres.run_seconds, sshare TRESRunMins x 60; mem in byte-seconds.";
+pub const ASSOC_TRES_LIMIT: MetricDesc = MetricDesc {
+    name: "slurm_assoc_tres_limit",
+    help: "TRES limit of a Slurm association (sacctmgr GrpTRES, MaxTRESPerJob, MaxTRESPerNode) in TRES units; mem in bytes. user=\"\" is the account's own association, partition=\"\" an association for all partitions. Absent when unset.",
+    kind: Kind::Gauge,
+    labels: &["account", "user", "partition", "limit", "tres"],
+};
+
+pub const ASSOC_TRES_SECONDS_LIMIT: MetricDesc = MetricDesc {
+    name: "slurm_assoc_tres_seconds_limit",
+    help: "TRES-time limit of a Slurm association (sacctmgr GrpTRESMins, GrpTRESRunMins, MaxTRESMinsPerJob) converted to TRES-seconds (minutes x 60; mem in byte-seconds). Absent when unset.",
+    kind: Kind::Gauge,
+    labels: &["account", "user", "partition", "limit", "tres"],
+};
+
+pub const ASSOC_JOBS_LIMIT: MetricDesc = MetricDesc {
+    name: "slurm_assoc_jobs_limit",
+    help: "Job-count limit of a Slurm association (sacctmgr GrpJobs, GrpSubmit, MaxJobs, MaxSubmit). Absent when unset.",
+    kind: Kind::Gauge,
+    labels: &["account", "user", "partition", "limit"],
+};
+
+pub const QOS_TRES_LIMIT: MetricDesc = MetricDesc {
+    name: "slurm_qos_tres_limit",
+    help: "TRES limit of a Slurm QOS (sacctmgr GrpTRES, MaxTRESPerUser, MaxTRESPerAccount, MaxTRESPerJob, MaxTRESPerNode) in TRES units; mem in bytes. Absent when unset.",
+    kind: Kind::Gauge,
+    labels: &["qos", "limit", "tres"],
+};
+
+pub const QOS_TRES_SECONDS_LIMIT: MetricDesc = MetricDesc {
+    name: "slurm_qos_tres_seconds_limit",
+    help: "TRES-time limit of a Slurm QOS (sacctmgr GrpTRESMins, GrpTRESRunMins, MaxTRESMinsPerJob, MaxTRESRunMinsPerUser, MaxTRESRunMinsPerAccount) in TRES-seconds (mem in byte-seconds). Absent when unset.",
+    kind: Kind::Gauge,
+    labels: &["qos", "limit", "tres"],
+};
+
+pub const QOS_JOBS_LIMIT: MetricDesc = MetricDesc {
+    name: "slurm_qos_jobs_limit",
+    help: "Job-count limit of a Slurm QOS (sacctmgr GrpJobs, GrpSubmit, MaxJobsPerUser, MaxJobsPerAccount, MaxSubmitPerUser, MaxSubmitPerAccount). Absent when unset.",
+    kind: Kind::Gauge,
+    labels: &["qos", "limit"],
+};
+
+pub const ASSOC_TRES_USAGE_SECONDS: MetricDesc = MetricDesc {
+    name: "slurm_assoc_tres_usage_seconds",
+    help: "Decayed TRES usage Slurm counts against GrpTRESMins, in TRES-seconds (mem in byte-seconds): /shares tres.usage, sshare GrpTRESRaw x 60. Decays with PriorityDecayHalfLife unless it is 0; reset by PriorityUsageResetPeriod.",
+    kind: Kind::Gauge,
+    labels: &["account", "user", "tres"],
+};
+
+pub const ASSOC_TRES_RUNNING_SECONDS: MetricDesc = MetricDesc {
+    name: "slurm_assoc_tres_running_seconds",
+    help: "TRES-seconds still allocated to the association's running jobs (time limit left x TRES), counted against GrpTRESRunMins: /shares tres.run_seconds, sshare TRESRunMins x 60; mem in byte-seconds.",
+    kind: Kind::Gauge,
+    labels: &["account", "user", "tres"],
+};
+
+/// Every family this collector declares.
+pub const METRICS: &[&MetricDesc] = &[
+    &ASSOC_TRES_LIMIT,
+    &ASSOC_TRES_SECONDS_LIMIT,
+    &ASSOC_JOBS_LIMIT,
+    &QOS_TRES_LIMIT,
+    &QOS_TRES_SECONDS_LIMIT,
+    &QOS_JOBS_LIMIT,
+    &ASSOC_TRES_USAGE_SECONDS,
+    &ASSOC_TRES_RUNNING_SECONDS,
+];
+
+/// The (TRES, TRES-seconds, job count) limit families of one kind of owner.
+const ASSOC_LIMITS: [&MetricDesc; 3] = [
+    &ASSOC_TRES_LIMIT,
+    &ASSOC_TRES_SECONDS_LIMIT,
+    &ASSOC_JOBS_LIMIT,
+];
+const QOS_LIMITS: [&MetricDesc; 3] = [&QOS_TRES_LIMIT, &QOS_TRES_SECONDS_LIMIT, &QOS_JOBS_LIMIT];
 
 /// TRES whose usage is exported: those limits are set on in practice.
 /// `energy`, `fs/disk`, `vmem`, `pages` and the GPU metric GRES
@@ -40,46 +107,42 @@ fn count_scale(tres: &str) -> f64 {
     }
 }
 
-fn declare(set: &mut MetricSet) {
-    for (n, h) in [
-        ("slurm_assoc_tres_limit", ASSOC_TRES),
-        ("slurm_assoc_tres_seconds_limit", ASSOC_TRES_SECONDS),
-        ("slurm_assoc_jobs_limit", ASSOC_JOBS),
-    ] {
-        set.family(n, h, Kind::Gauge);
+fn declare(set: &mut MetricSet, descs: [&MetricDesc; 3]) {
+    for d in descs {
+        set.declare(d);
     }
 }
 
 fn limit_series(
     set: &mut MetricSet,
     seen: &mut HashSet<Labels>,
-    names: [(&'static str, &'static str); 3],
+    descs: [&MetricDesc; 3],
     base: &Labels,
     limits: &Limits,
 ) {
-    let [(tres_n, tres_h), (secs_n, secs_h), (jobs_n, jobs_h)] = names;
+    let [tres_d, secs_d, jobs_d] = descs;
     for t in &limits.tres {
         let mut labels = base.clone();
         labels.push(("limit", t.limit.as_str().to_string()));
         labels.push(("tres", t.tres.clone()));
-        let (name, help, value) = if t.limit.is_minutes() {
-            (secs_n, secs_h, t.value as f64 * 60.0 * count_scale(&t.tres))
+        let (d, value) = if t.limit.is_minutes() {
+            (secs_d, t.value as f64 * 60.0 * count_scale(&t.tres))
         } else {
-            (tres_n, tres_h, t.value as f64 * count_scale(&t.tres))
+            (tres_d, t.value as f64 * count_scale(&t.tres))
         };
         let mut key = labels.clone();
-        key.push(("__name__", name.to_string()));
+        key.push(("__name__", d.name.to_string()));
         if seen.insert(key) {
-            set.gauge(name, help, labels, value);
+            set.add(d, labels, value);
         }
     }
     for (kind, v) in &limits.jobs {
         let mut labels = base.clone();
         labels.push(("limit", kind.as_str().to_string()));
         let mut key = labels.clone();
-        key.push(("__name__", jobs_n.to_string()));
+        key.push(("__name__", jobs_d.name.to_string()));
         if seen.insert(key) {
-            set.gauge(jobs_n, jobs_h, labels, *v as f64);
+            set.add(jobs_d, labels, *v as f64);
         }
     }
 }
@@ -87,7 +150,7 @@ fn limit_series(
 /// Association limits. Only associations of `cluster` when given (slurmdbd
 /// may serve several clusters); a repeated label set keeps its first value.
 pub fn collect_associations(assocs: &[Association], cluster: Option<&str>, set: &mut MetricSet) {
-    declare(set);
+    declare(set, ASSOC_LIMITS);
     let mut seen = HashSet::new();
     for a in assocs {
         if cluster.is_some_and(|c| c != a.cluster) {
@@ -98,38 +161,18 @@ pub fn collect_associations(assocs: &[Association], cluster: Option<&str>, set: 
             ("user", a.user.clone().unwrap_or_default()),
             ("partition", a.partition.clone().unwrap_or_default()),
         ];
-        limit_series(
-            set,
-            &mut seen,
-            [
-                ("slurm_assoc_tres_limit", ASSOC_TRES),
-                ("slurm_assoc_tres_seconds_limit", ASSOC_TRES_SECONDS),
-                ("slurm_assoc_jobs_limit", ASSOC_JOBS),
-            ],
-            &base,
-            &a.limits,
-        );
+        limit_series(set, &mut seen, ASSOC_LIMITS, &base, &a.limits);
     }
 }
 
 pub fn collect_qos(qos: &[Qos], set: &mut MetricSet) {
-    for (n, h) in [
-        ("slurm_qos_tres_limit", QOS_TRES),
-        ("slurm_qos_tres_seconds_limit", QOS_TRES_SECONDS),
-        ("slurm_qos_jobs_limit", QOS_JOBS),
-    ] {
-        set.family(n, h, Kind::Gauge);
-    }
+    declare(set, QOS_LIMITS);
     let mut seen = HashSet::new();
     for q in qos {
         limit_series(
             set,
             &mut seen,
-            [
-                ("slurm_qos_tres_limit", QOS_TRES),
-                ("slurm_qos_tres_seconds_limit", QOS_TRES_SECONDS),
-                ("slurm_qos_jobs_limit", QOS_JOBS),
-            ],
+            QOS_LIMITS,
             &vec![("qos", q.name.clone())],
             &q.limits,
         );
@@ -139,8 +182,8 @@ pub fn collect_qos(qos: &[Qos], set: &mut MetricSet) {
 /// Usage Slurm counts against the TRES-minute limits, per association, from
 /// `/shares` (v0.0.40+; absent on v0.0.38, which has no `/shares`).
 pub fn collect_usage(shares: &[Share], set: &mut MetricSet) {
-    set.family("slurm_assoc_tres_usage_seconds", USAGE, Kind::Gauge);
-    set.family("slurm_assoc_tres_running_seconds", RUNNING, Kind::Gauge);
+    set.declare(&ASSOC_TRES_USAGE_SECONDS);
+    set.declare(&ASSOC_TRES_RUNNING_SECONDS);
     let mut seen = HashSet::new();
     for s in shares {
         let user = s.user.clone().unwrap_or_default();
@@ -148,26 +191,17 @@ pub fn collect_usage(shares: &[Share], set: &mut MetricSet) {
         if !seen.insert((s.account.clone(), user.clone())) {
             continue;
         }
-        for (name, help, list) in [
-            (
-                "slurm_assoc_tres_usage_seconds",
-                USAGE,
-                &s.tres_usage_seconds,
-            ),
-            (
-                "slurm_assoc_tres_running_seconds",
-                RUNNING,
-                &s.tres_run_seconds,
-            ),
+        for (d, list) in [
+            (&ASSOC_TRES_USAGE_SECONDS, &s.tres_usage_seconds),
+            (&ASSOC_TRES_RUNNING_SECONDS, &s.tres_run_seconds),
         ] {
             let mut tres_seen = HashSet::new();
             for (tres, v) in list {
                 if !usage_tres(tres) || !tres_seen.insert(tres) {
                     continue;
                 }
-                set.gauge(
-                    name,
-                    help,
+                set.add(
+                    d,
                     vec![
                         ("account", s.account.clone()),
                         ("user", user.clone()),

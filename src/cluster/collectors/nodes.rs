@@ -2,11 +2,102 @@
 
 use std::collections::BTreeMap;
 
-use crate::exposition::{Kind, MetricSet};
+use crate::exposition::{Kind, MetricDesc, MetricSet};
 use crate::model::{Node, NodeBaseState, NODE_FLAGS};
 
+pub const CLUSTER_NODES: MetricDesc = MetricDesc {
+    name: "slurm_cluster_nodes",
+    help: "Nodes by base state (idle, mixed, allocated, down, ...), as sinfo shows it before the flags. FUTURE nodes are absent from slurmrestd and not counted.",
+    kind: Kind::Gauge,
+    labels: &["state"],
+};
+
+pub const CLUSTER_NODES_WITH_FLAG: MetricDesc = MetricDesc {
+    name: "slurm_cluster_nodes_with_flag",
+    help: "Nodes carrying a state flag (DRAIN, NOT_RESPONDING, POWERED_DOWN, CLOUD, MAINTENANCE, RESERVED, ...), whatever their base state.",
+    kind: Kind::Gauge,
+    labels: &["flag"],
+};
+
+pub const CLUSTER_NODE_STATE_INFO: MetricDesc = MetricDesc {
+    name: "slurm_cluster_node_state_info",
+    help: "Node state and reason: base state, flags joined by '+', and the drain/down reason.",
+    kind: Kind::Info,
+    labels: &["node", "state", "flags", "reason"],
+};
+
+pub const CLUSTER_NODE_CPUS: MetricDesc = MetricDesc {
+    name: "slurm_cluster_node_cpus",
+    help: "CPUs configured on the node.",
+    kind: Kind::Gauge,
+    labels: &["node"],
+};
+
+pub const CLUSTER_NODE_ALLOCATED_CPUS: MetricDesc = MetricDesc {
+    name: "slurm_cluster_node_allocated_cpus",
+    help: "CPUs allocated on the node.",
+    kind: Kind::Gauge,
+    labels: &["node"],
+};
+
+pub const CLUSTER_NODE_MEMORY_BYTES: MetricDesc = MetricDesc {
+    name: "slurm_cluster_node_memory_bytes",
+    help: "Memory configured on the node (RealMemory).",
+    kind: Kind::Gauge,
+    labels: &["node"],
+};
+
+pub const CLUSTER_NODE_ALLOCATED_MEMORY_BYTES: MetricDesc = MetricDesc {
+    name: "slurm_cluster_node_allocated_memory_bytes",
+    help: "Memory allocated on the node.",
+    kind: Kind::Gauge,
+    labels: &["node"],
+};
+
+pub const CLUSTER_NODE_FREE_MEMORY_BYTES: MetricDesc = MetricDesc {
+    name: "slurm_cluster_node_free_memory_bytes",
+    help: "Free memory the node reports.",
+    kind: Kind::Gauge,
+    labels: &["node"],
+};
+
+pub const CLUSTER_NODE_CPU_LOAD: MetricDesc = MetricDesc {
+    name: "slurm_cluster_node_cpu_load",
+    help: "CPU load average the node reports.",
+    kind: Kind::Gauge,
+    labels: &["node"],
+};
+
+pub const CLUSTER_NODE_GPUS: MetricDesc = MetricDesc {
+    name: "slurm_cluster_node_gpus",
+    help: "GPUs (gres/gpu) configured on the node.",
+    kind: Kind::Gauge,
+    labels: &["node"],
+};
+
+pub const CLUSTER_NODE_ALLOCATED_GPUS: MetricDesc = MetricDesc {
+    name: "slurm_cluster_node_allocated_gpus",
+    help: "GPUs (gres/gpu) allocated on the node, from gres_used.",
+    kind: Kind::Gauge,
+    labels: &["node"],
+};
+
+/// Every family this collector declares.
+pub const METRICS: &[&MetricDesc] = &[
+    &CLUSTER_NODES,
+    &CLUSTER_NODES_WITH_FLAG,
+    &CLUSTER_NODE_STATE_INFO,
+    &CLUSTER_NODE_CPUS,
+    &CLUSTER_NODE_ALLOCATED_CPUS,
+    &CLUSTER_NODE_MEMORY_BYTES,
+    &CLUSTER_NODE_ALLOCATED_MEMORY_BYTES,
+    &CLUSTER_NODE_FREE_MEMORY_BYTES,
+    &CLUSTER_NODE_CPU_LOAD,
+    &CLUSTER_NODE_GPUS,
+    &CLUSTER_NODE_ALLOCATED_GPUS,
+];
+
 pub fn collect(nodes: &[Node], set: &mut MetricSet) {
-    const BY_STATE: &str = "Nodes by base state (idle, mixed, allocated, down, ...), as sinfo shows it before the flags. FUTURE nodes are absent from slurmrestd and not counted.";
     let mut by_state: BTreeMap<&'static str, u64> =
         NodeBaseState::ALL.iter().map(|s| (s.as_str(), 0)).collect();
     let mut by_flag: BTreeMap<String, u64> =
@@ -19,54 +110,31 @@ pub fn collect(nodes: &[Node], set: &mut MetricSet) {
             *by_flag.entry(f.clone()).or_default() += 1;
         }
     }
-    set.family("slurm_cluster_nodes", BY_STATE, Kind::Gauge);
+    set.declare(&CLUSTER_NODES);
     for (state, n) in by_state {
-        set.gauge(
-            "slurm_cluster_nodes",
-            BY_STATE,
-            vec![("state", state.to_string())],
-            n as f64,
-        );
+        set.add(&CLUSTER_NODES, vec![("state", state.to_string())], n as f64);
     }
-    const BY_FLAG: &str = "Nodes carrying a state flag (DRAIN, NOT_RESPONDING, POWERED_DOWN, CLOUD, MAINTENANCE, RESERVED, ...), whatever their base state.";
-    set.family("slurm_cluster_nodes_with_flag", BY_FLAG, Kind::Gauge);
+    set.declare(&CLUSTER_NODES_WITH_FLAG);
     for (flag, n) in by_flag {
-        set.gauge(
-            "slurm_cluster_nodes_with_flag",
-            BY_FLAG,
-            vec![("flag", flag)],
-            n as f64,
-        );
+        set.add(&CLUSTER_NODES_WITH_FLAG, vec![("flag", flag)], n as f64);
     }
-
-    const INFO: &str =
-        "Node state and reason: base state, flags joined by '+', and the drain/down reason.";
-    const CPUS: &str = "CPUs configured on the node.";
-    const ACPUS: &str = "CPUs allocated on the node.";
-    const MEM: &str = "Memory configured on the node (RealMemory).";
-    const AMEM: &str = "Memory allocated on the node.";
-    const FMEM: &str = "Free memory the node reports.";
-    const LOAD: &str = "CPU load average the node reports.";
-    const GPUS: &str = "GPUs (gres/gpu) configured on the node.";
-    const AGPUS: &str = "GPUs (gres/gpu) allocated on the node, from gres_used.";
-    set.family("slurm_cluster_node_state_info", INFO, Kind::Info);
-    for name in [
-        ("slurm_cluster_node_cpus", CPUS),
-        ("slurm_cluster_node_allocated_cpus", ACPUS),
-        ("slurm_cluster_node_memory_bytes", MEM),
-        ("slurm_cluster_node_allocated_memory_bytes", AMEM),
-        ("slurm_cluster_node_free_memory_bytes", FMEM),
-        ("slurm_cluster_node_cpu_load", LOAD),
-        ("slurm_cluster_node_gpus", GPUS),
-        ("slurm_cluster_node_allocated_gpus", AGPUS),
+    set.declare(&CLUSTER_NODE_STATE_INFO);
+    for d in [
+        &CLUSTER_NODE_CPUS,
+        &CLUSTER_NODE_ALLOCATED_CPUS,
+        &CLUSTER_NODE_MEMORY_BYTES,
+        &CLUSTER_NODE_ALLOCATED_MEMORY_BYTES,
+        &CLUSTER_NODE_FREE_MEMORY_BYTES,
+        &CLUSTER_NODE_CPU_LOAD,
+        &CLUSTER_NODE_GPUS,
+        &CLUSTER_NODE_ALLOCATED_GPUS,
     ] {
-        set.family(name.0, name.1, Kind::Gauge);
+        set.declare(d);
     }
     for n in nodes {
         let node = || vec![("node", n.name.clone())];
-        set.info(
-            "slurm_cluster_node_state_info",
-            INFO,
+        set.add(
+            &CLUSTER_NODE_STATE_INFO,
             vec![
                 ("node", n.name.clone()),
                 (
@@ -79,41 +147,29 @@ pub fn collect(nodes: &[Node], set: &mut MetricSet) {
                 ("flags", n.flags.join("+")),
                 ("reason", n.reason.clone()),
             ],
+            1.0,
         );
-        set.gauge("slurm_cluster_node_cpus", CPUS, node(), n.cpus as f64);
-        set.gauge(
-            "slurm_cluster_node_allocated_cpus",
-            ACPUS,
+        set.add(&CLUSTER_NODE_CPUS, node(), n.cpus as f64);
+        set.add(
+            &CLUSTER_NODE_ALLOCATED_CPUS,
             node(),
             n.allocated_cpus as f64,
         );
-        set.gauge(
-            "slurm_cluster_node_memory_bytes",
-            MEM,
-            node(),
-            n.memory_bytes as f64,
-        );
-        set.gauge(
-            "slurm_cluster_node_allocated_memory_bytes",
-            AMEM,
+        set.add(&CLUSTER_NODE_MEMORY_BYTES, node(), n.memory_bytes as f64);
+        set.add(
+            &CLUSTER_NODE_ALLOCATED_MEMORY_BYTES,
             node(),
             n.allocated_memory_bytes as f64,
         );
         if let Some(free) = n.free_memory_bytes {
-            set.gauge(
-                "slurm_cluster_node_free_memory_bytes",
-                FMEM,
-                node(),
-                free as f64,
-            );
+            set.add(&CLUSTER_NODE_FREE_MEMORY_BYTES, node(), free as f64);
         }
         if let Some(load) = n.cpu_load {
-            set.gauge("slurm_cluster_node_cpu_load", LOAD, node(), load);
+            set.add(&CLUSTER_NODE_CPU_LOAD, node(), load);
         }
-        set.gauge("slurm_cluster_node_gpus", GPUS, node(), n.gpus as f64);
-        set.gauge(
-            "slurm_cluster_node_allocated_gpus",
-            AGPUS,
+        set.add(&CLUSTER_NODE_GPUS, node(), n.gpus as f64);
+        set.add(
+            &CLUSTER_NODE_ALLOCATED_GPUS,
             node(),
             n.allocated_gpus as f64,
         );

@@ -4,9 +4,61 @@
 
 use std::collections::HashMap;
 
-use super::jobs::JobAggregates;
-use crate::exposition::{Kind, MetricSet};
+use super::queue::JobAggregates;
+use crate::exposition::{Kind, MetricDesc, MetricSet};
 use crate::model::{Node, Partition};
+
+pub const CLUSTER_PARTITION_NODES: MetricDesc = MetricDesc {
+    name: "slurm_cluster_partition_nodes",
+    help: "Nodes in the partition.",
+    kind: Kind::Gauge,
+    labels: &["partition"],
+};
+
+pub const CLUSTER_PARTITION_CPUS: MetricDesc = MetricDesc {
+    name: "slurm_cluster_partition_cpus",
+    help: "CPUs in the partition, as scontrol show partition counts them.",
+    kind: Kind::Gauge,
+    labels: &["partition"],
+};
+
+pub const CLUSTER_PARTITION_GPUS: MetricDesc = MetricDesc {
+    name: "slurm_cluster_partition_gpus",
+    help: "GPUs in the partition, as scontrol show partition counts them.",
+    kind: Kind::Gauge,
+    labels: &["partition"],
+};
+
+pub const CLUSTER_PARTITION_ALLOCATED_CPUS: MetricDesc = MetricDesc {
+    name: "slurm_cluster_partition_allocated_cpus",
+    help: "CPUs allocated to jobs of the partition.",
+    kind: Kind::Gauge,
+    labels: &["partition"],
+};
+
+pub const CLUSTER_PARTITION_ALLOCATED_GPUS: MetricDesc = MetricDesc {
+    name: "slurm_cluster_partition_allocated_gpus",
+    help: "GPUs allocated to jobs of the partition.",
+    kind: Kind::Gauge,
+    labels: &["partition"],
+};
+
+pub const CLUSTER_PARTITION_JOBS: MetricDesc = MetricDesc {
+    name: "slurm_cluster_partition_jobs",
+    help: "Jobs of the partition by state (pending, running); array tasks counted individually.",
+    kind: Kind::Gauge,
+    labels: &["partition", "state"],
+};
+
+/// Every family this collector declares.
+pub const METRICS: &[&MetricDesc] = &[
+    &CLUSTER_PARTITION_NODES,
+    &CLUSTER_PARTITION_CPUS,
+    &CLUSTER_PARTITION_GPUS,
+    &CLUSTER_PARTITION_ALLOCATED_CPUS,
+    &CLUSTER_PARTITION_ALLOCATED_GPUS,
+    &CLUSTER_PARTITION_JOBS,
+];
 
 pub fn collect(
     partitions: &[Partition],
@@ -14,22 +66,15 @@ pub fn collect(
     jobs: Option<&JobAggregates>,
     set: &mut MetricSet,
 ) {
-    const NODES: &str = "Nodes in the partition.";
-    const CPUS: &str = "CPUs in the partition, as scontrol show partition counts them.";
-    const GPUS: &str = "GPUs in the partition, as scontrol show partition counts them.";
-    const ACPUS: &str = "CPUs allocated to jobs of the partition.";
-    const AGPUS: &str = "GPUs allocated to jobs of the partition.";
-    const JOBS: &str =
-        "Jobs of the partition by state (pending, running); array tasks counted individually.";
-    for (n, h) in [
-        ("slurm_cluster_partition_nodes", NODES),
-        ("slurm_cluster_partition_cpus", CPUS),
-        ("slurm_cluster_partition_gpus", GPUS),
-        ("slurm_cluster_partition_allocated_cpus", ACPUS),
-        ("slurm_cluster_partition_allocated_gpus", AGPUS),
-        ("slurm_cluster_partition_jobs", JOBS),
+    for d in [
+        &CLUSTER_PARTITION_NODES,
+        &CLUSTER_PARTITION_CPUS,
+        &CLUSTER_PARTITION_GPUS,
+        &CLUSTER_PARTITION_ALLOCATED_CPUS,
+        &CLUSTER_PARTITION_ALLOCATED_GPUS,
+        &CLUSTER_PARTITION_JOBS,
     ] {
-        set.family(n, h, Kind::Gauge);
+        set.declare(d);
     }
     let by_name: HashMap<&str, &Node> = nodes.iter().map(|n| (n.name.as_str(), n)).collect();
     for p in partitions {
@@ -56,14 +101,9 @@ pub fn collect(
         let gpus = p
             .tres_gpus
             .unwrap_or_else(|| members.iter().map(|n| n.gpus).sum());
-        set.gauge(
-            "slurm_cluster_partition_nodes",
-            NODES,
-            label(),
-            node_count as f64,
-        );
-        set.gauge("slurm_cluster_partition_cpus", CPUS, label(), cpus as f64);
-        set.gauge("slurm_cluster_partition_gpus", GPUS, label(), gpus as f64);
+        set.add(&CLUSTER_PARTITION_NODES, label(), node_count as f64);
+        set.add(&CLUSTER_PARTITION_CPUS, label(), cpus as f64);
+        set.add(&CLUSTER_PARTITION_GPUS, label(), gpus as f64);
         if let Some(jobs) = jobs {
             let (mut acpus, mut agpus) = (0, 0);
             for ((part, _, _), a) in &jobs.allocated {
@@ -72,23 +112,12 @@ pub fn collect(
                     agpus += a.gpus;
                 }
             }
-            set.gauge(
-                "slurm_cluster_partition_allocated_cpus",
-                ACPUS,
-                label(),
-                acpus as f64,
-            );
-            set.gauge(
-                "slurm_cluster_partition_allocated_gpus",
-                AGPUS,
-                label(),
-                agpus as f64,
-            );
+            set.add(&CLUSTER_PARTITION_ALLOCATED_CPUS, label(), acpus as f64);
+            set.add(&CLUSTER_PARTITION_ALLOCATED_GPUS, label(), agpus as f64);
             let (pending, running) = jobs.by_partition.get(&p.name).copied().unwrap_or_default();
             for (state, n) in [("pending", pending), ("running", running)] {
-                set.gauge(
-                    "slurm_cluster_partition_jobs",
-                    JOBS,
+                set.add(
+                    &CLUSTER_PARTITION_JOBS,
                     vec![("partition", p.name.clone()), ("state", state.to_string())],
                     n as f64,
                 );

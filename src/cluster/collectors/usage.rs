@@ -2,18 +2,91 @@
 
 use crate::cluster::budgets::Budgets;
 use crate::cluster::usage::Accountant;
-use crate::exposition::{Kind, MetricSet};
+use crate::exposition::{Kind, MetricDesc, MetricSet};
 
-const USAGE: &str = "Allocated TRES-seconds by account, user, partition and TRES (cpu, mem in MB-seconds, gres/gpu, gres/gpu:<type>, billing), credited exactly between polls as sreport counts them; persisted across restarts with --usage-state-file. increase() over a month matches `sreport cluster AccountUtilizationByUser -t Seconds`.";
-const COST: &str = "Money for allocated TRES by account, user, partition and priced TRES (gres/gpu, cpu, billing), in units of the `currency` label: the usage counter's exact TRES-seconds times the price table of --budgets (prices:), credited in the same step, so increase() of this over any window is the usage's increase × price. Persisted with --usage-state-file.";
-const BUDGET: &str =
-    "Monthly budget (calendar month, UTC) in TRES-seconds, from --budgets (gpu_hours × 3600, ...).";
-const USED: &str = "TRES-seconds used by the account in the current calendar month (UTC), from the same accounting as slurm_account_tres_usage_seconds_total.";
-const RATIO: &str = "Budget used this calendar month: used / budget (+Inf when the budget is 0 and something was used).";
-const TRACKED: &str =
-    "Jobs the usage accountant is tracking (running, or finished and still listed by slurmctld).";
-const HORIZON: &str = "Unix time up to which all usage is credited (the last accounted poll).";
-const UNRESOLVED: &str = "Jobs that left /jobs without a seen end and that slurmdbd did not return within the give-up time; their usage after their last poll is missing.";
+pub const ACCOUNT_TRES_USAGE_SECONDS_TOTAL: MetricDesc = MetricDesc {
+    name: "slurm_account_tres_usage_seconds_total",
+    help: "Allocated TRES-seconds by account, user, partition and TRES (cpu, mem in MB-seconds, gres/gpu, gres/gpu:<type>, billing), credited exactly between polls as sreport counts them; persisted across restarts with --usage-state-file. increase() over a month matches `sreport cluster AccountUtilizationByUser -t Seconds`.",
+    kind: Kind::Counter,
+    labels: &["account", "user", "partition", "tres"],
+};
+
+pub const ACCOUNT_TRES_COST_TOTAL: MetricDesc = MetricDesc {
+    name: "slurm_account_tres_cost_total",
+    help: "Money for allocated TRES by account, user, partition and priced TRES (gres/gpu, cpu, billing), in units of the `currency` label: the usage counter's exact TRES-seconds times the price table of --budgets (prices:), credited in the same step, so increase() of this over any window is the usage's increase × price. Persisted with --usage-state-file.",
+    kind: Kind::Counter,
+    labels: &["account", "user", "partition", "tres", "currency"],
+};
+
+pub const ACCOUNT_BUDGET_SECONDS: MetricDesc = MetricDesc {
+    name: "slurm_account_budget_seconds",
+    help: "Monthly budget (calendar month, UTC) in TRES-seconds, from --budgets (gpu_hours × 3600, ...).",
+    kind: Kind::Gauge,
+    labels: &["account", "tres"],
+};
+
+pub const ACCOUNT_BUDGET_USED_SECONDS: MetricDesc = MetricDesc {
+    name: "slurm_account_budget_used_seconds",
+    help: "TRES-seconds used by the account in the current calendar month (UTC), from the same accounting as slurm_account_tres_usage_seconds_total.",
+    kind: Kind::Gauge,
+    labels: &["account", "tres"],
+};
+
+pub const ACCOUNT_BUDGET_USED_RATIO: MetricDesc = MetricDesc {
+    name: "slurm_account_budget_used_ratio",
+    help: "Budget used this calendar month: used / budget (+Inf when the budget is 0 and something was used).",
+    kind: Kind::Gauge,
+    labels: &["account", "tres"],
+};
+
+pub const EXPORTER_USAGE_TRACKED_JOBS: MetricDesc = MetricDesc {
+    name: "slurm_exporter_usage_tracked_jobs",
+    help: "Jobs the usage accountant is tracking (running, or finished and still listed by slurmctld).",
+    kind: Kind::Gauge,
+    labels: &[],
+};
+
+pub const EXPORTER_USAGE_ACCOUNTED_UNTIL_TIMESTAMP_SECONDS: MetricDesc = MetricDesc {
+    name: "slurm_exporter_usage_accounted_until_timestamp_seconds",
+    help: "Unix time up to which all usage is credited (the last accounted poll).",
+    kind: Kind::Gauge,
+    labels: &[],
+};
+
+pub const EXPORTER_USAGE_UNRESOLVED_JOBS_TOTAL: MetricDesc = MetricDesc {
+    name: "slurm_exporter_usage_unresolved_jobs_total",
+    help: "Jobs that left /jobs without a seen end and that slurmdbd did not return within the give-up time; their usage after their last poll is missing.",
+    kind: Kind::Counter,
+    labels: &[],
+};
+
+pub const EXPORTER_USAGE_SLURMDB_LOOKUPS_TOTAL: MetricDesc = MetricDesc {
+    name: "slurm_exporter_usage_slurmdb_lookups_total",
+    help: "slurmdbd lookups of finished jobs (/slurmdb/vX/jobs) by result; made only for jobs that vanished without a seen end and for gaps.",
+    kind: Kind::Counter,
+    labels: &["result"],
+};
+
+pub const EXPORTER_USAGE_STATE_SAVE_ERRORS_TOTAL: MetricDesc = MetricDesc {
+    name: "slurm_exporter_usage_state_save_errors_total",
+    help: "Failed writes of --usage-state-file.",
+    kind: Kind::Counter,
+    labels: &[],
+};
+
+/// Every family this collector declares.
+pub const METRICS: &[&MetricDesc] = &[
+    &ACCOUNT_TRES_USAGE_SECONDS_TOTAL,
+    &ACCOUNT_TRES_COST_TOTAL,
+    &ACCOUNT_BUDGET_SECONDS,
+    &ACCOUNT_BUDGET_USED_SECONDS,
+    &ACCOUNT_BUDGET_USED_RATIO,
+    &EXPORTER_USAGE_TRACKED_JOBS,
+    &EXPORTER_USAGE_ACCOUNTED_UNTIL_TIMESTAMP_SECONDS,
+    &EXPORTER_USAGE_UNRESOLVED_JOBS_TOTAL,
+    &EXPORTER_USAGE_SLURMDB_LOOKUPS_TOTAL,
+    &EXPORTER_USAGE_STATE_SAVE_ERRORS_TOTAL,
+];
 
 /// Exporter self-metrics of the usage path that live outside the accountant.
 #[derive(Debug, Clone, Default)]
@@ -29,15 +102,10 @@ pub fn collect(
     status: &UsageStatus,
     set: &mut MetricSet,
 ) {
-    set.family(
-        "slurm_account_tres_usage_seconds_total",
-        USAGE,
-        Kind::Counter,
-    );
+    set.declare(&ACCOUNT_TRES_USAGE_SECONDS_TOTAL);
     for ((account, user, partition, tres), v) in &a.totals {
-        set.counter(
-            "slurm_account_tres_usage_seconds_total",
-            USAGE,
+        set.add(
+            &ACCOUNT_TRES_USAGE_SECONDS_TOTAL,
             vec![
                 ("account", account.clone()),
                 ("user", user.clone()),
@@ -48,12 +116,11 @@ pub fn collect(
         );
     }
     if !a.cost_totals.is_empty() || a.prices.is_some() {
-        set.family("slurm_account_tres_cost_total", COST, Kind::Counter);
+        set.declare(&ACCOUNT_TRES_COST_TOTAL);
     }
     for ((account, user, partition, tres, currency), v) in &a.cost_totals {
-        set.counter(
-            "slurm_account_tres_cost_total",
-            COST,
+        set.add(
+            &ACCOUNT_TRES_COST_TOTAL,
             vec![
                 ("account", account.clone()),
                 ("user", user.clone()),
@@ -65,9 +132,9 @@ pub fn collect(
         );
     }
     if let Some(b) = budgets {
-        set.family("slurm_account_budget_seconds", BUDGET, Kind::Gauge);
-        set.family("slurm_account_budget_used_seconds", USED, Kind::Gauge);
-        set.family("slurm_account_budget_used_ratio", RATIO, Kind::Gauge);
+        set.declare(&ACCOUNT_BUDGET_SECONDS);
+        set.declare(&ACCOUNT_BUDGET_USED_SECONDS);
+        set.declare(&ACCOUNT_BUDGET_USED_RATIO);
         for ((account, tres), budget) in &b.seconds {
             let l = || vec![("account", account.clone()), ("tres", tres.clone())];
             let used = a.month_used(account, tres);
@@ -78,48 +145,34 @@ pub fn collect(
             } else {
                 0.0
             };
-            set.gauge("slurm_account_budget_seconds", BUDGET, l(), *budget);
-            set.gauge("slurm_account_budget_used_seconds", USED, l(), used);
-            set.gauge("slurm_account_budget_used_ratio", RATIO, l(), ratio);
+            set.add(&ACCOUNT_BUDGET_SECONDS, l(), *budget);
+            set.add(&ACCOUNT_BUDGET_USED_SECONDS, l(), used);
+            set.add(&ACCOUNT_BUDGET_USED_RATIO, l(), ratio);
         }
     }
-    set.gauge(
-        "slurm_exporter_usage_tracked_jobs",
-        TRACKED,
-        vec![],
-        a.jobs.len() as f64,
-    );
+    set.add(&EXPORTER_USAGE_TRACKED_JOBS, vec![], a.jobs.len() as f64);
     if let Some(h) = a.horizon {
-        set.gauge(
-            "slurm_exporter_usage_accounted_until_timestamp_seconds",
-            HORIZON,
+        set.add(
+            &EXPORTER_USAGE_ACCOUNTED_UNTIL_TIMESTAMP_SECONDS,
             vec![],
             h as f64,
         );
     }
-    set.counter(
-        "slurm_exporter_usage_unresolved_jobs_total",
-        UNRESOLVED,
+    set.add(
+        &EXPORTER_USAGE_UNRESOLVED_JOBS_TOTAL,
         vec![],
         a.unresolved_jobs as f64,
     );
-    const LOOKUPS: &str = "slurmdbd lookups of finished jobs (/slurmdb/vX/jobs) by result; made only for jobs that vanished without a seen end and for gaps.";
-    set.family(
-        "slurm_exporter_usage_slurmdb_lookups_total",
-        LOOKUPS,
-        Kind::Counter,
-    );
+    set.declare(&EXPORTER_USAGE_SLURMDB_LOOKUPS_TOTAL);
     for result in ["ok", "error"] {
-        set.counter(
-            "slurm_exporter_usage_slurmdb_lookups_total",
-            LOOKUPS,
+        set.add(
+            &EXPORTER_USAGE_SLURMDB_LOOKUPS_TOTAL,
             vec![("result", result.to_string())],
             status.lookups.get(result).copied().unwrap_or(0) as f64,
         );
     }
-    set.counter(
-        "slurm_exporter_usage_state_save_errors_total",
-        "Failed writes of --usage-state-file.",
+    set.add(
+        &EXPORTER_USAGE_STATE_SAVE_ERRORS_TOTAL,
         vec![],
         status.state_save_errors as f64,
     );

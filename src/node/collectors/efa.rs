@@ -9,186 +9,394 @@
 
 use std::path::Path;
 
-use super::{node_labels, CollectError};
-use crate::exposition::{Labels, MetricSet};
+use super::{node_labels, CollectError, Collector, CollectorSpec, CycleInputs};
+use crate::exposition::{Kind, Labels, MetricDesc, MetricSet};
 use crate::node::sources::fs::read_u64;
 use crate::node::sources::sysfs::{ports, read_port_rate, read_port_state, SysFs};
 
-/// `(file in ports/<p>/hw_counters, metric, help)`.
-pub const PORT_COUNTERS: [(&str, &str, &str); 22] = [
+const DEVICE: &[&str] = &["node", "device"];
+const PORT: &[&str] = &["node", "device", "port"];
+
+pub const DEVICES: MetricDesc = MetricDesc {
+    name: "slurm_efa_devices",
+    help: "EFA devices found (PCI vendor 0x1d0f under /sys/class/infiniband).",
+    kind: Kind::Gauge,
+    labels: &["node"],
+};
+
+pub const PORT_STATE_ID: MetricDesc = MetricDesc {
+    name: "slurm_efa_port_state_id",
+    help: "EFA port state as a number (4 = ACTIVE), from ports/<p>/state.",
+    kind: Kind::Gauge,
+    labels: PORT,
+};
+
+pub const PORT_ACTIVE: MetricDesc = MetricDesc {
+    name: "slurm_efa_port_active",
+    help: "1 if the EFA port state is ACTIVE.",
+    kind: Kind::Gauge,
+    labels: PORT,
+};
+
+pub const PORT_RATE: MetricDesc = MetricDesc {
+    name: "slurm_efa_port_rate_bytes_per_second",
+    help: "EFA port link rate, from ports/<p>/rate.",
+    kind: Kind::Gauge,
+    labels: PORT,
+};
+
+pub const UNREADABLE_COUNTERS: MetricDesc = MetricDesc {
+    name: "slurm_efa_unreadable_counters",
+    help: "EFA counter files that exist but could not be read or parsed in the last collection.",
+    kind: Kind::Gauge,
+    labels: &["node"],
+};
+
+/// Every family of the EFA collector.
+pub const METRICS: &[&MetricDesc] = &{
+    const N: usize = 5 + PORT_COUNTERS.len() + DEVICE_COUNTERS.len();
+    let mut all: [&MetricDesc; N] = [&DEVICES; N];
+    all[1] = &PORT_STATE_ID;
+    all[2] = &PORT_ACTIVE;
+    all[3] = &PORT_RATE;
+    all[4] = &UNREADABLE_COUNTERS;
+    let mut i = 0;
+    while i < PORT_COUNTERS.len() {
+        all[5 + i] = &PORT_COUNTERS[i].1;
+        i += 1;
+    }
+    let mut j = 0;
+    while j < DEVICE_COUNTERS.len() {
+        all[5 + i + j] = &DEVICE_COUNTERS[j].1;
+        j += 1;
+    }
+    all
+};
+
+pub const NAME: &str = "efa";
+
+/// The registry line of the EFA collector.
+pub const SPEC: CollectorSpec = CollectorSpec {
+    name: NAME,
+    flag: "collector.efa",
+    env: "SLURM_GPU_EXPORTER_COLLECTOR_EFA",
+    help: "EFA collector (sysfs)",
+    needs_gpu: false,
+    metrics: METRICS,
+    build: |_| Box::<EfaCollector>::default(),
+};
+
+/// `(file in ports/<p>/hw_counters, family)`.
+pub const PORT_COUNTERS: [(&str, MetricDesc); 22] = [
     (
         "tx_bytes",
-        "slurm_efa_port_tx_bytes_total",
-        "Bytes transmitted by the EFA port.",
+        MetricDesc {
+            name: "slurm_efa_port_tx_bytes_total",
+            help: "Bytes transmitted by the EFA port.",
+            kind: Kind::Counter,
+            labels: PORT,
+        },
     ),
     (
         "rx_bytes",
-        "slurm_efa_port_rx_bytes_total",
-        "Bytes received by the EFA port.",
+        MetricDesc {
+            name: "slurm_efa_port_rx_bytes_total",
+            help: "Bytes received by the EFA port.",
+            kind: Kind::Counter,
+            labels: PORT,
+        },
     ),
     (
         "tx_pkts",
-        "slurm_efa_port_tx_pkts_total",
-        "Packets transmitted by the EFA port.",
+        MetricDesc {
+            name: "slurm_efa_port_tx_pkts_total",
+            help: "Packets transmitted by the EFA port.",
+            kind: Kind::Counter,
+            labels: PORT,
+        },
     ),
     (
         "rx_pkts",
-        "slurm_efa_port_rx_pkts_total",
-        "Packets received by the EFA port.",
+        MetricDesc {
+            name: "slurm_efa_port_rx_pkts_total",
+            help: "Packets received by the EFA port.",
+            kind: Kind::Counter,
+            labels: PORT,
+        },
     ),
     (
         "rx_drops",
-        "slurm_efa_port_rx_drops_total",
-        "Received packets dropped by the EFA port.",
+        MetricDesc {
+            name: "slurm_efa_port_rx_drops_total",
+            help: "Received packets dropped by the EFA port.",
+            kind: Kind::Counter,
+            labels: PORT,
+        },
     ),
     (
         "send_bytes",
-        "slurm_efa_port_send_bytes_total",
-        "Bytes sent with send work requests.",
+        MetricDesc {
+            name: "slurm_efa_port_send_bytes_total",
+            help: "Bytes sent with send work requests.",
+            kind: Kind::Counter,
+            labels: PORT,
+        },
     ),
     (
         "recv_bytes",
-        "slurm_efa_port_recv_bytes_total",
-        "Bytes received with receive work requests.",
+        MetricDesc {
+            name: "slurm_efa_port_recv_bytes_total",
+            help: "Bytes received with receive work requests.",
+            kind: Kind::Counter,
+            labels: PORT,
+        },
     ),
     (
         "send_wrs",
-        "slurm_efa_port_send_wrs_total",
-        "Send work requests.",
+        MetricDesc {
+            name: "slurm_efa_port_send_wrs_total",
+            help: "Send work requests.",
+            kind: Kind::Counter,
+            labels: PORT,
+        },
     ),
     (
         "recv_wrs",
-        "slurm_efa_port_recv_wrs_total",
-        "Receive work requests.",
+        MetricDesc {
+            name: "slurm_efa_port_recv_wrs_total",
+            help: "Receive work requests.",
+            kind: Kind::Counter,
+            labels: PORT,
+        },
     ),
     (
         "rdma_read_wrs",
-        "slurm_efa_port_rdma_read_wrs_total",
-        "RDMA read work requests.",
+        MetricDesc {
+            name: "slurm_efa_port_rdma_read_wrs_total",
+            help: "RDMA read work requests.",
+            kind: Kind::Counter,
+            labels: PORT,
+        },
     ),
     (
         "rdma_read_bytes",
-        "slurm_efa_port_rdma_read_bytes_total",
-        "Bytes read with RDMA read.",
+        MetricDesc {
+            name: "slurm_efa_port_rdma_read_bytes_total",
+            help: "Bytes read with RDMA read.",
+            kind: Kind::Counter,
+            labels: PORT,
+        },
     ),
     (
         "rdma_read_wr_err",
-        "slurm_efa_port_rdma_read_wr_err_total",
-        "RDMA read work requests that failed.",
+        MetricDesc {
+            name: "slurm_efa_port_rdma_read_wr_err_total",
+            help: "RDMA read work requests that failed.",
+            kind: Kind::Counter,
+            labels: PORT,
+        },
     ),
     (
         "rdma_read_resp_bytes",
-        "slurm_efa_port_rdma_read_resp_bytes_total",
-        "Bytes sent in responses to remote RDMA reads.",
+        MetricDesc {
+            name: "slurm_efa_port_rdma_read_resp_bytes_total",
+            help: "Bytes sent in responses to remote RDMA reads.",
+            kind: Kind::Counter,
+            labels: PORT,
+        },
     ),
     (
         "rdma_write_wrs",
-        "slurm_efa_port_rdma_write_wrs_total",
-        "RDMA write work requests.",
+        MetricDesc {
+            name: "slurm_efa_port_rdma_write_wrs_total",
+            help: "RDMA write work requests.",
+            kind: Kind::Counter,
+            labels: PORT,
+        },
     ),
     (
         "rdma_write_bytes",
-        "slurm_efa_port_rdma_write_bytes_total",
-        "Bytes written with RDMA write.",
+        MetricDesc {
+            name: "slurm_efa_port_rdma_write_bytes_total",
+            help: "Bytes written with RDMA write.",
+            kind: Kind::Counter,
+            labels: PORT,
+        },
     ),
     (
         "rdma_write_wr_err",
-        "slurm_efa_port_rdma_write_wr_err_total",
-        "RDMA write work requests that failed.",
+        MetricDesc {
+            name: "slurm_efa_port_rdma_write_wr_err_total",
+            help: "RDMA write work requests that failed.",
+            kind: Kind::Counter,
+            labels: PORT,
+        },
     ),
     (
         "rdma_write_recv_bytes",
-        "slurm_efa_port_rdma_write_recv_bytes_total",
-        "Bytes received from remote RDMA writes.",
+        MetricDesc {
+            name: "slurm_efa_port_rdma_write_recv_bytes_total",
+            help: "Bytes received from remote RDMA writes.",
+            kind: Kind::Counter,
+            labels: PORT,
+        },
     ),
     (
         "retrans_bytes",
-        "slurm_efa_port_retrans_bytes_total",
-        "Bytes retransmitted (SRD).",
+        MetricDesc {
+            name: "slurm_efa_port_retrans_bytes_total",
+            help: "Bytes retransmitted (SRD).",
+            kind: Kind::Counter,
+            labels: PORT,
+        },
     ),
     (
         "retrans_pkts",
-        "slurm_efa_port_retrans_pkts_total",
-        "Packets retransmitted (SRD).",
+        MetricDesc {
+            name: "slurm_efa_port_retrans_pkts_total",
+            help: "Packets retransmitted (SRD).",
+            kind: Kind::Counter,
+            labels: PORT,
+        },
     ),
     (
         "retrans_timeout_events",
-        "slurm_efa_port_retrans_timeout_events_total",
-        "Retransmission timeouts (SRD).",
+        MetricDesc {
+            name: "slurm_efa_port_retrans_timeout_events_total",
+            help: "Retransmission timeouts (SRD).",
+            kind: Kind::Counter,
+            labels: PORT,
+        },
     ),
     (
         "unresponsive_remote_events",
-        "slurm_efa_port_unresponsive_remote_events_total",
-        "Remote peers found unresponsive (SRD).",
+        MetricDesc {
+            name: "slurm_efa_port_unresponsive_remote_events_total",
+            help: "Remote peers found unresponsive (SRD).",
+            kind: Kind::Counter,
+            labels: PORT,
+        },
     ),
     (
         "impaired_remote_conn_events",
-        "slurm_efa_port_impaired_remote_conn_events_total",
-        "Connections to remote peers found impaired (SRD).",
+        MetricDesc {
+            name: "slurm_efa_port_impaired_remote_conn_events_total",
+            help: "Connections to remote peers found impaired (SRD).",
+            kind: Kind::Counter,
+            labels: PORT,
+        },
     ),
 ];
 
-/// `(file in <dev>/hw_counters, metric, help)`.
-pub const DEVICE_COUNTERS: [(&str, &str, &str); 12] = [
+/// `(file in <dev>/hw_counters, family)`.
+pub const DEVICE_COUNTERS: [(&str, MetricDesc); 12] = [
     (
         "submitted_cmds",
-        "slurm_efa_device_submitted_cmds_total",
-        "Admin commands submitted to the EFA device.",
+        MetricDesc {
+            name: "slurm_efa_device_submitted_cmds_total",
+            help: "Admin commands submitted to the EFA device.",
+            kind: Kind::Counter,
+            labels: DEVICE,
+        },
     ),
     (
         "completed_cmds",
-        "slurm_efa_device_completed_cmds_total",
-        "Admin commands completed by the EFA device.",
+        MetricDesc {
+            name: "slurm_efa_device_completed_cmds_total",
+            help: "Admin commands completed by the EFA device.",
+            kind: Kind::Counter,
+            labels: DEVICE,
+        },
     ),
     (
         "cmds_err",
-        "slurm_efa_device_cmds_err_total",
-        "Admin commands that failed.",
+        MetricDesc {
+            name: "slurm_efa_device_cmds_err_total",
+            help: "Admin commands that failed.",
+            kind: Kind::Counter,
+            labels: DEVICE,
+        },
     ),
     (
         "no_completion_cmds",
-        "slurm_efa_device_no_completion_cmds_total",
-        "Admin commands that never completed.",
+        MetricDesc {
+            name: "slurm_efa_device_no_completion_cmds_total",
+            help: "Admin commands that never completed.",
+            kind: Kind::Counter,
+            labels: DEVICE,
+        },
     ),
     (
         "keep_alive_rcvd",
-        "slurm_efa_device_keep_alive_rcvd_total",
-        "Keep-alive messages received from the device.",
+        MetricDesc {
+            name: "slurm_efa_device_keep_alive_rcvd_total",
+            help: "Keep-alive messages received from the device.",
+            kind: Kind::Counter,
+            labels: DEVICE,
+        },
     ),
     (
         "alloc_pd_err",
-        "slurm_efa_device_alloc_pd_err_total",
-        "Protection domain allocations that failed.",
+        MetricDesc {
+            name: "slurm_efa_device_alloc_pd_err_total",
+            help: "Protection domain allocations that failed.",
+            kind: Kind::Counter,
+            labels: DEVICE,
+        },
     ),
     (
         "create_qp_err",
-        "slurm_efa_device_create_qp_err_total",
-        "Queue pair creations that failed.",
+        MetricDesc {
+            name: "slurm_efa_device_create_qp_err_total",
+            help: "Queue pair creations that failed.",
+            kind: Kind::Counter,
+            labels: DEVICE,
+        },
     ),
     (
         "create_cq_err",
-        "slurm_efa_device_create_cq_err_total",
-        "Completion queue creations that failed.",
+        MetricDesc {
+            name: "slurm_efa_device_create_cq_err_total",
+            help: "Completion queue creations that failed.",
+            kind: Kind::Counter,
+            labels: DEVICE,
+        },
     ),
     (
         "reg_mr_err",
-        "slurm_efa_device_reg_mr_err_total",
-        "Memory registrations that failed (often a memlock limit).",
+        MetricDesc {
+            name: "slurm_efa_device_reg_mr_err_total",
+            help: "Memory registrations that failed (often a memlock limit).",
+            kind: Kind::Counter,
+            labels: DEVICE,
+        },
     ),
     (
         "alloc_ucontext_err",
-        "slurm_efa_device_alloc_ucontext_err_total",
-        "User context allocations that failed.",
+        MetricDesc {
+            name: "slurm_efa_device_alloc_ucontext_err_total",
+            help: "User context allocations that failed.",
+            kind: Kind::Counter,
+            labels: DEVICE,
+        },
     ),
     (
         "create_ah_err",
-        "slurm_efa_device_create_ah_err_total",
-        "Address handle creations that failed.",
+        MetricDesc {
+            name: "slurm_efa_device_create_ah_err_total",
+            help: "Address handle creations that failed.",
+            kind: Kind::Counter,
+            labels: DEVICE,
+        },
     ),
     (
         "mmap_err",
-        "slurm_efa_device_mmap_err_total",
-        "Memory mappings that failed.",
+        MetricDesc {
+            name: "slurm_efa_device_mmap_err_total",
+            help: "Memory mappings that failed.",
+            kind: Kind::Counter,
+            labels: DEVICE,
+        },
     ),
 ];
 
@@ -206,8 +414,22 @@ struct PortReading {
     rate: Option<f64>,
 }
 
+impl Collector for EfaCollector {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn collect(
+        &mut self,
+        inputs: &CycleInputs<'_>,
+        out: &mut MetricSet,
+    ) -> Result<(), CollectError> {
+        self.collect_from(inputs.sysfs, inputs.node, out)
+    }
+}
+
 impl EfaCollector {
-    pub fn collect(
+    pub fn collect_from(
         &mut self,
         sysfs: &SysFs,
         node: &str,
@@ -228,12 +450,7 @@ impl EfaCollector {
             );
         }
         self.no_class = no_class;
-        out.gauge(
-            "slurm_efa_devices",
-            "EFA devices found (PCI vendor 0x1d0f under /sys/class/infiniband).",
-            node_labels(node),
-            devices.len() as f64,
-        );
+        out.add(&DEVICES, node_labels(node), devices.len() as f64);
         let mut unreadable = 0u64;
         // Families in table order, devices in name order within each.
         let mut dev_values: Vec<Vec<Option<u64>>> = Vec::with_capacity(devices.len());
@@ -274,15 +491,9 @@ impl EfaCollector {
         for r in &port_readings {
             let (di, port) = (r.dev, r.port);
             if let Some((id, name)) = &r.state {
-                out.gauge(
-                    "slurm_efa_port_state_id",
-                    "EFA port state as a number (4 = ACTIVE), from ports/<p>/state.",
-                    port_labels(di, port),
-                    *id as f64,
-                );
-                out.gauge(
-                    "slurm_efa_port_active",
-                    "1 if the EFA port state is ACTIVE.",
+                out.add(&PORT_STATE_ID, port_labels(di, port), *id as f64);
+                out.add(
+                    &PORT_ACTIVE,
                     port_labels(di, port),
                     if name.eq_ignore_ascii_case("ACTIVE") {
                         1.0
@@ -292,34 +503,24 @@ impl EfaCollector {
                 );
             }
             if let Some(rate) = r.rate {
-                out.gauge(
-                    "slurm_efa_port_rate_bytes_per_second",
-                    "EFA port link rate, from ports/<p>/rate.",
-                    port_labels(di, port),
-                    rate,
-                );
+                out.add(&PORT_RATE, port_labels(di, port), rate);
             }
         }
-        for (ci, (_, metric, help)) in PORT_COUNTERS.iter().enumerate() {
+        for (ci, (_, d)) in PORT_COUNTERS.iter().enumerate() {
             for r in &port_readings {
                 if let Some(v) = r.counters[ci] {
-                    out.counter(metric, help, port_labels(r.dev, r.port), v as f64);
+                    out.add(d, port_labels(r.dev, r.port), v as f64);
                 }
             }
         }
-        for (ci, (_, metric, help)) in DEVICE_COUNTERS.iter().enumerate() {
+        for (ci, (_, d)) in DEVICE_COUNTERS.iter().enumerate() {
             for (di, values) in dev_values.iter().enumerate() {
                 if let Some(v) = values[ci] {
-                    out.counter(metric, help, dev_labels(di), v as f64);
+                    out.add(d, dev_labels(di), v as f64);
                 }
             }
         }
-        out.gauge(
-            "slurm_efa_unreadable_counters",
-            "EFA counter files that exist but could not be read or parsed in the last collection.",
-            node_labels(node),
-            unreadable as f64,
-        );
+        out.add(&UNREADABLE_COUNTERS, node_labels(node), unreadable as f64);
         Ok(())
     }
 }
@@ -345,11 +546,11 @@ mod tests {
         let sysfs = SysFs::new(dir.path());
         let mut c = EfaCollector::default();
         let mut set = MetricSet::new();
-        c.collect(&sysfs, "n1", &mut set).unwrap();
+        c.collect_from(&sysfs, "n1", &mut set).unwrap();
         assert!(c.no_class, "a sysfs without class/infiniband is noted");
         assert_eq!(set.value("slurm_efa_devices", &[("node", "n1")]), Some(0.0));
         std::fs::create_dir_all(dir.path().join("class/infiniband")).unwrap();
-        c.collect(&sysfs, "n1", &mut MetricSet::new()).unwrap();
+        c.collect_from(&sysfs, "n1", &mut MetricSet::new()).unwrap();
         assert!(!c.no_class, "an existing (empty) class is not");
     }
 }

@@ -1,398 +1,306 @@
-//! GPU collector (NVML through a [`GpuBackend`]).
-//!
-//! All NVML use happens on one dedicated thread, the NVML worker: sampling
-//! on request from the collection loop, and between requests polling the
-//! XID event set (non-blocking waits, so the two never overlap). Scrapes
-//! never reach it: they are served from the last published snapshot.
-//!
-//! A GPU whose calls fail with `GpuLost` is reported down (`slurm_gpu_up
-//! 0`, labelled with the identity read before) while the others keep
-//! reporting. No NVML or no GPU: logged once, the collector reports itself
-//! down, loading is retried quietly every minute.
+//! GPU collector: the families of one NVML sample
+//! ([`crate::node::sources::gpu_sample`]), one small function per group.
 
-use std::collections::BTreeMap;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::node_labels;
-use crate::exposition::{Labels, MetricSet};
-use crate::node::sources::gres_conf::GpuOrder;
-use crate::node::sources::nvml::{
-    BackendFactory, GpuBackend, GpuError, GpuIdentity, GpuProcess, NvlinkErrors, Profiling,
-    ProfilingRead, RemappedRows, CLOCK_EVENT_REASONS, PIPES,
+use super::{node_labels, CollectError, Collector, CollectorSpec, CycleInputs};
+use crate::exposition::{Kind, Labels, MetricDesc, MetricSet};
+use crate::node::sources::gpu_sample::{GpuReading, GpuSample};
+use crate::node::sources::nvml::{Profiling, CLOCK_EVENT_REASONS, PIPES};
+
+/// Labels of every per-GPU series, in order.
+const GPU: &[&str] = &["node", "gpu", "uuid", "model", "pci_bus_id", "minor"];
+
+/// The per-GPU labels plus `extra`.
+const fn gpu_and(extra: &'static str) -> [&'static str; 7] {
+    [GPU[0], GPU[1], GPU[2], GPU[3], GPU[4], GPU[5], extra]
+}
+
+const GPU_AND_REASON: &[&str] = &gpu_and("reason");
+const GPU_AND_ECC: &[&str] = &[
+    GPU[0],
+    GPU[1],
+    GPU[2],
+    GPU[3],
+    GPU[4],
+    GPU[5],
+    "error_type",
+    "counter",
+];
+const GPU_AND_CAUSE: &[&str] = &gpu_and("cause");
+const GPU_AND_COUNTER: &[&str] = &gpu_and("counter");
+const GPU_AND_PIPE: &[&str] = &gpu_and("pipe");
+const GPU_AND_DIRECTION: &[&str] = &gpu_and("direction");
+const GPU_AND_XID: &[&str] = &gpu_and("xid");
+
+pub const DRIVER_INFO: MetricDesc = MetricDesc {
+    name: "slurm_gpu_driver_info",
+    help: "NVIDIA driver version.",
+    kind: Kind::Info,
+    labels: &["node", "driver_version"],
+};
+pub const DEVICES: MetricDesc = MetricDesc {
+    name: "slurm_gpu_devices",
+    help: "GPUs NVML reports on this node.",
+    kind: Kind::Gauge,
+    labels: &["node"],
+};
+pub const NUMBERING_INFO: MetricDesc = MetricDesc {
+    name: "slurm_gpu_numbering_info",
+    help: "How the gpu label numbers this node's GPUs: slurmd's order (nvml = PCI order as with AutoDetect=nvml, device_file = /dev/nvidiaN order, gres_conf = as gres.conf lists them) and where it was read.",
+    kind: Kind::Info,
+    labels: &["node", "order", "source"],
+};
+pub const UP: MetricDesc = MetricDesc {
+    name: "slurm_gpu_up",
+    help: "1 if the GPU answered NVML queries in the last collection, 0 if it is lost (fallen off the bus) or failing.",
+    kind: Kind::Gauge,
+    labels: GPU,
+};
+pub const UTILIZATION: MetricDesc = MetricDesc {
+    name: "slurm_gpu_utilization_ratio",
+    help: "Fraction of the last sample period during which a kernel ran on the GPU.",
+    kind: Kind::Gauge,
+    labels: GPU,
+};
+pub const MEMORY_UTILIZATION: MetricDesc = MetricDesc {
+    name: "slurm_gpu_memory_utilization_ratio",
+    help: "Fraction of the last sample period during which device memory was read or written.",
+    kind: Kind::Gauge,
+    labels: GPU,
+};
+pub const MEMORY_USED: MetricDesc = MetricDesc {
+    name: "slurm_gpu_memory_used_bytes",
+    help: "Framebuffer memory allocated.",
+    kind: Kind::Gauge,
+    labels: GPU,
+};
+pub const MEMORY_TOTAL: MetricDesc = MetricDesc {
+    name: "slurm_gpu_memory_total_bytes",
+    help: "Framebuffer memory installed.",
+    kind: Kind::Gauge,
+    labels: GPU,
+};
+pub const POWER: MetricDesc = MetricDesc {
+    name: "slurm_gpu_power_watts",
+    help: "Power draw.",
+    kind: Kind::Gauge,
+    labels: GPU,
+};
+pub const ENERGY: MetricDesc = MetricDesc {
+    name: "slurm_gpu_energy_joules_total",
+    help: "Energy consumed since the driver was loaded.",
+    kind: Kind::Counter,
+    labels: GPU,
+};
+pub const TEMPERATURE: MetricDesc = MetricDesc {
+    name: "slurm_gpu_temperature_celsius",
+    help: "GPU die temperature.",
+    kind: Kind::Gauge,
+    labels: GPU,
+};
+pub const MEMORY_TEMPERATURE: MetricDesc = MetricDesc {
+    name: "slurm_gpu_memory_temperature_celsius",
+    help: "HBM memory temperature.",
+    kind: Kind::Gauge,
+    labels: GPU,
+};
+pub const SM_CLOCK: MetricDesc = MetricDesc {
+    name: "slurm_gpu_sm_clock_hertz",
+    help: "Current SM clock.",
+    kind: Kind::Gauge,
+    labels: GPU,
+};
+pub const MEMORY_CLOCK: MetricDesc = MetricDesc {
+    name: "slurm_gpu_memory_clock_hertz",
+    help: "Current memory clock.",
+    kind: Kind::Gauge,
+    labels: GPU,
+};
+pub const CLOCK_EVENT_ACTIVE: MetricDesc = MetricDesc {
+    name: "slurm_gpu_clock_event_active",
+    help: "1 if this clock-event (throttle) reason currently holds the GPU clocks down.",
+    kind: Kind::Gauge,
+    labels: GPU_AND_REASON,
+};
+pub const ECC_ERRORS: MetricDesc = MetricDesc {
+    name: "slurm_gpu_ecc_errors_total",
+    help: "ECC errors; counter=volatile since driver load, aggregate over the GPU's life.",
+    kind: Kind::Counter,
+    labels: GPU_AND_ECC,
+};
+pub const REMAPPED_ROWS: MetricDesc = MetricDesc {
+    name: "slurm_gpu_remapped_rows",
+    help: "Memory rows remapped, by the error cause.",
+    kind: Kind::Gauge,
+    labels: GPU_AND_CAUSE,
+};
+pub const ROW_REMAP_PENDING: MetricDesc = MetricDesc {
+    name: "slurm_gpu_row_remap_pending",
+    help: "1 if a row remapping is pending (GPU reset needed).",
+    kind: Kind::Gauge,
+    labels: GPU,
+};
+pub const ROW_REMAP_FAILURE: MetricDesc = MetricDesc {
+    name: "slurm_gpu_row_remap_failure",
+    help: "1 if a row remapping failed (GPU needs service).",
+    kind: Kind::Gauge,
+    labels: GPU,
+};
+pub const PCIE_REPLAYS: MetricDesc = MetricDesc {
+    name: "slurm_gpu_pcie_replays_total",
+    help: "PCIe replay counter.",
+    kind: Kind::Counter,
+    labels: GPU,
+};
+pub const NVLINK_ERRORS: MetricDesc = MetricDesc {
+    name: "slurm_gpu_nvlink_errors_total",
+    help: "NVLink errors summed over the GPU's links, by counter.",
+    kind: Kind::Counter,
+    labels: GPU_AND_COUNTER,
+};
+pub const MIG_MODE_ENABLED: MetricDesc = MetricDesc {
+    name: "slurm_gpu_mig_mode_enabled",
+    help: "1 if the GPU is partitioned into MIG instances (jobs are then attributed per physical GPU only; no profiling series).",
+    kind: Kind::Gauge,
+    labels: GPU,
+};
+pub const PROFILING_SUPPORTED: MetricDesc = MetricDesc {
+    name: "slurm_gpu_profiling_supported",
+    help: "1 if NVML GPM profiling (SM activity, occupancy, tensor, DRAM) works on this GPU; 0 before Hopper, without driver support, or in MIG mode.",
+    kind: Kind::Gauge,
+    labels: GPU,
+};
+pub const SM_ACTIVE: MetricDesc = MetricDesc {
+    name: "slurm_gpu_sm_active_ratio",
+    help: "Fraction of time the SMs had at least one warp assigned, averaged over SMs, over the last collection interval (NVML GPM; DCGM's SM_ACTIVE).",
+    kind: Kind::Gauge,
+    labels: GPU,
+};
+pub const SM_OCCUPANCY: MetricDesc = MetricDesc {
+    name: "slurm_gpu_sm_occupancy_ratio",
+    help: "Warps resident on the SMs relative to their maximum, over the last collection interval (NVML GPM; DCGM's SM_OCCUPANCY).",
+    kind: Kind::Gauge,
+    labels: GPU,
+};
+pub const TENSOR_ACTIVE: MetricDesc = MetricDesc {
+    name: "slurm_gpu_tensor_active_ratio",
+    help: "Fraction of time any tensor pipe was active, over the last collection interval (NVML GPM; DCGM's PIPE_TENSOR_ACTIVE).",
+    kind: Kind::Gauge,
+    labels: GPU,
+};
+pub const DRAM_ACTIVE: MetricDesc = MetricDesc {
+    name: "slurm_gpu_dram_active_ratio",
+    help: "Device memory bandwidth used relative to its peak, over the last collection interval (NVML GPM; DCGM's DRAM_ACTIVE).",
+    kind: Kind::Gauge,
+    labels: GPU,
+};
+pub const PIPE_ACTIVE: MetricDesc = MetricDesc {
+    name: "slurm_gpu_pipe_active_ratio",
+    help: "Fraction of time the SMs issued work to this pipe, over the last collection interval (NVML GPM).",
+    kind: Kind::Gauge,
+    labels: GPU_AND_PIPE,
+};
+pub const PCIE_THROUGHPUT: MetricDesc = MetricDesc {
+    name: "slurm_gpu_pcie_throughput_bytes_per_second",
+    help: "PCIe traffic of the GPU, mean over the last collection interval (NVML GPM).",
+    kind: Kind::Gauge,
+    labels: GPU_AND_DIRECTION,
+};
+pub const NVLINK_THROUGHPUT: MetricDesc = MetricDesc {
+    name: "slurm_gpu_nvlink_throughput_bytes_per_second",
+    help: "NVLink traffic of the GPU summed over its links, mean over the last collection interval (NVML GPM).",
+    kind: Kind::Gauge,
+    labels: GPU_AND_DIRECTION,
+};
+pub const PROCESSES: MetricDesc = MetricDesc {
+    name: "slurm_gpu_processes",
+    help: "Compute and graphics processes running on the GPU.",
+    kind: Kind::Gauge,
+    labels: GPU,
+};
+pub const XID_ERRORS: MetricDesc = MetricDesc {
+    name: "slurm_gpu_xid_errors_total",
+    help: "Critical XID errors seen since the agent started, by XID code (NVML event set).",
+    kind: Kind::Counter,
+    labels: GPU_AND_XID,
 };
 
-/// How often the worker retries loading NVML after a failure.
-const RELOAD_EVERY: Duration = Duration::from_secs(60);
+/// Every family of the GPU collector, in output order.
+pub const METRICS: &[&MetricDesc] = &[
+    &DRIVER_INFO,
+    &DEVICES,
+    &NUMBERING_INFO,
+    &UP,
+    &UTILIZATION,
+    &MEMORY_UTILIZATION,
+    &MEMORY_USED,
+    &MEMORY_TOTAL,
+    &POWER,
+    &ENERGY,
+    &TEMPERATURE,
+    &MEMORY_TEMPERATURE,
+    &SM_CLOCK,
+    &MEMORY_CLOCK,
+    &CLOCK_EVENT_ACTIVE,
+    &ECC_ERRORS,
+    &REMAPPED_ROWS,
+    &ROW_REMAP_PENDING,
+    &ROW_REMAP_FAILURE,
+    &PCIE_REPLAYS,
+    &NVLINK_ERRORS,
+    &MIG_MODE_ENABLED,
+    &PROFILING_SUPPORTED,
+    &SM_ACTIVE,
+    &SM_OCCUPANCY,
+    &TENSOR_ACTIVE,
+    &DRAM_ACTIVE,
+    &PIPE_ACTIVE,
+    &PCIE_THROUGHPUT,
+    &NVLINK_THROUGHPUT,
+    &PROCESSES,
+    &XID_ERRORS,
+];
 
-/// One reading of one GPU. `None`: not supported, or that call failed.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct GpuReading {
-    pub identity: GpuIdentity,
-    /// Slurm's index of this GPU on the node (the `gpu` label; see
-    /// [`crate::node::sources::gres_conf`]). NVML's until numbered.
-    pub slurm_index: u32,
-    pub up: bool,
-    /// Why the GPU is down.
-    pub error: Option<String>,
-    /// (GPU, memory) utilization, percent.
-    pub utilization: Option<(u32, u32)>,
-    /// (used, total) bytes.
-    pub memory: Option<(u64, u64)>,
-    pub power_mw: Option<u32>,
-    pub energy_mj: Option<u64>,
-    pub temperature_c: Option<u32>,
-    pub memory_temperature_c: Option<u32>,
-    pub sm_clock_mhz: Option<u32>,
-    pub memory_clock_mhz: Option<u32>,
-    pub clock_event_reasons: Option<u64>,
-    /// corrected volatile, corrected aggregate, uncorrected volatile, uncorrected aggregate.
-    pub ecc: [Option<u64>; 4],
-    pub remapped_rows: Option<RemappedRows>,
-    pub pcie_replays: Option<u64>,
-    pub nvlink: Option<NvlinkErrors>,
-    pub processes: Option<Vec<GpuProcess>>,
-    pub mig_enabled: Option<bool>,
-    /// `Some(false)`: no GPM on this GPU (before Hopper, old driver, MIG).
-    pub profiling_supported: Option<bool>,
-    /// GPM values over the last collection interval (absent on the first).
-    pub profiling: Option<Profiling>,
-    /// GPM refused for lack of permission (said once in the log).
-    pub profiling_denied: bool,
-}
+pub const NAME: &str = "gpu";
 
-/// One sample of all GPUs of the node.
-#[derive(Debug, Clone)]
-pub struct GpuSample {
-    /// `Err(reason)`: NVML missing, no GPU, or the worker did not answer.
-    pub status: Result<(), String>,
-    pub driver_version: Option<String>,
-    pub gpus: Vec<GpuReading>,
-    /// Cumulative XID counts: GPU index → XID → count.
-    pub xids: BTreeMap<u32, BTreeMap<u64, u64>>,
-    /// Time spent in NVML for this sample.
-    pub duration: Duration,
-    /// How the GPUs were numbered for Slurm: (order, where it was read).
-    pub numbering: Option<(&'static str, String)>,
-}
+/// The registry line of the GPU collector.
+pub const SPEC: CollectorSpec = CollectorSpec {
+    name: NAME,
+    flag: "collector.gpu",
+    env: "SLURM_GPU_EXPORTER_COLLECTOR_GPU",
+    help: "GPU collector (NVML)",
+    needs_gpu: true,
+    metrics: METRICS,
+    build: |_| Box::new(GpuCollector),
+};
 
-impl GpuSample {
-    /// Sets each GPU's `slurm_index` (the `gpu` label) by slurmd's order,
-    /// found at `source`.
-    pub fn number_for_slurm(&mut self, order: &GpuOrder, source: &str) {
-        self.numbering = Some((order.as_str(), source.to_string()));
-        let ids: Vec<(u32, Option<u32>)> = self
-            .gpus
-            .iter()
-            .map(|g| (g.identity.index, g.identity.minor))
-            .collect();
-        for (g, i) in self.gpus.iter_mut().zip(order.assign(&ids)) {
-            g.slurm_index = i;
-        }
+/// Emits the cycle's GPU sample; down when the sample is unavailable.
+#[derive(Debug, Default)]
+pub struct GpuCollector;
+
+impl Collector for GpuCollector {
+    fn name(&self) -> &'static str {
+        NAME
     }
 
-    pub fn unavailable(reason: impl Into<String>) -> Self {
-        GpuSample {
-            status: Err(reason.into()),
-            driver_version: None,
-            gpus: Vec::new(),
-            xids: BTreeMap::new(),
-            duration: Duration::ZERO,
-            numbering: None,
-        }
-    }
-}
-
-/// Keeps going on "not supported" and per-call errors; stops on a lost GPU
-/// or NVML itself going away.
-fn get<T>(r: Result<T, GpuError>, index: u32, what: &'static str) -> Result<Option<T>, GpuError> {
-    match r {
-        Ok(v) => Ok(Some(v)),
-        Err(e @ (GpuError::GpuLost | GpuError::Unavailable(_))) => Err(e),
-        Err(GpuError::NotSupported) => Ok(None),
-        Err(e) => {
-            tracing::debug!(gpu = index, what, error = %e, "NVML query failed");
-            Ok(None)
-        }
-    }
-}
-
-/// Reads one GPU. The identity is read once and cached by the caller.
-pub fn read_gpu(
-    b: &mut dyn GpuBackend,
-    index: u32,
-    identity: &mut Option<GpuIdentity>,
-) -> GpuReading {
-    let mut r = GpuReading {
-        identity: identity.clone().unwrap_or(GpuIdentity {
-            index,
-            ..Default::default()
-        }),
-        slurm_index: index,
-        ..Default::default()
-    };
-    let res = (|| -> Result<(), GpuError> {
-        if identity.is_none() {
-            let id = b.identity(index)?;
-            *identity = Some(id.clone());
-            r.identity = id;
-        }
-        r.utilization = get(b.utilization(index), index, "utilization")?;
-        r.memory = get(b.memory(index), index, "memory")?;
-        r.power_mw = get(b.power_mw(index), index, "power")?;
-        r.energy_mj = get(b.energy_mj(index), index, "energy")?;
-        r.temperature_c = get(b.temperature_c(index), index, "temperature")?;
-        r.memory_temperature_c = get(b.memory_temperature_c(index), index, "memory temperature")?;
-        r.sm_clock_mhz = get(b.sm_clock_mhz(index), index, "SM clock")?;
-        r.memory_clock_mhz = get(b.memory_clock_mhz(index), index, "memory clock")?;
-        r.clock_event_reasons = get(b.clock_event_reasons(index), index, "clock events")?;
-        for (i, (corrected, aggregate)) in
-            [(true, false), (true, true), (false, false), (false, true)]
-                .into_iter()
-                .enumerate()
-        {
-            r.ecc[i] = get(
-                b.ecc_errors(index, corrected, aggregate),
-                index,
-                "ECC errors",
-            )?;
-        }
-        r.remapped_rows = get(b.remapped_rows(index), index, "remapped rows")?;
-        r.pcie_replays = get(b.pcie_replays(index), index, "PCIe replays")?;
-        r.nvlink = get(b.nvlink_errors(index), index, "NVLink errors")?;
-        r.processes = get(b.processes(index), index, "processes")?;
-        r.mig_enabled = get(b.mig_enabled(index), index, "MIG mode")?;
-        match b.profiling(index) {
-            Ok(ProfilingRead::Ready(p)) => {
-                r.profiling_supported = Some(true);
-                r.profiling = Some(p);
-            }
-            Ok(ProfilingRead::Warming) => r.profiling_supported = Some(true),
-            Err(GpuError::NotSupported) => r.profiling_supported = Some(false),
-            Err(GpuError::NoPermission) => {
-                r.profiling_supported = Some(false);
-                r.profiling_denied = true;
-            }
-            Err(e @ (GpuError::GpuLost | GpuError::Unavailable(_))) => return Err(e),
-            Err(e) => tracing::debug!(gpu = index, error = %e, "GPM profiling read failed"),
-        }
-        Ok(())
-    })();
-    match res {
-        Ok(()) => r.up = true,
-        Err(e) => {
-            // Drop partial values: a down GPU reports only slurm_gpu_up.
-            r = GpuReading {
-                identity: r.identity,
-                slurm_index: index,
-                error: Some(e.to_string()),
-                ..Default::default()
-            };
-        }
-    }
-    r
-}
-
-/// State owned by the NVML worker thread.
-struct Worker {
-    factory: BackendFactory,
-    backend: Option<Box<dyn GpuBackend>>,
-    next_load: Instant,
-    /// Last reason NVML was unavailable (logged once per distinct reason).
-    unavailable: Option<String>,
-    identities: Vec<Option<GpuIdentity>>,
-    /// Per GPU, whether it was down in the last sample (logged on change).
-    down: Vec<bool>,
-    /// Per GPU, whether "no profiling" was logged.
-    no_profiling_logged: Vec<bool>,
-    xids: BTreeMap<u32, BTreeMap<u64, u64>>,
-    driver_version: Option<String>,
-}
-
-impl Worker {
-    fn ensure_backend(&mut self) -> Result<(), String> {
-        if self.backend.is_some() {
-            return Ok(());
-        }
-        let now = Instant::now();
-        if now < self.next_load {
-            return Err(self.unavailable.clone().unwrap_or_default());
-        }
-        match (self.factory)() {
-            Ok(mut b) => {
-                self.driver_version = b.driver_version().ok();
-                if self.unavailable.take().is_some() {
-                    tracing::info!("NVML loaded; GPU collector up");
-                }
-                self.backend = Some(b);
-                Ok(())
-            }
-            Err(e) => {
-                self.next_load = now + RELOAD_EVERY;
-                Err(self.note_unavailable(e.to_string()))
-            }
-        }
-    }
-
-    fn note_unavailable(&mut self, reason: String) -> String {
-        if self.unavailable.as_deref() != Some(reason.as_str()) {
-            tracing::warn!(reason = %reason, "no GPU metrics: GPU collector reports down; other collectors go on");
-        }
-        self.unavailable = Some(reason.clone());
-        reason
-    }
-
-    fn poll_events(&mut self) {
-        let Some(b) = self.backend.as_mut() else {
-            return;
+    fn collect(
+        &mut self,
+        inputs: &CycleInputs<'_>,
+        out: &mut MetricSet,
+    ) -> Result<(), CollectError> {
+        let Some(sample) = inputs.gpu else {
+            return Err(CollectError::Unavailable("no GPU sample".into()));
         };
-        for ev in b.poll_xid_events() {
-            tracing::warn!(gpu = ev.index, xid = ev.xid, "XID error");
-            *self
-                .xids
-                .entry(ev.index)
-                .or_default()
-                .entry(ev.xid)
-                .or_insert(0) += 1;
+        if sample.status.is_ok() {
+            emit(sample, inputs.node, out);
         }
+        sample.status.clone().map_err(CollectError::Unavailable)
     }
 
-    fn sample(&mut self) -> GpuSample {
-        let start = Instant::now();
-        if let Err(reason) = self.ensure_backend() {
-            return GpuSample::unavailable(reason);
-        }
-        self.poll_events();
-        let Some(b) = self.backend.as_mut() else {
-            return GpuSample::unavailable("NVML not loaded");
-        };
-        let count = match b.device_count() {
-            Ok(0) => return GpuSample::unavailable(self.note_unavailable("no GPU found".into())),
-            Ok(c) => c,
-            Err(e) => {
-                if matches!(e, GpuError::Unavailable(_)) {
-                    self.backend = None;
-                }
-                return GpuSample::unavailable(
-                    self.note_unavailable(format!("cannot count GPUs: {e}")),
-                );
-            }
-        };
-        if self.unavailable.take().is_some() {
-            tracing::info!(gpus = count, "GPUs found; GPU collector up");
-        }
-        self.identities.resize(count as usize, None);
-        self.down.resize(count as usize, false);
-        self.no_profiling_logged.resize(count as usize, false);
-        let mut gpus = Vec::with_capacity(count as usize);
-        for i in 0..count {
-            let r = read_gpu(b.as_mut(), i, &mut self.identities[i as usize]);
-            let was_down = std::mem::replace(&mut self.down[i as usize], !r.up);
-            match (&r.error, was_down) {
-                (Some(e), false) => {
-                    tracing::warn!(gpu = i, uuid = %r.identity.uuid, error = %e, "GPU down; the other GPUs keep reporting")
-                }
-                (None, true) => tracing::info!(gpu = i, uuid = %r.identity.uuid, "GPU up again"),
-                _ => {}
-            }
-            if r.profiling_supported == Some(false) && !self.no_profiling_logged[i as usize] {
-                self.no_profiling_logged[i as usize] = true;
-                let why = if r.profiling_denied {
-                    "NVML refused GPM: no permission (drivers that restrict profiling to admin users, NVreg_RestrictProfilingToAdminUsers=1, need the agent to hold CAP_SYS_ADMIN)"
-                } else if r.mig_enabled == Some(true) {
-                    "the GPU is in MIG mode (GPM per MIG instance is not collected)"
-                } else {
-                    "NVML GPM is not supported here (needs Hopper or newer and a driver with GPM)"
-                };
-                tracing::info!(gpu = i, uuid = %r.identity.uuid, model = %r.identity.model, why, "no GPU profiling series (SM activity, tensor, DRAM) for this GPU; utilization still reported");
-            }
-            gpus.push(r);
-        }
-        GpuSample {
-            status: Ok(()),
-            driver_version: self.driver_version.clone(),
-            gpus,
-            xids: self.xids.clone(),
-            duration: start.elapsed(),
-            numbering: None,
-        }
-    }
-}
-
-/// Handle on the NVML worker thread. Dropping it stops the thread (after
-/// any NVML call in progress returns).
-pub struct GpuWorker {
-    requests: Sender<u64>,
-    samples: Receiver<(u64, GpuSample)>,
-    seq: u64,
-}
-
-impl GpuWorker {
-    /// Starts the worker; `event_poll` is how often XID events are polled
-    /// between samples.
-    pub fn spawn(factory: BackendFactory, event_poll: Duration) -> std::io::Result<Self> {
-        let (req_tx, req_rx) = mpsc::channel::<u64>();
-        let (s_tx, s_rx) = mpsc::channel();
-        std::thread::Builder::new()
-            .name("nvml".into())
-            .spawn(move || {
-                let mut w = Worker {
-                    factory,
-                    backend: None,
-                    next_load: Instant::now(),
-                    unavailable: None,
-                    identities: Vec::new(),
-                    down: Vec::new(),
-                    no_profiling_logged: Vec::new(),
-                    xids: BTreeMap::new(),
-                    driver_version: None,
-                };
-                loop {
-                    match req_rx.recv_timeout(event_poll) {
-                        Ok(seq) => {
-                            let s = w.sample();
-                            if s_tx.send((seq, s)).is_err() {
-                                break;
-                            }
-                        }
-                        Err(RecvTimeoutError::Timeout) => w.poll_events(),
-                        Err(RecvTimeoutError::Disconnected) => break,
-                    }
-                }
-            })?;
-        Ok(GpuWorker {
-            requests: req_tx,
-            samples: s_rx,
-            seq: 0,
-        })
-    }
-
-    /// Asks for a sample; collect it with [`GpuWorker::wait`].
-    pub fn request(&mut self) {
-        self.seq += 1;
-        let _ = self.requests.send(self.seq);
-    }
-
-    /// Waits up to `timeout` for the sample last requested. A worker stuck
-    /// in NVML yields an unavailable sample; its late answer is discarded.
-    pub fn wait(&mut self, timeout: Duration) -> GpuSample {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.samples.recv_timeout(left) {
-                Ok((seq, s)) if seq == self.seq => return s,
-                Ok(_) => continue,
-                Err(RecvTimeoutError::Timeout) => {
-                    tracing::debug!(?timeout, "NVML worker did not answer in time");
-                    return GpuSample::unavailable(format!(
-                        "NVML did not answer within {timeout:?}"
-                    ));
-                }
-                Err(RecvTimeoutError::Disconnected) => {
-                    return GpuSample::unavailable("NVML worker stopped");
-                }
-            }
-        }
+    /// The time spent in NVML, not the (overlapped) wall time.
+    fn reported_duration(&self, inputs: &CycleInputs<'_>) -> Option<Duration> {
+        inputs.gpu.map(|s| s.duration)
     }
 }
 
@@ -407,180 +315,159 @@ fn gpu_labels(node: &str, g: &GpuReading) -> Labels {
     l
 }
 
+/// The per-GPU labels plus one more.
+fn gpu_labels_with(node: &str, g: &GpuReading, name: &'static str, value: &str) -> Labels {
+    let mut l = gpu_labels(node, g);
+    l.push((name, value.to_string()));
+    l
+}
+
+type Reading = fn(&GpuReading) -> Option<f64>;
+
+/// One value per GPU, in the order they are emitted between `slurm_gpu_up`
+/// and the clock events.
+const READINGS: [(&MetricDesc, Reading); 10] = [
+    (&UTILIZATION, |g| g.utilization.map(|u| u.0 as f64 / 100.0)),
+    (&MEMORY_UTILIZATION, |g| {
+        g.utilization.map(|u| u.1 as f64 / 100.0)
+    }),
+    (&MEMORY_USED, |g| g.memory.map(|m| m.0 as f64)),
+    (&MEMORY_TOTAL, |g| g.memory.map(|m| m.1 as f64)),
+    (&POWER, |g| g.power_mw.map(|p| p as f64 / 1000.0)),
+    (&ENERGY, |g| g.energy_mj.map(|e| e as f64 / 1000.0)),
+    (&TEMPERATURE, |g| g.temperature_c.map(f64::from)),
+    (&MEMORY_TEMPERATURE, |g| {
+        g.memory_temperature_c.map(f64::from)
+    }),
+    (&SM_CLOCK, |g| g.sm_clock_mhz.map(|c| c as f64 * 1e6)),
+    (&MEMORY_CLOCK, |g| {
+        g.memory_clock_mhz.map(|c| c as f64 * 1e6)
+    }),
+];
+
 /// Writes the GPU families of one sample.
 pub fn emit(sample: &GpuSample, node: &str, out: &mut MetricSet) {
+    emit_node(sample, node, out);
+    let up: Vec<&GpuReading> = sample.gpus.iter().filter(|g| g.up).collect();
+    for (d, f) in READINGS {
+        per_gpu(&up, node, d, f, out);
+    }
+    emit_clock_events(&up, node, out);
+    emit_ecc(&up, node, out);
+    emit_row_remapping(&up, node, out);
+    per_gpu(
+        &up,
+        node,
+        &PCIE_REPLAYS,
+        |g| g.pcie_replays.map(|v| v as f64),
+        out,
+    );
+    emit_nvlink_errors(&up, node, out);
+    emit_profiling(&up, node, out);
+    per_gpu(
+        &up,
+        node,
+        &PROCESSES,
+        |g| g.processes.as_ref().map(|p| p.len() as f64),
+        out,
+    );
+    emit_xids(sample, node, out);
+}
+
+/// One sample per up GPU where `f` has a value.
+fn per_gpu(up: &[&GpuReading], node: &str, d: &MetricDesc, f: Reading, out: &mut MetricSet) {
+    for g in up {
+        if let Some(v) = f(g) {
+            out.add(d, gpu_labels(node, g), v);
+        }
+    }
+}
+
+/// Driver, GPU count, numbering, and `slurm_gpu_up` of every GPU.
+fn emit_node(sample: &GpuSample, node: &str, out: &mut MetricSet) {
     if let Some(v) = &sample.driver_version {
         let mut l = node_labels(node);
         l.push(("driver_version", v.clone()));
-        out.info("slurm_gpu_driver_info", "NVIDIA driver version.", l);
+        out.add(&DRIVER_INFO, l, 1.0);
     }
-    out.gauge(
-        "slurm_gpu_devices",
-        "GPUs NVML reports on this node.",
-        node_labels(node),
-        sample.gpus.len() as f64,
-    );
+    out.add(&DEVICES, node_labels(node), sample.gpus.len() as f64);
     if let Some((order, source)) = &sample.numbering {
         let mut l = node_labels(node);
         l.push(("order", order.to_string()));
         l.push(("source", source.clone()));
-        out.info(
-            "slurm_gpu_numbering_info",
-            "How the gpu label numbers this node's GPUs: slurmd's order (nvml = PCI order as with AutoDetect=nvml, device_file = /dev/nvidiaN order, gres_conf = as gres.conf lists them) and where it was read.",
-            l,
-        );
+        out.add(&NUMBERING_INFO, l, 1.0);
     }
     for g in &sample.gpus {
-        out.gauge(
-            "slurm_gpu_up",
-            "1 if the GPU answered NVML queries in the last collection, 0 if it is lost (fallen off the bus) or failing.",
-            gpu_labels(node, g),
-            if g.up { 1.0 } else { 0.0 },
-        );
+        out.add(&UP, gpu_labels(node, g), if g.up { 1.0 } else { 0.0 });
     }
-    let up: Vec<&GpuReading> = sample.gpus.iter().filter(|g| g.up).collect();
-    let gauge = |out: &mut MetricSet, name, help, f: &dyn Fn(&GpuReading) -> Option<f64>| {
-        for g in &up {
-            if let Some(v) = f(g) {
-                out.gauge(name, help, gpu_labels(node, g), v);
-            }
-        }
-    };
-    gauge(
-        out,
-        "slurm_gpu_utilization_ratio",
-        "Fraction of the last sample period during which a kernel ran on the GPU.",
-        &|g| g.utilization.map(|u| u.0 as f64 / 100.0),
-    );
-    gauge(
-        out,
-        "slurm_gpu_memory_utilization_ratio",
-        "Fraction of the last sample period during which device memory was read or written.",
-        &|g| g.utilization.map(|u| u.1 as f64 / 100.0),
-    );
-    gauge(
-        out,
-        "slurm_gpu_memory_used_bytes",
-        "Framebuffer memory allocated.",
-        &|g| g.memory.map(|m| m.0 as f64),
-    );
-    gauge(
-        out,
-        "slurm_gpu_memory_total_bytes",
-        "Framebuffer memory installed.",
-        &|g| g.memory.map(|m| m.1 as f64),
-    );
-    gauge(out, "slurm_gpu_power_watts", "Power draw.", &|g| {
-        g.power_mw.map(|p| p as f64 / 1000.0)
-    });
-    for g in &up {
-        if let Some(e) = g.energy_mj {
-            out.counter(
-                "slurm_gpu_energy_joules_total",
-                "Energy consumed since the driver was loaded.",
-                gpu_labels(node, g),
-                e as f64 / 1000.0,
-            );
-        }
-    }
-    gauge(
-        out,
-        "slurm_gpu_temperature_celsius",
-        "GPU die temperature.",
-        &|g| g.temperature_c.map(f64::from),
-    );
-    gauge(
-        out,
-        "slurm_gpu_memory_temperature_celsius",
-        "HBM memory temperature.",
-        &|g| g.memory_temperature_c.map(f64::from),
-    );
-    gauge(out, "slurm_gpu_sm_clock_hertz", "Current SM clock.", &|g| {
-        g.sm_clock_mhz.map(|c| c as f64 * 1e6)
-    });
-    gauge(
-        out,
-        "slurm_gpu_memory_clock_hertz",
-        "Current memory clock.",
-        &|g| g.memory_clock_mhz.map(|c| c as f64 * 1e6),
-    );
-    for g in &up {
+}
+
+fn emit_clock_events(up: &[&GpuReading], node: &str, out: &mut MetricSet) {
+    for g in up {
         let Some(bits) = g.clock_event_reasons else {
             continue;
         };
         for (bit, reason) in CLOCK_EVENT_REASONS {
-            let mut l = gpu_labels(node, g);
-            l.push(("reason", reason.to_string()));
-            out.gauge(
-                "slurm_gpu_clock_event_active",
-                "1 if this clock-event (throttle) reason currently holds the GPU clocks down.",
+            let l = gpu_labels_with(node, g, "reason", reason);
+            out.add(
+                &CLOCK_EVENT_ACTIVE,
                 l,
                 if bits & bit != 0 { 1.0 } else { 0.0 },
             );
         }
     }
-    for g in &up {
-        for (i, (error_type, counter)) in [
-            ("corrected", "volatile"),
-            ("corrected", "aggregate"),
-            ("uncorrected", "volatile"),
-            ("uncorrected", "aggregate"),
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            if let Some(v) = g.ecc[i] {
-                let mut l = gpu_labels(node, g);
-                l.push(("error_type", error_type.to_string()));
+}
+
+fn emit_ecc(up: &[&GpuReading], node: &str, out: &mut MetricSet) {
+    const KINDS: [(&str, &str); 4] = [
+        ("corrected", "volatile"),
+        ("corrected", "aggregate"),
+        ("uncorrected", "volatile"),
+        ("uncorrected", "aggregate"),
+    ];
+    for g in up {
+        for ((error_type, counter), v) in KINDS.into_iter().zip(g.ecc) {
+            if let Some(v) = v {
+                let mut l = gpu_labels_with(node, g, "error_type", error_type);
                 l.push(("counter", counter.to_string()));
-                out.counter(
-                    "slurm_gpu_ecc_errors_total",
-                    "ECC errors; counter=volatile since driver load, aggregate over the GPU's life.",
-                    l,
-                    v as f64,
-                );
+                out.add(&ECC_ERRORS, l, v as f64);
             }
         }
     }
-    for g in &up {
+}
+
+fn emit_row_remapping(up: &[&GpuReading], node: &str, out: &mut MetricSet) {
+    for g in up {
         let Some(rr) = g.remapped_rows else { continue };
         for (cause, v) in [
             ("correctable", rr.correctable),
             ("uncorrectable", rr.uncorrectable),
         ] {
-            let mut l = gpu_labels(node, g);
-            l.push(("cause", cause.to_string()));
-            out.gauge(
-                "slurm_gpu_remapped_rows",
-                "Memory rows remapped, by the error cause.",
-                l,
+            out.add(
+                &REMAPPED_ROWS,
+                gpu_labels_with(node, g, "cause", cause),
                 v as f64,
             );
         }
     }
-    gauge(
+    per_gpu(
+        up,
+        node,
+        &ROW_REMAP_PENDING,
+        |g| g.remapped_rows.map(|r| r.pending as u8 as f64),
         out,
-        "slurm_gpu_row_remap_pending",
-        "1 if a row remapping is pending (GPU reset needed).",
-        &|g| g.remapped_rows.map(|r| r.pending as u8 as f64),
     );
-    gauge(
+    per_gpu(
+        up,
+        node,
+        &ROW_REMAP_FAILURE,
+        |g| g.remapped_rows.map(|r| r.failure as u8 as f64),
         out,
-        "slurm_gpu_row_remap_failure",
-        "1 if a row remapping failed (GPU needs service).",
-        &|g| g.remapped_rows.map(|r| r.failure as u8 as f64),
     );
-    for g in &up {
-        if let Some(v) = g.pcie_replays {
-            out.counter(
-                "slurm_gpu_pcie_replays_total",
-                "PCIe replay counter.",
-                gpu_labels(node, g),
-                v as f64,
-            );
-        }
-    }
-    for g in &up {
+}
+
+fn emit_nvlink_errors(up: &[&GpuReading], node: &str, out: &mut MetricSet) {
+    for g in up {
         let Some(n) = g.nvlink else { continue };
         for (kind, v) in [
             ("replay", n.replay),
@@ -589,42 +476,12 @@ pub fn emit(sample: &GpuSample, node: &str, out: &mut MetricSet) {
             ("crc_data", n.crc_data),
         ] {
             if let Some(v) = v {
-                let mut l = gpu_labels(node, g);
-                l.push(("counter", kind.to_string()));
-                out.counter(
-                    "slurm_gpu_nvlink_errors_total",
-                    "NVLink errors summed over the GPU's links, by counter.",
-                    l,
+                out.add(
+                    &NVLINK_ERRORS,
+                    gpu_labels_with(node, g, "counter", kind),
                     v as f64,
                 );
             }
-        }
-    }
-    emit_profiling(&up, node, out);
-    gauge(
-        out,
-        "slurm_gpu_processes",
-        "Compute and graphics processes running on the GPU.",
-        &|g| g.processes.as_ref().map(|p| p.len() as f64),
-    );
-    out.family(
-        "slurm_gpu_xid_errors_total",
-        "Critical XID errors seen since the agent started, by XID code (NVML event set).",
-        crate::exposition::Kind::Counter,
-    );
-    for g in &sample.gpus {
-        let Some(counts) = sample.xids.get(&g.identity.index) else {
-            continue;
-        };
-        for (xid, n) in counts {
-            let mut l = gpu_labels(node, g);
-            l.push(("xid", xid.to_string()));
-            out.counter(
-                "slurm_gpu_xid_errors_total",
-                "Critical XID errors seen since the agent started, by XID code (NVML event set).",
-                l,
-                *n as f64,
-            );
         }
     }
 }
@@ -633,33 +490,23 @@ pub fn emit(sample: &GpuSample, node: &str, out: &mut MetricSet) {
 fn emit_profiling(up: &[&GpuReading], node: &str, out: &mut MetricSet) {
     for g in up {
         if let Some(m) = g.mig_enabled {
-            out.gauge(
-                "slurm_gpu_mig_mode_enabled",
-                "1 if the GPU is partitioned into MIG instances (jobs are then attributed per physical GPU only; no profiling series).",
-                gpu_labels(node, g),
-                m as u8 as f64,
-            );
+            out.add(&MIG_MODE_ENABLED, gpu_labels(node, g), m as u8 as f64);
         }
         if let Some(s) = g.profiling_supported {
-            out.gauge(
-                "slurm_gpu_profiling_supported",
-                "1 if NVML GPM profiling (SM activity, occupancy, tensor, DRAM) works on this GPU; 0 before Hopper, without driver support, or in MIG mode.",
-                gpu_labels(node, g),
-                s as u8 as f64,
-            );
+            out.add(&PROFILING_SUPPORTED, gpu_labels(node, g), s as u8 as f64);
         }
     }
     type Get = fn(&Profiling) -> Option<f64>;
-    let ratios: [(&'static str, &'static str, Get); 4] = [
-        ("slurm_gpu_sm_active_ratio", "Fraction of time the SMs had at least one warp assigned, averaged over SMs, over the last collection interval (NVML GPM; DCGM's SM_ACTIVE).", |p| p.sm_active),
-        ("slurm_gpu_sm_occupancy_ratio", "Warps resident on the SMs relative to their maximum, over the last collection interval (NVML GPM; DCGM's SM_OCCUPANCY).", |p| p.sm_occupancy),
-        ("slurm_gpu_tensor_active_ratio", "Fraction of time any tensor pipe was active, over the last collection interval (NVML GPM; DCGM's PIPE_TENSOR_ACTIVE).", |p| p.tensor_active),
-        ("slurm_gpu_dram_active_ratio", "Device memory bandwidth used relative to its peak, over the last collection interval (NVML GPM; DCGM's DRAM_ACTIVE).", |p| p.dram_active),
+    let ratios: [(&MetricDesc, Get); 4] = [
+        (&SM_ACTIVE, |p| p.sm_active),
+        (&SM_OCCUPANCY, |p| p.sm_occupancy),
+        (&TENSOR_ACTIVE, |p| p.tensor_active),
+        (&DRAM_ACTIVE, |p| p.dram_active),
     ];
-    for (name, help, f) in ratios {
+    for (d, f) in ratios {
         for g in up {
             if let Some(v) = g.profiling.as_ref().and_then(f) {
-                out.gauge(name, help, gpu_labels(node, g), v);
+                out.add(d, gpu_labels(node, g), v);
             }
         }
     }
@@ -667,30 +514,42 @@ fn emit_profiling(up: &[&GpuReading], node: &str, out: &mut MetricSet) {
         let Some(p) = &g.profiling else { continue };
         for (pipe, v) in PIPES.iter().zip(p.pipes) {
             let Some(v) = v else { continue };
-            let mut l = gpu_labels(node, g);
-            l.push(("pipe", pipe.to_string()));
-            out.gauge(
-                "slurm_gpu_pipe_active_ratio",
-                "Fraction of time the SMs issued work to this pipe, over the last collection interval (NVML GPM).",
-                l,
-                v,
-            );
+            out.add(&PIPE_ACTIVE, gpu_labels_with(node, g, "pipe", pipe), v);
         }
     }
     type Bytes = fn(&Profiling) -> [Option<f64>; 2];
-    let links: [(&'static str, &'static str, Bytes); 2] = [
-        ("slurm_gpu_pcie_throughput_bytes_per_second", "PCIe traffic of the GPU, mean over the last collection interval (NVML GPM).", |p| [p.pcie_tx_bytes_per_second, p.pcie_rx_bytes_per_second]),
-        ("slurm_gpu_nvlink_throughput_bytes_per_second", "NVLink traffic of the GPU summed over its links, mean over the last collection interval (NVML GPM).", |p| [p.nvlink_tx_bytes_per_second, p.nvlink_rx_bytes_per_second]),
+    let links: [(&MetricDesc, Bytes); 2] = [
+        (&PCIE_THROUGHPUT, |p| {
+            [p.pcie_tx_bytes_per_second, p.pcie_rx_bytes_per_second]
+        }),
+        (&NVLINK_THROUGHPUT, |p| {
+            [p.nvlink_tx_bytes_per_second, p.nvlink_rx_bytes_per_second]
+        }),
     ];
-    for (name, help, f) in links {
+    for (d, f) in links {
         for g in up {
             let Some(p) = &g.profiling else { continue };
             for (direction, v) in ["tx", "rx"].into_iter().zip(f(p)) {
                 let Some(v) = v else { continue };
-                let mut l = gpu_labels(node, g);
-                l.push(("direction", direction.to_string()));
-                out.gauge(name, help, l, v);
+                out.add(d, gpu_labels_with(node, g, "direction", direction), v);
             }
+        }
+    }
+}
+
+/// XID counts of every GPU, up or not (declared even when none was seen).
+fn emit_xids(sample: &GpuSample, node: &str, out: &mut MetricSet) {
+    out.declare(&XID_ERRORS);
+    for g in &sample.gpus {
+        let Some(counts) = sample.xids.get(&g.identity.index) else {
+            continue;
+        };
+        for (xid, n) in counts {
+            out.add(
+                &XID_ERRORS,
+                gpu_labels_with(node, g, "xid", &xid.to_string()),
+                *n as f64,
+            );
         }
     }
 }
@@ -699,6 +558,7 @@ fn emit_profiling(up: &[&GpuReading], node: &str, out: &mut MetricSet) {
 mod tests {
     use super::*;
     use crate::node::sources::fake::FakeNvml;
+    use crate::node::sources::gpu_sample::GpuWorker;
 
     #[test]
     fn lost_gpu_mid_run_is_down_with_its_identity_others_keep_reporting() {
@@ -739,23 +599,6 @@ mod tests {
         fake.set_lost(3, false);
         w.request();
         assert!(w.wait(Duration::from_secs(5)).gpus[3].up);
-    }
-
-    #[test]
-    fn unsupported_values_are_omitted_not_fatal() {
-        let fake = FakeNvml::h100x8();
-        {
-            let mut f = fake.lock();
-            f.gpus[0].nvlink = None;
-            f.gpus[0].memory_temperature_c = None;
-            f.gpus[0].remapped_rows = None;
-        }
-        let mut ident = None;
-        let r = read_gpu(&mut fake.backend(), 0, &mut ident);
-        assert!(r.up);
-        assert_eq!(r.nvlink, None);
-        assert!(r.memory.is_some());
-        assert_eq!(ident.unwrap().index, 0);
     }
 
     /// GPM present on H100s, absent on a GPU in MIG mode and on an A100: the
@@ -826,29 +669,5 @@ mod tests {
         ] {
             assert!(!text.contains(family), "{family} emitted without GPM");
         }
-    }
-
-    #[test]
-    fn no_nvml_reports_unavailable_and_retries_quietly() {
-        let fake = FakeNvml::h100x8();
-        fake.set_unavailable(Some("libnvidia-ml.so.1: cannot open shared object file"));
-        let mut w = GpuWorker::spawn(fake.factory(), Duration::from_millis(5)).unwrap();
-        for _ in 0..3 {
-            w.request();
-            let s = w.wait(Duration::from_secs(5));
-            assert!(s.status.unwrap_err().contains("libnvidia-ml"));
-        }
-        assert_eq!(fake.lock().loads, 0);
-    }
-
-    #[test]
-    fn zero_gpus_is_unavailable() {
-        let fake = FakeNvml::node("none", 0, 0);
-        let mut w = GpuWorker::spawn(fake.factory(), Duration::from_millis(5)).unwrap();
-        w.request();
-        assert_eq!(
-            w.wait(Duration::from_secs(5)).status,
-            Err("no GPU found".into())
-        );
     }
 }

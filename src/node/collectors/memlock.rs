@@ -8,10 +8,84 @@
 
 use std::collections::BTreeMap;
 
-use super::{node_labels, CollectError};
-use crate::exposition::{Kind, Labels, MetricSet};
+use super::{node_labels, CollectError, Collector, CollectorSpec, CycleInputs};
+use crate::exposition::{Kind, Labels, MetricDesc, MetricSet};
 use crate::node::sources::fs::is_gone;
-use crate::node::sources::procfs::{JobResolver, Limit, ProcFs, ProcessEntry};
+use crate::node::sources::procfs::Limit;
+
+const JOB: &[&str] = &["node", "job_id"];
+
+pub const JOB_SOFT_LIMIT: MetricDesc = MetricDesc {
+    name: "slurm_job_memlock_soft_limit_bytes",
+    help: "Lowest soft RLIMIT_MEMLOCK over the job's processes on this node; +Inf when all are unlimited.",
+    kind: Kind::Gauge,
+    labels: JOB,
+};
+
+pub const JOB_HARD_LIMIT: MetricDesc = MetricDesc {
+    name: "slurm_job_memlock_hard_limit_bytes",
+    help: "Lowest hard RLIMIT_MEMLOCK over the job's processes on this node; +Inf when all are unlimited.",
+    kind: Kind::Gauge,
+    labels: JOB,
+};
+
+pub const JOB_LIMITED_PROCESSES: MetricDesc = MetricDesc {
+    name: "slurm_job_memlock_limited_processes",
+    help: "Processes of the job whose soft RLIMIT_MEMLOCK is not unlimited (EFA needs unlimited).",
+    kind: Kind::Gauge,
+    labels: JOB,
+};
+
+pub const JOB_PROCESSES: MetricDesc = MetricDesc {
+    name: "slurm_job_processes",
+    help: "Processes of the job on this node (slurmstepd excluded) whose limits were read.",
+    kind: Kind::Gauge,
+    labels: JOB,
+};
+
+pub const SLURMD_PROCESSES: MetricDesc = MetricDesc {
+    name: "slurm_slurmd_processes",
+    help: "slurmd processes visible in the agent's /proc (0: slurmd not running, or no host PID namespace).",
+    kind: Kind::Gauge,
+    labels: &["node"],
+};
+
+pub const SLURMD_SOFT_LIMIT: MetricDesc = MetricDesc {
+    name: "slurm_slurmd_memlock_soft_limit_bytes",
+    help: "slurmd's soft RLIMIT_MEMLOCK (+Inf: unlimited); jobs inherit it unless limits are propagated.",
+    kind: Kind::Gauge,
+    labels: &["node"],
+};
+
+pub const SLURMD_HARD_LIMIT: MetricDesc = MetricDesc {
+    name: "slurm_slurmd_memlock_hard_limit_bytes",
+    help: "slurmd's hard RLIMIT_MEMLOCK (+Inf: unlimited).",
+    kind: Kind::Gauge,
+    labels: &["node"],
+};
+
+pub const METRICS: &[&MetricDesc] = &[
+    &JOB_SOFT_LIMIT,
+    &JOB_HARD_LIMIT,
+    &JOB_LIMITED_PROCESSES,
+    &JOB_PROCESSES,
+    &SLURMD_PROCESSES,
+    &SLURMD_SOFT_LIMIT,
+    &SLURMD_HARD_LIMIT,
+];
+
+pub const NAME: &str = "memlock";
+
+/// The registry line of the memlock collector.
+pub const SPEC: CollectorSpec = CollectorSpec {
+    name: NAME,
+    flag: "collector.memlock",
+    env: "SLURM_GPU_EXPORTER_COLLECTOR_MEMLOCK",
+    help: "memlock collector (/proc/<pid>/limits of job processes and slurmd)",
+    needs_gpu: false,
+    metrics: METRICS,
+    build: |_| Box::new(MemlockCollector),
+};
 
 #[derive(Debug, Default)]
 pub struct MemlockCollector;
@@ -24,24 +98,26 @@ struct JobLimits {
     limited: u64,
 }
 
-impl MemlockCollector {
-    /// Scans `/proc` and reports; returns the process table for the jobs
-    /// collector.
-    pub fn collect(
+impl Collector for MemlockCollector {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn collect(
         &mut self,
-        procfs: &ProcFs,
-        resolver: &mut JobResolver,
-        node: &str,
+        inputs: &CycleInputs<'_>,
         out: &mut MetricSet,
-    ) -> Result<Vec<ProcessEntry>, CollectError> {
-        let procs = procfs.scan().map_err(|e| CollectError::Io {
+    ) -> Result<(), CollectError> {
+        let (procfs, node) = (inputs.procfs, inputs.node);
+        let procs = inputs.processes.get().map_err(|e| CollectError::Io {
             path: procfs.root().display().to_string(),
-            source: e,
+            source: std::io::Error::new(e.kind(), e.to_string()),
         })?;
+        let mut resolver = inputs.resolver.borrow_mut();
         let mut jobs: BTreeMap<String, JobLimits> = BTreeMap::new();
         let mut slurmd: Option<(Limit, Limit)> = None;
         let mut slurmd_procs = 0u64;
-        for p in &procs {
+        for p in procs {
             let comm = p.comm.as_deref().unwrap_or("");
             let is_slurmd = comm == "slurmd";
             let job = match &p.job {
@@ -92,54 +168,23 @@ impl MemlockCollector {
             l
         };
         type Field = fn(&JobLimits) -> f64;
-        let per_job: [(&'static str, &'static str, Field); 4] = [
-            (
-                "slurm_job_memlock_soft_limit_bytes",
-                "Lowest soft RLIMIT_MEMLOCK over the job's processes on this node; +Inf when all are unlimited.",
-                |j| j.soft.as_f64(),
-            ),
-            (
-                "slurm_job_memlock_hard_limit_bytes",
-                "Lowest hard RLIMIT_MEMLOCK over the job's processes on this node; +Inf when all are unlimited.",
-                |j| j.hard.as_f64(),
-            ),
-            (
-                "slurm_job_memlock_limited_processes",
-                "Processes of the job whose soft RLIMIT_MEMLOCK is not unlimited (EFA needs unlimited).",
-                |j| j.limited as f64,
-            ),
-            (
-                "slurm_job_processes",
-                "Processes of the job on this node (slurmstepd excluded) whose limits were read.",
-                |j| j.processes as f64,
-            ),
+        let per_job: [(&MetricDesc, Field); 4] = [
+            (&JOB_SOFT_LIMIT, |j| j.soft.as_f64()),
+            (&JOB_HARD_LIMIT, |j| j.hard.as_f64()),
+            (&JOB_LIMITED_PROCESSES, |j| j.limited as f64),
+            (&JOB_PROCESSES, |j| j.processes as f64),
         ];
-        for (name, help, field) in per_job {
-            out.family(name, help, Kind::Gauge);
+        for (d, field) in per_job {
+            out.declare(d);
             for (id, j) in &jobs {
-                out.gauge(name, help, job_labels(id), field(j));
+                out.add(d, job_labels(id), field(j));
             }
         }
-        out.gauge(
-            "slurm_slurmd_processes",
-            "slurmd processes visible in the agent's /proc (0: slurmd not running, or no host PID namespace).",
-            node_labels(node),
-            slurmd_procs as f64,
-        );
+        out.add(&SLURMD_PROCESSES, node_labels(node), slurmd_procs as f64);
         if let Some((soft, hard)) = slurmd {
-            out.gauge(
-                "slurm_slurmd_memlock_soft_limit_bytes",
-                "slurmd's soft RLIMIT_MEMLOCK (+Inf: unlimited); jobs inherit it unless limits are propagated.",
-                node_labels(node),
-                soft.as_f64(),
-            );
-            out.gauge(
-                "slurm_slurmd_memlock_hard_limit_bytes",
-                "slurmd's hard RLIMIT_MEMLOCK (+Inf: unlimited).",
-                node_labels(node),
-                hard.as_f64(),
-            );
+            out.add(&SLURMD_SOFT_LIMIT, node_labels(node), soft.as_f64());
+            out.add(&SLURMD_HARD_LIMIT, node_labels(node), hard.as_f64());
         }
-        Ok(procs)
+        Ok(())
     }
 }

@@ -1,12 +1,38 @@
-//! Node collectors, one per file. Each fills its own [`MetricSet`]; the
-//! agent times it and reports `slurm_node_collector_*` for it.
+//! Node collectors, one per file, behind one contract ([`Collector`]) and
+//! one list ([`REGISTRY`]).
+//!
+//! Each collection cycle the agent gathers the shared inputs once
+//! ([`CycleInputs`]: the GPU sample from the NVML worker, one `/proc`
+//! snapshot) and runs every enabled collector over them into its own
+//! [`MetricSet`]; it times each and reports `slurm_node_collector_*` for it.
+//! The registry drives the collector names, their `--collector.<name>`
+//! flags and environment variables, and the output order.
+//!
+//! Adding a collector: a new file with a type implementing [`Collector`],
+//! its families as constant [`MetricDesc`]s and a `SPEC`, then one line in
+//! [`REGISTRY`] (and its families in docs/metrics.md, which
+//! `tests/metric_docs.rs` checks).
 
 pub mod efa;
 pub mod gpu;
-pub mod jobs;
+pub mod gpu_jobs;
 pub mod memlock;
 
-use crate::exposition::Labels;
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use clap::{Arg, ArgAction, ArgMatches, Args, FromArgMatches};
+
+use crate::exposition::{Kind, Labels, MetricDesc, MetricSet};
+use crate::node::sources::gpu_sample::GpuSample;
+use crate::node::sources::processes::ProcessSnapshot;
+use crate::node::sources::procfs::{JobResolver, ProcFs};
+use crate::node::sources::sysfs::SysFs;
+use crate::node::AgentConfig;
+
+/// Every node collector, in output order (self-metrics and families).
+pub const REGISTRY: &[CollectorSpec] = &[gpu::SPEC, gpu_jobs::SPEC, efa::SPEC, memlock::SPEC];
 
 /// Why a collector failed; it is reported down and the agent goes on.
 #[derive(Debug, thiserror::Error)]
@@ -21,7 +47,193 @@ pub enum CollectError {
     Unavailable(String),
 }
 
+/// What one collection cycle shares between the collectors.
+pub struct CycleInputs<'a> {
+    /// The `node` label.
+    pub node: &'a str,
+    /// This cycle's NVML sample; `None` for collectors that do not declare
+    /// `needs_gpu` (they run while NVML is still working).
+    pub gpu: Option<&'a GpuSample>,
+    /// The `/proc` process table, scanned once per cycle on first use.
+    pub processes: &'a ProcessSnapshot<'a>,
+    pub procfs: &'a ProcFs,
+    pub sysfs: &'a SysFs,
+    /// PID → job id resolution, cached across the cycle's collectors.
+    pub resolver: &'a RefCell<JobResolver>,
+}
+
+/// A node collector.
+pub trait Collector: Send {
+    fn name(&self) -> &'static str;
+
+    /// Adds this cycle's families to `out`; an error reports the collector
+    /// down (what it added is still published).
+    fn collect(
+        &mut self,
+        inputs: &CycleInputs<'_>,
+        out: &mut MetricSet,
+    ) -> Result<(), CollectError>;
+
+    /// The duration to report instead of the wall time of `collect`.
+    fn reported_duration(&self, _inputs: &CycleInputs<'_>) -> Option<Duration> {
+        None
+    }
+}
+
+/// A registry line: how a collector is named, switched and built.
+pub struct CollectorSpec {
+    /// The `collector` label of its self-metrics.
+    pub name: &'static str,
+    /// `collector.<name>` (a test checks the spelling).
+    pub flag: &'static str,
+    /// `SLURM_GPU_EXPORTER_COLLECTOR_<NAME>`.
+    pub env: &'static str,
+    /// The flag's help.
+    pub help: &'static str,
+    /// Reads [`CycleInputs::gpu`]: the NVML worker runs while one is enabled.
+    pub needs_gpu: bool,
+    /// The families it emits.
+    pub metrics: &'static [&'static MetricDesc],
+    pub build: fn(&AgentConfig) -> Box<dyn Collector>,
+}
+
+/// Which collectors are on: `--collector.<name>=<bool>` for every
+/// registry entry (default true).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CollectorSelection(BTreeMap<&'static str, bool>);
+
+impl CollectorSelection {
+    /// Every collector on.
+    pub fn all() -> Self {
+        CollectorSelection(REGISTRY.iter().map(|s| (s.name, true)).collect())
+    }
+
+    /// The same with `names` off.
+    pub fn without(mut self, names: &[&str]) -> Self {
+        for (n, on) in self.0.iter_mut() {
+            if names.contains(n) {
+                *on = false;
+            }
+        }
+        self
+    }
+
+    pub fn enabled(&self, name: &str) -> bool {
+        self.0.get(name).copied().unwrap_or(false)
+    }
+}
+
+impl Default for CollectorSelection {
+    fn default() -> Self {
+        Self::all()
+    }
+}
+
+impl FromArgMatches for CollectorSelection {
+    fn from_arg_matches(m: &ArgMatches) -> Result<Self, clap::Error> {
+        let mut sel = Self::all();
+        sel.update_from_arg_matches(m)?;
+        Ok(sel)
+    }
+
+    fn update_from_arg_matches(&mut self, m: &ArgMatches) -> Result<(), clap::Error> {
+        for s in REGISTRY {
+            if let Some(on) = m.get_one::<bool>(s.flag) {
+                self.0.insert(s.name, *on);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Args for CollectorSelection {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        REGISTRY.iter().fold(cmd, |cmd, s| {
+            cmd.arg(
+                Arg::new(s.flag)
+                    .long(s.flag)
+                    .env(s.env)
+                    .help(s.help)
+                    .value_name(s.env.trim_start_matches("SLURM_GPU_EXPORTER_"))
+                    .action(ArgAction::Set)
+                    .value_parser(clap::value_parser!(bool))
+                    .default_value("true"),
+            )
+        })
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
+}
+
+/// The agent's own families, per collector.
+pub const COLLECTOR_UP: MetricDesc = MetricDesc {
+    name: "slurm_node_collector_up",
+    help: "1 if the collector's last run succeeded.",
+    kind: Kind::Gauge,
+    labels: &["node", "collector"],
+};
+
+pub const COLLECTOR_DURATION: MetricDesc = MetricDesc {
+    name: "slurm_node_collector_duration_seconds",
+    help: "Duration of the collector's last run (for gpu: time spent in NVML).",
+    kind: Kind::Gauge,
+    labels: &["node", "collector"],
+};
+
+pub const COLLECTOR_LAST_SUCCESS: MetricDesc = MetricDesc {
+    name: "slurm_node_collector_last_success_timestamp_seconds",
+    help: "Unix time of the collector's last successful run.",
+    kind: Kind::Gauge,
+    labels: &["node", "collector"],
+};
+
+pub const SELF_METRICS: &[&MetricDesc] =
+    &[&COLLECTOR_UP, &COLLECTOR_DURATION, &COLLECTOR_LAST_SUCCESS];
+
+/// Every family the node agent declares: its self-metrics, then each
+/// collector's.
+pub fn all_metrics() -> impl Iterator<Item = &'static MetricDesc> {
+    SELF_METRICS
+        .iter()
+        .copied()
+        .chain(REGISTRY.iter().flat_map(|s| s.metrics.iter().copied()))
+}
+
 /// The `node` label, first on every series.
 pub(crate) fn node_labels(node: &str) -> Labels {
     vec![("node", node.to_string())]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_names_flags_and_env_vars_agree() {
+        let mut names = std::collections::BTreeSet::new();
+        for s in REGISTRY {
+            assert!(names.insert(s.name), "{} twice", s.name);
+            assert_eq!(s.flag, format!("collector.{}", s.name));
+            assert_eq!(
+                s.env,
+                format!("SLURM_GPU_EXPORTER_COLLECTOR_{}", s.name.to_uppercase())
+            );
+            let c = (s.build)(&AgentConfig::new("n", "/proc", "/sys"));
+            assert_eq!(c.name(), s.name);
+        }
+        assert_eq!(
+            REGISTRY.iter().map(|s| s.name).collect::<Vec<_>>(),
+            ["gpu", "jobs", "efa", "memlock"]
+        );
+    }
+
+    #[test]
+    fn selection_defaults_on_and_switches_off() {
+        let sel = CollectorSelection::all().without(&["gpu", "jobs"]);
+        assert!(!sel.enabled("gpu") && !sel.enabled("jobs"));
+        assert!(sel.enabled("efa") && sel.enabled("memlock"));
+        assert!(!sel.enabled("nonexistent"));
+    }
 }

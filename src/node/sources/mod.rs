@@ -4,8 +4,10 @@
 pub mod cgroup;
 pub mod fake;
 pub mod fs;
+pub mod gpu_sample;
 pub mod gres_conf;
 pub mod nvml;
+pub mod processes;
 pub mod procfs;
 pub mod slurmd;
 pub mod sysfs;

@@ -9,9 +9,71 @@ use std::sync::Arc;
 
 use crate::cluster::jobtable::{Assoc, CompactJob, GpuSel, Interner};
 use crate::cluster::usage::UsageRow;
-use crate::exposition::MetricSet;
+use crate::exposition::{Kind, MetricDesc, MetricSet};
 use crate::model::{Job, JobState};
 use crate::slurmrestd::JobSink;
+
+pub const CLUSTER_JOBS: MetricDesc = MetricDesc {
+    name: "slurm_cluster_jobs",
+    help: "Jobs by base state, partition and account; array tasks counted individually, as `squeue -r` counts them.",
+    kind: Kind::Gauge,
+    labels: &["state", "partition", "account"],
+};
+
+pub const CLUSTER_USER_JOBS: MetricDesc = MetricDesc {
+    name: "slurm_cluster_user_jobs",
+    help: "Jobs by base state, partition, account and user (--collector.jobs.per-user).",
+    kind: Kind::Gauge,
+    labels: &["state", "partition", "account", "user"],
+};
+
+pub const CLUSTER_JOBS_PENDING: MetricDesc = MetricDesc {
+    name: "slurm_cluster_jobs_pending",
+    help: "Pending jobs by partition, account and pending reason (Resources, Priority, JobHeldUser, ...).",
+    kind: Kind::Gauge,
+    labels: &["partition", "account", "reason"],
+};
+
+pub const CLUSTER_JOBS_ALLOCATED_CPUS: MetricDesc = MetricDesc {
+    name: "slurm_cluster_jobs_allocated_cpus",
+    help:
+        "CPUs allocated to running, suspended and completing jobs, from the job's allocated TRES.",
+    kind: Kind::Gauge,
+    labels: &["partition", "account", "user"],
+};
+
+pub const CLUSTER_JOBS_ALLOCATED_MEMORY_BYTES: MetricDesc = MetricDesc {
+    name: "slurm_cluster_jobs_allocated_memory_bytes",
+    help:
+        "Memory allocated to running, suspended and completing jobs, from the job's allocated TRES.",
+    kind: Kind::Gauge,
+    labels: &["partition", "account", "user"],
+};
+
+pub const CLUSTER_JOBS_ALLOCATED_GPUS: MetricDesc = MetricDesc {
+    name: "slurm_cluster_jobs_allocated_gpus",
+    help: "GPUs (gres/gpu) allocated to running, suspended and completing jobs, from the job's allocated TRES; counts --gres=gpu:N, --gpus=N and --gpus-per-node=N alike.",
+    kind: Kind::Gauge,
+    labels: &["partition", "account", "user"],
+};
+
+pub const JOB_GPUS: MetricDesc = MetricDesc {
+    name: "slurm_job_gpus",
+    help: "One series per GPU held by a running job (gpu = device index), or per node with gpu=\"\" and the GPU count when slurmrestd gives no indices. Join node GPU metrics on (node, gpu) to attribute them to jobs, users and accounts.",
+    kind: Kind::Gauge,
+    labels: &["job_id", "account", "user", "partition", "node", "gpu"],
+};
+
+/// Every family this collector declares.
+pub const METRICS: &[&MetricDesc] = &[
+    &CLUSTER_JOBS,
+    &CLUSTER_USER_JOBS,
+    &CLUSTER_JOBS_PENDING,
+    &CLUSTER_JOBS_ALLOCATED_CPUS,
+    &CLUSTER_JOBS_ALLOCATED_MEMORY_BYTES,
+    &CLUSTER_JOBS_ALLOCATED_GPUS,
+    &JOB_GPUS,
+];
 
 /// Allocated resources summed over jobs.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -182,12 +244,10 @@ impl JobAggregates {
     }
 
     pub fn collect(&self, set: &mut MetricSet) {
-        const JOBS: &str = "Jobs by base state, partition and account; array tasks counted individually, as `squeue -r` counts them.";
-        set.family("slurm_cluster_jobs", JOBS, crate::exposition::Kind::Gauge);
+        set.declare(&CLUSTER_JOBS);
         for ((state, partition, account), n) in &self.by_state {
-            set.gauge(
-                "slurm_cluster_jobs",
-                JOBS,
+            set.add(
+                &CLUSTER_JOBS,
                 vec![
                     ("state", state.as_str().to_string()),
                     ("partition", partition.clone()),
@@ -197,13 +257,10 @@ impl JobAggregates {
             );
         }
         if self.per_user {
-            const H: &str =
-                "Jobs by base state, partition, account and user (--collector.jobs.per-user).";
-            set.family("slurm_cluster_user_jobs", H, crate::exposition::Kind::Gauge);
+            set.declare(&CLUSTER_USER_JOBS);
             for ((state, partition, account, user), n) in &self.by_user {
-                set.gauge(
-                    "slurm_cluster_user_jobs",
-                    H,
+                set.add(
+                    &CLUSTER_USER_JOBS,
                     vec![
                         ("state", state.as_str().to_string()),
                         ("partition", partition.clone()),
@@ -214,16 +271,10 @@ impl JobAggregates {
                 );
             }
         }
-        const PENDING: &str = "Pending jobs by partition, account and pending reason (Resources, Priority, JobHeldUser, ...).";
-        set.family(
-            "slurm_cluster_jobs_pending",
-            PENDING,
-            crate::exposition::Kind::Gauge,
-        );
+        set.declare(&CLUSTER_JOBS_PENDING);
         for ((partition, account, reason), n) in &self.pending_by_reason {
-            set.gauge(
-                "slurm_cluster_jobs_pending",
-                PENDING,
+            set.add(
+                &CLUSTER_JOBS_PENDING,
                 vec![
                     ("partition", partition.clone()),
                     ("account", account.clone()),
@@ -232,24 +283,9 @@ impl JobAggregates {
                 *n as f64,
             );
         }
-        const CPUS: &str = "CPUs allocated to running, suspended and completing jobs, from the job's allocated TRES.";
-        const MEM: &str = "Memory allocated to running, suspended and completing jobs, from the job's allocated TRES.";
-        const GPUS: &str = "GPUs (gres/gpu) allocated to running, suspended and completing jobs, from the job's allocated TRES; counts --gres=gpu:N, --gpus=N and --gpus-per-node=N alike.";
-        set.family(
-            "slurm_cluster_jobs_allocated_cpus",
-            CPUS,
-            crate::exposition::Kind::Gauge,
-        );
-        set.family(
-            "slurm_cluster_jobs_allocated_memory_bytes",
-            MEM,
-            crate::exposition::Kind::Gauge,
-        );
-        set.family(
-            "slurm_cluster_jobs_allocated_gpus",
-            GPUS,
-            crate::exposition::Kind::Gauge,
-        );
+        set.declare(&CLUSTER_JOBS_ALLOCATED_CPUS);
+        set.declare(&CLUSTER_JOBS_ALLOCATED_MEMORY_BYTES);
+        set.declare(&CLUSTER_JOBS_ALLOCATED_GPUS);
         for ((partition, account, user), a) in &self.allocated {
             let labels = || {
                 vec![
@@ -258,33 +294,20 @@ impl JobAggregates {
                     ("user", user.clone()),
                 ]
             };
-            set.gauge(
-                "slurm_cluster_jobs_allocated_cpus",
-                CPUS,
-                labels(),
-                a.cpus as f64,
-            );
-            set.gauge(
-                "slurm_cluster_jobs_allocated_memory_bytes",
-                MEM,
+            set.add(&CLUSTER_JOBS_ALLOCATED_CPUS, labels(), a.cpus as f64);
+            set.add(
+                &CLUSTER_JOBS_ALLOCATED_MEMORY_BYTES,
                 labels(),
                 a.memory_bytes as f64,
             );
-            set.gauge(
-                "slurm_cluster_jobs_allocated_gpus",
-                GPUS,
-                labels(),
-                a.gpus as f64,
-            );
+            set.add(&CLUSTER_JOBS_ALLOCATED_GPUS, labels(), a.gpus as f64);
         }
-        const JOIN: &str = "One series per GPU held by a running job (gpu = device index), or per node with gpu=\"\" and the GPU count when slurmrestd gives no indices. Join node GPU metrics on (node, gpu) to attribute them to jobs, users and accounts.";
-        set.family("slurm_job_gpus", JOIN, crate::exposition::Kind::Gauge);
+        set.declare(&JOB_GPUS);
         let mut rows: Vec<&GpuJobRow> = self.gpu_jobs.iter().collect();
         rows.sort();
         for r in rows {
-            set.gauge(
-                "slurm_job_gpus",
-                JOIN,
+            set.add(
+                &JOB_GPUS,
                 vec![
                     ("job_id", r.job_id.to_string()),
                     ("account", r.assoc.account.to_string()),

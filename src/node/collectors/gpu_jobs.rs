@@ -1,4 +1,6 @@
-//! jobs collector: which Slurm job uses which GPU, with no prolog.
+//! jobs collector (`--collector.jobs`): which Slurm job uses which GPU of
+//! this node, with no prolog. (The cluster scraper's queue collector is
+//! `cluster::collectors::queue`.)
 //!
 //! Chain: NVML's running processes (host PIDs) → `/proc/<pid>/cgroup` → job
 //! id (SLUIDs through `SLURM_JOB_ID` in `/proc/<pid>/environ`; user and
@@ -9,15 +11,95 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 
-use super::gpu::{GpuReading, GpuSample};
-use super::{node_labels, CollectError};
-use crate::exposition::{Kind, Labels, MetricSet};
+use super::{node_labels, CollectError, Collector, CollectorSpec, CycleInputs};
+use crate::exposition::{Kind, Labels, MetricDesc, MetricSet};
 use crate::node::sources::cgroup::{is_sluid, JobCgroup};
 use crate::node::sources::fs::{is_gone, read_string, SMALL_FILE_CAP};
-use crate::node::sources::procfs::{JobResolver, ProcFs, ProcessEntry};
+use crate::node::sources::gpu_sample::GpuReading;
+use crate::node::sources::procfs::ProcessEntry;
+
+const JOB: &[&str] = &["node", "job_id"];
+
+pub const GPU_JOB_INFO: MetricDesc = MetricDesc {
+    name: "slurm_gpu_job_info",
+    help: "A Slurm job using the GPU (from its processes' cgroups, or a job-mapping file); user and account from the process environment when readable.",
+    kind: Kind::Info,
+    labels: &["node", "gpu", "uuid", "job_id", "user", "account"],
+};
+
+pub const GPU_UNATTRIBUTED_PROCESSES: MetricDesc = MetricDesc {
+    name: "slurm_gpu_unattributed_processes",
+    help: "Processes on the GPU that belong to no Slurm job (or whose cgroup could not be read).",
+    kind: Kind::Gauge,
+    labels: &["node", "gpu", "uuid"],
+};
+
+pub const JOB_GPUS_IN_USE: MetricDesc = MetricDesc {
+    name: "slurm_job_gpus_in_use",
+    help: "GPUs of this node attributed to the job.",
+    kind: Kind::Gauge,
+    labels: JOB,
+};
+
+pub const JOB_GPU_UTILIZATION: MetricDesc = MetricDesc {
+    name: "slurm_job_gpu_utilization_ratio",
+    help:
+        "Mean utilization of the GPUs attributed to the job (a GPU shared by jobs counts for each).",
+    kind: Kind::Gauge,
+    labels: JOB,
+};
+
+pub const JOB_GPU_SM_ACTIVE: MetricDesc = MetricDesc {
+    name: "slurm_job_gpu_sm_active_ratio",
+    help: "Mean SM activity (NVML GPM) of the GPUs attributed to the job; absent where the GPUs have no GPM.",
+    kind: Kind::Gauge,
+    labels: JOB,
+};
+
+pub const JOB_GPU_MEMORY_USED: MetricDesc = MetricDesc {
+    name: "slurm_job_gpu_memory_used_bytes",
+    help: "GPU memory used by the job's processes (whole-GPU usage for GPUs attributed by mapping file only).",
+    kind: Kind::Gauge,
+    labels: JOB,
+};
+
+pub const JOB_GPU_POWER: MetricDesc = MetricDesc {
+    name: "slurm_job_gpu_power_watts",
+    help: "Power draw of the GPUs attributed to the job (a GPU shared by jobs counts for each).",
+    kind: Kind::Gauge,
+    labels: JOB,
+};
+
+pub const METRICS: &[&MetricDesc] = &[
+    &GPU_JOB_INFO,
+    &GPU_UNATTRIBUTED_PROCESSES,
+    &JOB_GPUS_IN_USE,
+    &JOB_GPU_UTILIZATION,
+    &JOB_GPU_SM_ACTIVE,
+    &JOB_GPU_MEMORY_USED,
+    &JOB_GPU_POWER,
+];
+
+/// Keeps the flag name `--collector.jobs`.
+pub const NAME: &str = "jobs";
+
+/// The registry line of the GPU → job collector.
+pub const SPEC: CollectorSpec = CollectorSpec {
+    name: NAME,
+    flag: "collector.jobs",
+    env: "SLURM_GPU_EXPORTER_COLLECTOR_JOBS",
+    help: "jobs collector (GPU → Slurm job attribution)",
+    needs_gpu: true,
+    metrics: METRICS,
+    build: |cfg| {
+        Box::new(GpuJobsCollector {
+            mapping_dirs: cfg.mapping_dirs.clone(),
+        })
+    },
+};
 
 #[derive(Debug, Default)]
-pub struct JobsCollector {
+pub struct GpuJobsCollector {
     pub mapping_dirs: Vec<PathBuf>,
 }
 
@@ -87,18 +169,23 @@ struct JobAgg {
     power: f64,
 }
 
-impl JobsCollector {
-    pub fn collect(
+impl Collector for GpuJobsCollector {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn collect(
         &mut self,
-        sample: Option<&GpuSample>,
-        procs: Option<&[ProcessEntry]>,
-        procfs: &ProcFs,
-        resolver: &mut JobResolver,
-        node: &str,
+        inputs: &CycleInputs<'_>,
         out: &mut MetricSet,
     ) -> Result<(), CollectError> {
+        let (sample, procfs, node) = (inputs.gpu, inputs.procfs, inputs.node);
+        let mut resolver = inputs.resolver.borrow_mut();
         let mapping = read_mapping_dirs(&self.mapping_dirs);
-        let by_pid: HashMap<u32, &ProcessEntry> = procs
+        // Without a readable table each GPU process's cgroup is read alone.
+        let by_pid: HashMap<u32, &ProcessEntry> = inputs
+            .processes
+            .get()
             .unwrap_or_default()
             .iter()
             .map(|p| (p.pid, p))
@@ -164,11 +251,7 @@ impl JobsCollector {
 
         let gpu_by_index: HashMap<u32, &GpuReading> =
             gpus.iter().map(|g| (g.slurm_index, *g)).collect();
-        out.family(
-            "slurm_gpu_job_info",
-            "A Slurm job using the GPU (from its processes' cgroups, or a job-mapping file); user and account from the process environment when readable.",
-            Kind::Info,
-        );
+        out.declare(&GPU_JOB_INFO);
         let mut jobs: BTreeMap<String, JobAgg> = BTreeMap::new();
         for (idx, by_job) in &attribution {
             let g = gpu_by_index.get(idx);
@@ -183,11 +266,7 @@ impl JobsCollector {
                 l.push(("job_id", job_id.clone()));
                 l.push(("user", meta.user));
                 l.push(("account", meta.account));
-                out.info(
-                    "slurm_gpu_job_info",
-                    "A Slurm job using the GPU (from its processes' cgroups, or a job-mapping file); user and account from the process environment when readable.",
-                    l,
-                );
+                out.add(&GPU_JOB_INFO, l, 1.0);
                 let agg = jobs.entry(job_id.clone()).or_default();
                 agg.gpus.insert(*idx);
                 if let Some(g) = g.filter(|g| g.up) {
@@ -215,12 +294,7 @@ impl JobsCollector {
                 let mut l = node_labels(node);
                 l.push(("gpu", g.slurm_index.to_string()));
                 l.push(("uuid", g.identity.uuid.clone()));
-                out.gauge(
-                    "slurm_gpu_unattributed_processes",
-                    "Processes on the GPU that belong to no Slurm job (or whose cgroup could not be read).",
-                    l,
-                    *n as f64,
-                );
+                out.add(&GPU_UNATTRIBUTED_PROCESSES, l, *n as f64);
             }
         }
         let job_labels = |id: &str| -> Labels {
@@ -229,34 +303,22 @@ impl JobsCollector {
             l
         };
         type Field = fn(&JobAgg) -> Option<f64>;
-        let per_job: [(&'static str, &'static str, Field); 5] = [
-            ("slurm_job_gpus_in_use", "GPUs of this node attributed to the job.", |a| Some(a.gpus.len() as f64)),
-            (
-                "slurm_job_gpu_utilization_ratio",
-                "Mean utilization of the GPUs attributed to the job (a GPU shared by jobs counts for each).",
-                |a| (a.util_n > 0).then(|| a.util_sum / a.util_n as f64),
-            ),
-            (
-                "slurm_job_gpu_sm_active_ratio",
-                "Mean SM activity (NVML GPM) of the GPUs attributed to the job; absent where the GPUs have no GPM.",
-                |a| (a.sm_n > 0).then(|| a.sm_sum / a.sm_n as f64),
-            ),
-            (
-                "slurm_job_gpu_memory_used_bytes",
-                "GPU memory used by the job's processes (whole-GPU usage for GPUs attributed by mapping file only).",
-                |a| Some(a.memory),
-            ),
-            (
-                "slurm_job_gpu_power_watts",
-                "Power draw of the GPUs attributed to the job (a GPU shared by jobs counts for each).",
-                |a| Some(a.power),
-            ),
+        let per_job: [(&MetricDesc, Field); 5] = [
+            (&JOB_GPUS_IN_USE, |a| Some(a.gpus.len() as f64)),
+            (&JOB_GPU_UTILIZATION, |a| {
+                (a.util_n > 0).then(|| a.util_sum / a.util_n as f64)
+            }),
+            (&JOB_GPU_SM_ACTIVE, |a| {
+                (a.sm_n > 0).then(|| a.sm_sum / a.sm_n as f64)
+            }),
+            (&JOB_GPU_MEMORY_USED, |a| Some(a.memory)),
+            (&JOB_GPU_POWER, |a| Some(a.power)),
         ];
-        for (name, help, f) in per_job {
-            out.family(name, help, Kind::Gauge);
+        for (d, f) in per_job {
+            out.declare(d);
             for (id, a) in &jobs {
                 if let Some(v) = f(a) {
-                    out.gauge(name, help, job_labels(id), v);
+                    out.add(d, job_labels(id), v);
                 }
             }
         }
