@@ -19,10 +19,6 @@ pub mod node;
 pub mod report;
 pub mod server;
 pub mod slurm_text;
-/// Transitional alias for branches written before the rename to
-/// [`slurm_text`]; remove once they are merged.
-#[doc(hidden)]
-pub use slurm_text as slurm;
 pub mod slurmrestd;
 #[doc(hidden)]
 pub mod testkit;

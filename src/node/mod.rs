@@ -26,6 +26,8 @@
 
 pub mod collectors;
 pub mod sources;
+// Fixture writers for tests, benches and the demo: not part of the API.
+#[doc(hidden)]
 pub mod testkit;
 
 use std::cell::RefCell;
