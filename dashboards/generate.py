@@ -31,6 +31,17 @@ GPU_HOURS = 'slurm_account_tres_usage_seconds_total{' + CPAU + ',tres="gres/gpu"
 # Money: the cost counter (usage × the --budgets price table), all priced TRES or GPUs only.
 COST = 'slurm_account_tres_cost_total{' + CPAU + '}'
 GPU_COST = 'slurm_account_tres_cost_total{' + CPAU + ',tres="gres/gpu"}'
+
+
+def window_delta(counter: str) -> str:
+    """What a counter added over the dashboard's time range, exactly and the
+    same on Prometheus, Thanos, Mimir and VictoriaMetrics: the last sample in
+    the range minus the last one before it (0 for a series born inside it).
+    `increase()` extrapolates at the edges, differently per engine
+    (docs/long-term-storage.md); the usage and cost counters are persisted
+    by the scraper, so they do not reset."""
+    return (f"(last_over_time({counter}[$__range]) - (last_over_time({counter}[31d] offset $__range)"
+            f" or last_over_time({counter}[$__range]) * 0))")
 EFA_NODE_BPS = (
     'rate(slurm_efa_port_rdma_read_bytes_total{' + C + '}[$__rate_interval])'
     ' + rate(slurm_efa_port_rdma_write_bytes_total{' + C + '}[$__rate_interval])'
@@ -314,7 +325,7 @@ def gpu_usage_by_account() -> dict:
         Panel("stat", "Allocated GPUs idle (10 min)", [q(f"count({idle}) or vector(0)", "idle")], w=4, h=4,
               thresholds_=thresholds((None, "green"), (1, "orange")),
               desc="Allocated GPUs whose utilization stayed below 5 % over the last 10 minutes."),
-        Panel("stat", "GPU-hours this month", [q(f"sum(increase({GPU_HOURS}[$__range])) / 3600", "GPU-hours",
+        Panel("stat", "GPU-hours this month", [q(f"sum({window_delta(GPU_HOURS)}) / 3600", "GPU-hours",
                                                  instant=True)],
               w=4, h=4, unit="none", decimals=0, time_from="now/M",
               desc="Allocated GPU-hours since the start of the month (slurm_account_tres_usage_seconds_total, "
@@ -376,8 +387,8 @@ def gpu_usage_by_account() -> dict:
                    "summarizes one job."),
         Row("GPU-hours"),
         Panel("table", "GPU-hours and GPU cost this month by account and user",
-              [q(f"sum by (account, user) (increase({GPU_HOURS}[$__range])) / 3600", instant=True, table=True),
-               q(f"sum by (account, user) (increase({GPU_COST}[$__range]))", instant=True, table=True)],
+              [q(f"sum by (account, user) ({window_delta(GPU_HOURS)}) / 3600", instant=True, table=True),
+               q(f"sum by (account, user) ({window_delta(GPU_COST)})", instant=True, table=True)],
               w=12, h=10, time_from="now/M",
               transformations=merge_table({"Value #A": "GPU-hours", "Value #B": "GPU cost"}, sort_by="GPU-hours"),
               overrides=[unit_override("GPU-hours", "none", 1), unit_override("GPU cost", "none", 2)],
@@ -745,7 +756,7 @@ TRES_COLUMNS = [("gres/gpu", "GPU-hours", "/ 3600"), ("cpu", "CPU-hours", "/ 360
 
 
 def usage_table(title: str, by: str, desc: str, time_shift: str = "") -> Panel:
-    targets = [q(f"sum by ({by}) (increase({USAGE % tres}[$__range])) {div}", instant=True, table=True)
+    targets = [q(f"sum by ({by}) ({window_delta(USAGE % tres)}) {div}", instant=True, table=True)
                for tres, _, div in TRES_COLUMNS]
     renames = {f"Value #{chr(ord('A') + i)}": col for i, (_, col, _) in enumerate(TRES_COLUMNS)}
     return Panel("table", title, targets, w=12, h=11, time_shift=time_shift,
@@ -756,9 +767,9 @@ def usage_table(title: str, by: str, desc: str, time_shift: str = "") -> Panel:
 
 
 def money_table(title: str, by: str) -> Panel:
-    targets = [q(f"sum by ({by}) (increase({COST}[$__range]))", instant=True, table=True),
-               q(f"sum by ({by}) (increase({GPU_COST}[$__range]))", instant=True, table=True),
-               q(f"sum by ({by}) (increase({GPU_HOURS}[$__range])) / 3600", instant=True, table=True)]
+    targets = [q(f"sum by ({by}) ({window_delta(COST)})", instant=True, table=True),
+               q(f"sum by ({by}) ({window_delta(GPU_COST)})", instant=True, table=True),
+               q(f"sum by ({by}) ({window_delta(GPU_HOURS)}) / 3600", instant=True, table=True)]
     cols = {"Value #A": "Cost", "Value #B": "GPU cost", "Value #C": "GPU-hours"}
     return Panel("table", title, targets, w=12, h=10,
                  transformations=merge_table(cols, sort_by="Cost"),
