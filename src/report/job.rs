@@ -67,26 +67,7 @@ pub struct PromConnArgs {
 
 impl PromConnArgs {
     pub fn connect(&self) -> anyhow::Result<Prometheus> {
-        let mut headers = Vec::new();
-        for h in &self.headers {
-            let (k, v) = h
-                .split_once(':')
-                .with_context(|| format!("--header {h:?}: use `Name: value`"))?;
-            let name = http::HeaderName::from_bytes(k.trim().as_bytes())
-                .with_context(|| format!("--header {h:?}: bad header name"))?;
-            let mut value = http::HeaderValue::from_str(v.trim())
-                .with_context(|| format!("--header {h:?}: bad header value"))?;
-            value.set_sensitive(true);
-            headers.push((name, value));
-        }
-        if let Some(p) = &self.bearer_token_file {
-            let t = std::fs::read_to_string(p)
-                .with_context(|| format!("cannot read --bearer-token-file {p:?}"))?;
-            let mut value = http::HeaderValue::from_str(&format!("Bearer {}", t.trim()))
-                .context("--bearer-token-file holds characters not allowed in a header")?;
-            value.set_sensitive(true);
-            headers.push((http::header::AUTHORIZATION, value));
-        }
+        let headers = super::query_headers(&self.headers, self.bearer_token_file.as_deref())?;
         let client = Client::new(ClientOptions {
             url: self.prometheus.clone(),
             token: TokenSource::None,

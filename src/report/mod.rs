@@ -361,9 +361,14 @@ fn exact_selector(metric: &str, labels: &BTreeMap<String, String>) -> String {
     format!("{metric}{{{}}}", m.join(","))
 }
 
-fn headers(args: &ReportArgs) -> anyhow::Result<Vec<(http::HeaderName, http::HeaderValue)>> {
+/// The extra headers for the query API: `--header`s and the bearer token,
+/// marked sensitive so they are never logged (shared by `job-report`).
+pub fn query_headers(
+    headers: &[String],
+    bearer_token_file: Option<&std::path::Path>,
+) -> anyhow::Result<Vec<(http::HeaderName, http::HeaderValue)>> {
     let mut out = Vec::new();
-    for h in &args.headers {
+    for h in headers {
         let (k, v) = h
             .split_once(':')
             .with_context(|| format!("--header {h:?}: use `Name: value`"))?;
@@ -374,7 +379,7 @@ fn headers(args: &ReportArgs) -> anyhow::Result<Vec<(http::HeaderName, http::Hea
         value.set_sensitive(true);
         out.push((name, value));
     }
-    if let Some(p) = &args.bearer_token_file {
+    if let Some(p) = bearer_token_file {
         let t = std::fs::read_to_string(p)
             .with_context(|| format!("cannot read --bearer-token-file {p:?}"))?;
         let mut value = http::HeaderValue::from_str(&format!("Bearer {}", t.trim()))
@@ -521,7 +526,10 @@ pub async fn run(args: ReportArgs) -> anyhow::Result<()> {
         ca_file: args.prometheus_ca_file.clone(),
     })
     .with_context(|| format!("invalid --prometheus {:?}", args.prometheus))?
-    .with_headers(headers(&args)?);
+    .with_headers(query_headers(
+        &args.headers,
+        args.bearer_token_file.as_deref(),
+    )?);
     let prom = Prometheus {
         url: client.display().to_string(),
         client,
