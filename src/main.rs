@@ -1,5 +1,5 @@
 use clap::Parser;
-use slurm_gpu_exporter::cli::{init_logging, Cli, Command};
+use slurm_gpu_exporter::cli::{init_logging, Cli, Command, ReportJob};
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
@@ -31,7 +31,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Cluster(args) => slurm_gpu_exporter::cluster::run(args.config()?).await,
             Command::Node(args) => slurm_gpu_exporter::node::run(args).await,
             Command::Demo(args) => slurm_gpu_exporter::demo::run(args).await,
-            Command::Report(args) => slurm_gpu_exporter::report::run(args).await,
+            Command::Report(r) => match (r.job, r.month) {
+                (Some(ReportJob::Job(args)), _) => slurm_gpu_exporter::report::job::run(args).await,
+                (None, Some(args)) => slurm_gpu_exporter::report::run(args).await,
+                (None, None) => {
+                    anyhow::bail!("report needs --prometheus and --month, or `report job <id>`")
+                }
+            },
             Command::Budgets(cmd) => cmd.run().await,
             Command::IdleJobs(args) => slurm_gpu_exporter::idle_jobs::run(args).await,
             Command::JobReport(args) => slurm_gpu_exporter::report::job::run(args).await,
