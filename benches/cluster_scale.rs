@@ -1763,7 +1763,7 @@ fn incremental(jobs: usize) {
         table.heap_bytes() as f64 / table.len() as f64
     );
     let t = best(3, || {
-        std::hint::black_box(table.aggregates(false, Some(0)));
+        std::hint::black_box(JobAggregates::from_table(&table, false, Some(0)));
     });
     println!(
         "rebuilding JobAggregates from the table (per poll): {:.1} ms, best of 3",

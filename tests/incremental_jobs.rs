@@ -149,7 +149,11 @@ fn table_aggregates_equal_streamed_aggregates() {
         slurmrestd::parse_jobs(v, &mut &body[..], &mut streamed).unwrap();
         let mut table = JobTable::new();
         slurmrestd::parse_jobs(v, &mut &body[..], &mut table).unwrap();
-        let from_table = table.aggregates(true, Some(0));
+        let from_table = slurm_gpu_exporter::cluster::collectors::queue::JobAggregates::from_table(
+            &table,
+            true,
+            Some(0),
+        );
         let (mut a, mut b) = (MetricSet::new(), MetricSet::new());
         streamed.collect(&mut a);
         from_table.collect(&mut b);

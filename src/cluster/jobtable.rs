@@ -1,12 +1,12 @@
 //! The compact per-job table behind incremental `/jobs` polling.
 //!
 //! A full `/jobs` poll parses into a [`JobTable`]: per job only what
-//! [`JobAggregates`] and the usage accountant need, with partition, account,
+//! `collectors::queue::JobAggregates` and the usage accountant need, with partition, account,
 //! user, reasons, node names and GPU types interned (`Arc<str>`, and one
 //! shared `Arc<Assoc>` per (partition, account, user)), so 100k jobs cost
 //! about a hundred bytes each. The published aggregates are rebuilt from
 //! the table every poll ([`JobTable::aggregates`]) through the same
-//! [`JobAggregates::add`] a streamed parse uses, so a table built from a
+//! `JobAggregates::add` a streamed parse uses, so a table built from a
 //! full poll gives exactly the metrics the streamed parse gives.
 //!
 //! Between full polls the table is patched from `/slurm/vX/jobs/state/`
@@ -16,10 +16,15 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use super::collectors::jobs::{primary_partition, JobAggregates};
 use super::usage::{Alloc, UsageRow};
 use crate::model::{Job, JobState};
 use crate::slurmrestd::JobSink;
+
+/// Multi-partition pending jobs list partitions comma-separated; count them under the first,
+/// as squeue's default format shows it.
+fn primary_partition(p: &str) -> &str {
+    p.split(',').next().unwrap_or(p)
+}
 
 /// (partition, account, user) of a job, shared by every job that has it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -407,19 +412,13 @@ impl JobTable {
         }
     }
 
-    /// The aggregates a streamed parse of the same jobs gives. Jobs are
-    /// added in id order so the usage rows come out in a stable order.
-    pub fn aggregates(&self, per_user: bool, usage_since: Option<i64>) -> JobAggregates {
-        let mut agg = JobAggregates::new(per_user);
-        agg.usage_since = usage_since;
+    /// The jobs in id order (so the usage rows built from them come out in
+    /// a stable order): what `JobAggregates::from_table` adds up.
+    pub fn jobs_by_id(&self) -> impl Iterator<Item = (u64, &CompactJob)> + '_ {
         let mut ids: Vec<u64> = self.jobs.keys().copied().collect();
         ids.sort_unstable();
-        for id in ids {
-            if let Some(c) = self.jobs.get(&id) {
-                agg.add(id, c);
-            }
-        }
-        agg
+        ids.into_iter()
+            .filter_map(move |id| self.jobs.get(&id).map(|c| (id, c)))
     }
 
     /// Compares the table with a `/jobs/state` list (`(id, state words)`).

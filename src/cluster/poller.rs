@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use super::collectors::exporter::{self, EndpointStatus, ExporterStatus};
-use super::collectors::jobs::JobAggregates;
-use super::collectors::{fairshare, limits, nodes, partitions, scheduler};
+use super::collectors::queue::JobAggregates;
+use super::collectors::{fairshare, limits, nodes, partitions, scheduler, usage};
 use super::endpoint::{Endpoint, Slot};
 use super::jobs_sync::{sync_jobs, JobsSync};
 use super::jobtable::JobTable;
@@ -328,7 +328,7 @@ impl Poller {
                 self.jobs_sync
                     .table
                     .as_ref()
-                    .map(|t| t.aggregates(per_user, usage_since)),
+                    .map(|t| JobAggregates::from_table(t, per_user, usage_since)),
             );
             if let Some((kind, mut agg)) = built {
                 *self.jobs_polls.entry(kind).or_default() += 1;
@@ -572,7 +572,7 @@ impl Poller {
             }
         }
         if let Some(u) = &self.usage {
-            u.collect(&mut set);
+            usage::collect(&u.accountant, u.budgets.as_ref(), &u.status, &mut set);
         }
         if self.opts.nodes {
             if let Some(n) = self.nodes.get() {

@@ -11,9 +11,6 @@ pub mod queue;
 pub mod scheduler;
 pub mod usage;
 
-/// The queue collector under its former name, for the poller and the job
-/// table until they import [`queue`] (they belong to the poller refactor).
-pub use queue as jobs;
 
 use crate::exposition::MetricDesc;
 

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::cluster::jobtable::{Assoc, CompactJob, GpuSel, Interner};
+use crate::cluster::jobtable::{Assoc, CompactJob, GpuSel, Interner, JobTable};
 use crate::cluster::usage::UsageRow;
 use crate::exposition::{Kind, MetricDesc, MetricSet};
 use crate::model::{Job, JobState};
@@ -153,10 +153,16 @@ impl JobAggregates {
     }
 }
 
-/// Multi-partition pending jobs list partitions comma-separated; count them under the first,
-/// as squeue's default format shows it.
-pub(crate) fn primary_partition(p: &str) -> &str {
-    p.split(',').next().unwrap_or(p)
+impl JobAggregates {
+    /// The aggregates a streamed parse of the table's jobs gives.
+    pub fn from_table(t: &JobTable, per_user: bool, usage_since: Option<i64>) -> JobAggregates {
+        let mut agg = JobAggregates::new(per_user);
+        agg.usage_since = usage_since;
+        for (id, c) in t.jobs_by_id() {
+            agg.add(id, c);
+        }
+        agg
+    }
 }
 
 impl JobSink for JobAggregates {

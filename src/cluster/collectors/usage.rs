@@ -1,6 +1,7 @@
 //! Usage counters (`slurm_account_tres_usage_seconds_total`) and budgets.
 
 use crate::cluster::budgets::Budgets;
+use crate::cluster::usage::tracker::UsageStatus;
 use crate::cluster::usage::Accountant;
 use crate::exposition::{Kind, MetricDesc, MetricSet};
 
@@ -87,14 +88,6 @@ pub const METRICS: &[&MetricDesc] = &[
     &EXPORTER_USAGE_SLURMDB_LOOKUPS_TOTAL,
     &EXPORTER_USAGE_STATE_SAVE_ERRORS_TOTAL,
 ];
-
-/// Exporter self-metrics of the usage path that live outside the accountant.
-#[derive(Debug, Clone, Default)]
-pub struct UsageStatus {
-    /// slurmdbd lookups by result (`ok`, `error`).
-    pub lookups: std::collections::BTreeMap<&'static str, u64>,
-    pub state_save_errors: u64,
-}
 
 pub fn collect(
     a: &Accountant,

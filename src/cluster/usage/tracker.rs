@@ -1,16 +1,22 @@
 //! Glue between the poller and the pure [`Accountant`]: slurmdbd lookups,
-//! the state file, budgets, and the metrics they produce.
+//! the state file and budgets (their metrics: `collectors::usage`).
 
 use std::path::PathBuf;
 
 use super::{slurmdb, state, Accountant, AccountantOptions, UsageRow};
 use crate::cluster::budgets::{BudgetError, Budgets};
-use crate::cluster::collectors::usage::{self as collector, UsageStatus};
-use crate::exposition::MetricSet;
 use crate::slurmrestd::api::paths::DbWindow;
 use crate::slurmrestd::client::FetchError;
 use crate::slurmrestd::Api;
 use crate::slurmrestd::ApiVersion;
+
+/// Exporter self-metrics of the usage path that live outside the accountant.
+#[derive(Debug, Clone, Default)]
+pub struct UsageStatus {
+    /// slurmdbd lookups by result (`ok`, `error`).
+    pub lookups: std::collections::BTreeMap<&'static str, u64>,
+    pub state_save_errors: u64,
+}
 
 pub struct UsageTracker {
     pub accountant: Accountant,
@@ -135,9 +141,5 @@ impl UsageTracker {
             "budget accounts confirmed by slurmdbd"
         );
         Ok(())
-    }
-
-    pub fn collect(&self, set: &mut MetricSet) {
-        collector::collect(&self.accountant, self.budgets.as_ref(), &self.status, set);
     }
 }
