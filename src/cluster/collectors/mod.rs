@@ -11,7 +11,6 @@ pub mod queue;
 pub mod scheduler;
 pub mod usage;
 
-
 use crate::exposition::MetricDesc;
 
 /// Every family the cluster scraper's collectors declare, by collector.
