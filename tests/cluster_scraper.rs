@@ -391,15 +391,11 @@ async fn metrics_answer_while_slurmrestd_stalls() {
         64 << 20,
     ));
     let poll = spawn_poll_loop(p, Duration::from_millis(500), publisher.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let srv = tokio::spawn(server::serve(
-        listener,
-        "/metrics",
-        "test",
-        vec![publisher.clone()],
-        std::future::pending(),
-    ));
+    let web = server::WebServer::bind(&local_web(), "127.0.0.1:0")
+        .await
+        .unwrap();
+    let addr = web.local_addr().unwrap();
+    let srv = tokio::spawn(web.serve("test", vec![publisher.clone()], std::future::pending()));
     // First poll lands.
     let deadline = Instant::now() + Duration::from_secs(10);
     while publisher.latest().is_none() {
@@ -588,15 +584,11 @@ async fn metrics_gzip_negotiation() {
     let set = p.poll().await;
     let publisher = Publisher::new();
     publisher.publish(&set);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let srv = tokio::spawn(server::serve(
-        listener,
-        "/metrics",
-        "test",
-        vec![publisher],
-        std::future::pending(),
-    ));
+    let web = server::WebServer::bind(&local_web(), "127.0.0.1:0")
+        .await
+        .unwrap();
+    let addr = web.local_addr().unwrap();
+    let srv = tokio::spawn(web.serve("test", vec![publisher], std::future::pending()));
     async fn raw(addr: std::net::SocketAddr, headers: &str) -> (String, Vec<u8>) {
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
         s.write_all(
@@ -700,4 +692,13 @@ async fn expired_token_is_an_auth_error_whatever_the_status() {
         set.value("slurm_exporter_token_expiry_timestamp_seconds", &[]),
         None
     );
+}
+
+/// The web flags of a server on a free local port, without a web config.
+fn local_web() -> server::WebArgs {
+    server::WebArgs {
+        listen_address: Some("127.0.0.1:0".to_string()),
+        telemetry_path: "/metrics".to_string(),
+        config_file: None,
+    }
 }

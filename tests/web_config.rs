@@ -16,7 +16,7 @@ use pki::Ca;
 use rcgen::ExtendedKeyUsagePurpose;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use slurm_gpu_exporter::cli::WebArgs;
-use slurm_gpu_exporter::exposition::MetricSet;
+use slurm_gpu_exporter::exposition::{Kind, MetricDesc, MetricSet};
 use slurm_gpu_exporter::server::{Publisher, WebConfig, WebServer};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
@@ -80,12 +80,13 @@ fn client_config(ca_pem: &str, identity: Option<(String, String)>) -> Arc<rustls
 
 fn metrics() -> Publisher {
     let mut set = MetricSet::new();
-    set.gauge(
-        "slurm_test_up",
-        "Test metric.",
-        vec![("cluster", "c1".to_string())],
-        1.0,
-    );
+    const UP: MetricDesc = MetricDesc {
+        name: "slurm_test_up",
+        help: "Test metric.",
+        kind: Kind::Gauge,
+        labels: &["cluster"],
+    };
+    set.add(&UP, vec![("cluster", "c1".to_string())], 1.0);
     let p = Publisher::new();
     p.publish(&set);
     p

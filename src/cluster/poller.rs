@@ -5,7 +5,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use super::collectors::exporter::{self, EndpointStatus, ExporterStatus};
+use super::collectors::exporter::{
+    self, EndpointStatus, ExporterStatus, JobsPolling, NodesPolling,
+};
 use super::collectors::queue::JobAggregates;
 use super::collectors::{fairshare, limits, nodes, partitions, scheduler, usage};
 use super::endpoint::{Endpoint, Slot};
@@ -14,7 +16,6 @@ use super::jobtable::JobTable;
 use super::nodes_sync::{sync_nodes, NodesPoll, NodesSync};
 pub use super::options::PollOptions;
 use super::usage::tracker::{CheckError, UsageTracker};
-use crate::exposition::Kind;
 use crate::exposition::MetricSet;
 use crate::model::{Association, Diag, Node, Partition, Qos, Share};
 use crate::slurmrestd::client::{Client, FetchError, Fetched};
@@ -607,12 +608,22 @@ impl Poller {
                 limits::collect_usage(s, &mut set);
             }
         }
-        if self.opts.jobs && self.opts.jobs_incremental() {
-            self.collect_jobs_polling(&mut set);
-        }
-        if (self.opts.nodes || self.opts.partitions) && self.opts.nodes_update_time {
-            self.collect_nodes_polling(&mut set);
-        }
+        let jobs_polling = (self.opts.jobs && self.opts.jobs_incremental()).then(|| JobsPolling {
+            polls: &self.jobs_polls,
+            refetched: self.jobs_refetched,
+            table_jobs: self.jobs_sync.table.as_ref().map_or(0, JobTable::len),
+            update_time_supported: self
+                .opts
+                .jobs_update_time
+                .then(|| self.update_time_supported(Endpoint::Jobs)),
+        });
+        let nodes_polling = ((self.opts.nodes || self.opts.partitions)
+            && self.opts.nodes_update_time)
+            .then(|| NodesPolling {
+                polls: &self.nodes_polls,
+                update_time_supported: self.update_time_supported(Endpoint::Nodes),
+            });
+        exporter::collect_polling(jobs_polling.as_ref(), nodes_polling.as_ref(), &mut set);
         let enabled = self.enabled_endpoints(self.version);
         let slurmrestd_up = self.version.is_some()
             && enabled
@@ -634,74 +645,12 @@ impl Poller {
 }
 
 impl Poller {
-    fn collect_jobs_polling(&self, set: &mut MetricSet) {
-        const POLLS: &str = "Polls of /jobs by kind: full (the whole job list), unchanged (slurmrestd said nothing changed since update_time), incremental (/jobs/state diffed, changed jobs re-fetched).";
-        const REFETCHED: &str =
-            "Jobs re-fetched one by one (/slurm/vX/job/{id}) by incremental polls.";
-        const TABLE: &str =
-            "Jobs in the exporter's job table (kept between polls for incremental polling).";
-        set.family("slurm_exporter_jobs_polls_total", POLLS, Kind::Counter);
-        for kind in ["full", "unchanged", "incremental"] {
-            set.counter(
-                "slurm_exporter_jobs_polls_total",
-                POLLS,
-                vec![("kind", kind.to_string())],
-                self.jobs_polls.get(kind).copied().unwrap_or(0) as f64,
-            );
-        }
-        set.family(
-            "slurm_exporter_jobs_refetched_total",
-            REFETCHED,
-            Kind::Counter,
-        );
-        set.counter(
-            "slurm_exporter_jobs_refetched_total",
-            REFETCHED,
-            vec![],
-            self.jobs_refetched as f64,
-        );
-        if self.opts.jobs_update_time {
-            self.collect_update_time_supported(Endpoint::Jobs, set);
-        }
-        set.family("slurm_exporter_jobs_table_jobs", TABLE, Kind::Gauge);
-        set.gauge(
-            "slurm_exporter_jobs_table_jobs",
-            TABLE,
-            vec![],
-            self.jobs_sync.table.as_ref().map_or(0, JobTable::len) as f64,
-        );
-    }
-}
-
-impl Poller {
-    fn collect_nodes_polling(&self, set: &mut MetricSet) {
-        const POLLS: &str = "Polls of /nodes by kind: full (the whole node list), unchanged (slurmrestd said no node changed since update_time).";
-        set.family("slurm_exporter_nodes_polls_total", POLLS, Kind::Counter);
-        for kind in ["full", "unchanged"] {
-            set.counter(
-                "slurm_exporter_nodes_polls_total",
-                POLLS,
-                vec![("kind", kind.to_string())],
-                self.nodes_polls.get(kind).copied().unwrap_or(0) as f64,
-            );
-        }
-        self.collect_update_time_supported(Endpoint::Nodes, set);
-    }
-
-    fn collect_update_time_supported(&self, endpoint: Endpoint, set: &mut MetricSet) {
-        const HELP: &str = "0 once slurmrestd refused ?update_time= on this endpoint as a bad query for the API version in use (Slurm 24.11, v0.0.40/v0.0.41); it is then polled unconditionally. 1 otherwise.";
-        set.family("slurm_exporter_update_time_supported", HELP, Kind::Gauge);
-        let refused = self.version.is_some_and(|v| {
-            self.update_time_refused
-                .iter()
-                .any(|(e, rv)| *e == endpoint && *rv == v)
-        });
-        set.gauge(
-            "slurm_exporter_update_time_supported",
-            HELP,
-            vec![("endpoint", endpoint.as_str().to_string())],
-            if refused { 0.0 } else { 1.0 },
-        );
+    /// False once slurmrestd refused `?update_time=` on `endpoint` for the
+    /// API version in use.
+    fn update_time_supported(&self, endpoint: Endpoint) -> bool {
+        !self
+            .version
+            .is_some_and(|v| self.update_time_refused.contains(&(endpoint, v)))
     }
 }
 

@@ -52,6 +52,22 @@ pub struct MetricDesc {
     pub labels: &'static [&'static str],
 }
 
+/// A self-metric family that says whether one data source answered (a
+/// slurmrestd endpoint, a node collector). The producer that emits it marks
+/// it on its set ([`MetricSet::mark_health`]); the snapshot store reads it
+/// for `/readyz` and the landing page.
+#[derive(Debug)]
+pub struct HealthFamily {
+    /// 1 when the source's last poll or collection succeeded.
+    pub up: &'static MetricDesc,
+    /// The label naming the source.
+    pub label: &'static str,
+    /// Shown before the source's name, e.g. `slurmrestd `.
+    pub prefix: &'static str,
+    /// 1 when the source failed but its last good data is served.
+    pub stale: Option<&'static MetricDesc>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Family {
     pub name: &'static str,
@@ -178,6 +194,7 @@ impl<'a> Iterator for LabelPairs<'a> {
 pub struct MetricSet {
     families: std::sync::Arc<Vec<Family>>,
     index: HashMap<&'static str, usize>,
+    health: Vec<&'static HealthFamily>,
 }
 
 impl MetricSet {
@@ -186,8 +203,9 @@ impl MetricSet {
     }
 
     /// Declares a family (so it is exposed with HELP/TYPE even when empty)
-    /// and returns it for adding samples.
-    pub fn family(&mut self, name: &'static str, help: &'static str, kind: Kind) -> &mut Family {
+    /// and returns it for adding samples. Collectors go through their
+    /// descriptors ([`MetricSet::declare`], [`MetricSet::add`]).
+    fn family(&mut self, name: &'static str, help: &'static str, kind: Kind) -> &mut Family {
         debug_assert!(kind != Kind::Counter || name.ends_with("_total"), "{name}");
         debug_assert!(kind != Kind::Info || name.ends_with("_info"), "{name}");
         let idx = match self.index.get(name) {
@@ -227,29 +245,23 @@ impl MetricSet {
         self.declare(d).samples.push(Sample::new(&labels, value));
     }
 
-    // The name/help forms below remain for code not yet on descriptors
-    // (the cluster poller's own families) and for tests.
-
-    pub fn gauge(&mut self, name: &'static str, help: &'static str, labels: Labels, value: f64) {
-        self.family(name, help, Kind::Gauge)
-            .samples
-            .push(Sample::new(&labels, value));
+    /// Marks `h` as a family that says whether a source answered.
+    pub fn mark_health(&mut self, h: &'static HealthFamily) {
+        if !self.health.iter().any(|m| m.up.name == h.up.name) {
+            self.health.push(h);
+        }
     }
 
-    pub fn counter(&mut self, name: &'static str, help: &'static str, labels: Labels, value: f64) {
-        self.family(name, help, Kind::Counter)
-            .samples
-            .push(Sample::new(&labels, value));
-    }
-
-    pub fn info(&mut self, name: &'static str, help: &'static str, labels: Labels) {
-        self.family(name, help, Kind::Info)
-            .samples
-            .push(Sample::new(&labels, 1.0));
+    /// The families marked with [`MetricSet::mark_health`].
+    pub fn health_families(&self) -> &[&'static HealthFamily] {
+        &self.health
     }
 
     /// Appends every family of `other`, merging families of the same name.
     pub fn extend(&mut self, other: MetricSet) {
+        for h in &other.health {
+            self.mark_health(h);
+        }
         let families =
             std::sync::Arc::try_unwrap(other.families).unwrap_or_else(|shared| (*shared).clone());
         for f in families {
@@ -461,12 +473,34 @@ fn write_value(out: &mut String, v: f64) {
 mod tests {
     use super::*;
 
+    const fn desc(
+        name: &'static str,
+        help: &'static str,
+        kind: Kind,
+        labels: &'static [&'static str],
+    ) -> MetricDesc {
+        MetricDesc {
+            name,
+            help,
+            kind,
+            labels,
+        }
+    }
+
     fn sample() -> MetricSet {
         let mut s = MetricSet::new();
-        s.gauge("a_ratio", "A ratio.", vec![("x", "q\"\\\n".into())], 0.5);
-        s.counter("b_total", "B.", vec![], 3.0);
-        s.info("c_info", "C.", vec![("v", "1".into())]);
-        s.family("empty_bytes", "Empty.", Kind::Gauge);
+        s.add(
+            &desc("a_ratio", "A ratio.", Kind::Gauge, &["x"]),
+            vec![("x", "q\"\\\n".into())],
+            0.5,
+        );
+        s.add(&desc("b_total", "B.", Kind::Counter, &[]), vec![], 3.0);
+        s.add(
+            &desc("c_info", "C.", Kind::Info, &["v"]),
+            vec![("v", "1".into())],
+            1.0,
+        );
+        s.declare(&desc("empty_bytes", "Empty.", Kind::Gauge, &[]));
         s
     }
 
@@ -523,8 +557,9 @@ mod tests {
     #[test]
     fn value_lookup_requires_unique_match() {
         let mut s = MetricSet::new();
-        s.gauge("g", "G.", vec![("a", "1".into()), ("b", "x".into())], 1.0);
-        s.gauge("g", "G.", vec![("a", "1".into()), ("b", "y".into())], 2.0);
+        let g = desc("g", "G.", Kind::Gauge, &["a", "b"]);
+        s.add(&g, vec![("a", "1".into()), ("b", "x".into())], 1.0);
+        s.add(&g, vec![("a", "1".into()), ("b", "y".into())], 2.0);
         assert_eq!(s.value("g", &[("b", "y")]), Some(2.0));
         assert_eq!(s.value("g", &[("a", "1")]), None);
         assert_eq!(s.sum("g", &[("a", "1")]), 3.0);

@@ -38,25 +38,19 @@ pub struct SourceHealth {
     pub stale: bool,
 }
 
-/// Self-metric families that say whether a source answered, with the label
-/// naming it and the prefix shown for it.
-const HEALTH_FAMILIES: [(&str, &str, &str); 2] = [
-    ("slurm_exporter_endpoint_up", "endpoint", "slurmrestd "),
-    ("slurm_node_collector_up", "collector", "collector "),
-];
-
 fn source_health(set: &MetricSet) -> Vec<SourceHealth> {
     let mut out = Vec::new();
-    for (family, label, prefix) in HEALTH_FAMILIES {
-        let Some(f) = set.families().iter().find(|f| f.name == family) else {
+    for h in set.health_families() {
+        let Some(f) = set.families().iter().find(|f| f.name == h.up.name) else {
             continue;
         };
         for s in &f.samples {
-            let name = s.label(label).unwrap_or_default().to_string();
-            let stale = family == "slurm_exporter_endpoint_up"
-                && set.value("slurm_exporter_endpoint_stale", &[("endpoint", &name)]) == Some(1.0);
+            let name = s.label(h.label).unwrap_or_default().to_string();
+            let stale = h
+                .stale
+                .is_some_and(|d| set.value(d.name, &[(h.label, &name)]) == Some(1.0));
             out.push(SourceHealth {
-                source: format!("{prefix}{name}"),
+                source: format!("{}{name}", h.prefix),
                 up: s.value == 1.0,
                 stale,
             });

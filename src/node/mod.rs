@@ -363,6 +363,7 @@ impl Agent {
                 (None, None) => {}
             }
         }
+        out.mark_health(&collectors::COLLECTOR_HEALTH);
         for o in outcomes {
             let up = if o.error.is_none() { 1.0 } else { 0.0 };
             out.add(&collectors::COLLECTOR_UP, labels(o.collector), up);

@@ -2,8 +2,10 @@
 //! and a landing page. Scrapes only copy bytes out of memory.
 //!
 //! With `--web.config.file` ([`WebConfig`]) it adds TLS, client
-//! certificates, basic auth, response headers and a rate limit. Programs
-//! call [`WebServer::bind`] with their `WebArgs`, then [`WebServer::serve`].
+//! certificates, basic auth, response headers and a rate limit. There is
+//! one way to start it: [`WebServer::bind`] with the `WebArgs`, then
+//! [`WebServer::serve`] (programs and tests alike); [`router`] builds the
+//! bare app for in-process requests (benches).
 //!
 //! Layout: this module binds and serves; [`web_args`] (the `--web.*`
 //! flags), `routes` (handlers), `guard` (rate limit, basic auth, headers),
@@ -43,56 +45,6 @@ pub const AUTH_EXEMPT_PATHS: [&str; 2] = ["/healthz", "/readyz"];
 /// What a program adds to its landing page: an HTML fragment, built on
 /// each view.
 pub type About = Arc<dyn Fn() -> String + Send + Sync>;
-
-/// Serves the given publishers' latest snapshots (concatenated) until
-/// `shutdown` resolves.
-pub async fn serve(
-    listener: TcpListener,
-    telemetry_path: &str,
-    title: &'static str,
-    publishers: Vec<Publisher>,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let app = router(telemetry_path, title, publishers);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-}
-
-/// What [`serve_with`] serves, and how.
-#[derive(Clone)]
-pub struct ServeOptions {
-    pub telemetry_path: String,
-    pub title: &'static str,
-    /// TLS, auth, headers, rate limit; `None` is plain HTTP, open to all.
-    pub web_config: Option<Arc<WebConfig>>,
-    /// Extra landing-page content.
-    pub about: Option<About>,
-}
-
-/// [`serve`] with an optional web config: TLS (handshakes in their own
-/// tasks, at most [`tls::HANDSHAKE_TIMEOUT`] each), basic auth, headers.
-pub async fn serve_with(
-    listener: TcpListener,
-    opts: ServeOptions,
-    publishers: Vec<Publisher>,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let app = router_with(&opts, publishers);
-    match opts.web_config.as_ref().and_then(|c| c.tls.clone()) {
-        Some(tls) => {
-            let listener = tls::TlsListener::new(listener, tls, tls::HANDSHAKE_TIMEOUT)?;
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-        }
-        None => {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-        }
-    }
-}
 
 /// A bound listener with its validated web config: the one way the
 /// programs (cluster, node, demo) start their metrics server.
@@ -159,32 +111,48 @@ impl WebServer {
         self.web_config.as_deref()
     }
 
-    /// Serves until `shutdown` resolves.
+    /// Serves the publishers' latest snapshots (concatenated) until
+    /// `shutdown` resolves. With TLS, handshakes run in their own tasks, at
+    /// most [`tls::HANDSHAKE_TIMEOUT`] each.
     pub async fn serve(
         self,
         title: &'static str,
         publishers: Vec<Publisher>,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let opts = ServeOptions {
-            telemetry_path: self.telemetry_path,
+        let app = guarded_router(
+            &self.telemetry_path,
             title,
-            web_config: self.web_config,
-            about: self.about,
-        };
-        serve_with(self.listener, opts, publishers, shutdown).await
+            self.web_config.as_deref(),
+            self.about,
+            publishers,
+        );
+        match self.web_config.as_ref().and_then(|c| c.tls.clone()) {
+            Some(tls) => {
+                let listener = tls::TlsListener::new(self.listener, tls, tls::HANDSHAKE_TIMEOUT)?;
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+            }
+            None => {
+                axum::serve(self.listener, app)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+            }
+        }
     }
 }
 
 /// [`router`] plus the web config's auth, headers and rate limit.
-pub fn router_with(opts: &ServeOptions, publishers: Vec<Publisher>) -> Router {
-    let app = router_about(
-        &opts.telemetry_path,
-        opts.title,
-        publishers,
-        opts.about.clone(),
-    );
-    let Some(cfg) = &opts.web_config else {
+fn guarded_router(
+    telemetry_path: &str,
+    title: &'static str,
+    web_config: Option<&WebConfig>,
+    about: Option<About>,
+    publishers: Vec<Publisher>,
+) -> Router {
+    let app = router_about(telemetry_path, title, publishers, about);
+    let Some(cfg) = web_config else {
         return app;
     };
     if cfg.basic_auth.is_none() && cfg.headers.is_empty() && cfg.rate_limit.is_none() {
@@ -194,7 +162,7 @@ pub fn router_with(opts: &ServeOptions, publishers: Vec<Publisher>) -> Router {
         auth: cfg.basic_auth.clone(),
         exempt: AUTH_EXEMPT_PATHS
             .iter()
-            .filter(|p| **p != opts.telemetry_path)
+            .filter(|p| **p != telemetry_path)
             .map(|p| p.to_string())
             .collect(),
         headers: cfg.headers.clone(),
@@ -210,7 +178,7 @@ pub fn router_with(opts: &ServeOptions, publishers: Vec<Publisher>) -> Router {
 }
 
 /// Listens on a `--web.listen-address` in any form node_exporter accepts (see [`listen`]).
-pub async fn bind(addr: &str) -> anyhow::Result<TcpListener> {
+async fn bind(addr: &str) -> anyhow::Result<TcpListener> {
     let addr =
         listen::parse(addr).map_err(|e| anyhow::anyhow!("invalid --web.listen-address: {e}"))?;
     Ok(listen::bind(&addr).await?)
@@ -276,25 +244,35 @@ mod ready_tests {
 
     #[test]
     fn ready_with_data_up_or_kept() {
-        let mut up = MetricSet::new();
+        use crate::cluster::collectors::exporter::{
+            ENDPOINT_HEALTH, EXPORTER_ENDPOINT_STALE, EXPORTER_ENDPOINT_UP,
+        };
+        use crate::node::collectors::{COLLECTOR_HEALTH, COLLECTOR_UP};
         let l = |e: &str| vec![("endpoint", e.to_string())];
-        up.gauge("slurm_exporter_endpoint_up", "", l("jobs"), 1.0);
-        up.gauge("slurm_exporter_endpoint_up", "", l("diag"), 0.0);
+        let mut up = MetricSet::new();
+        up.mark_health(&ENDPOINT_HEALTH);
+        up.add(&EXPORTER_ENDPOINT_UP, l("jobs"), 1.0);
+        up.add(&EXPORTER_ENDPOINT_UP, l("diag"), 0.0);
         assert!(is_ready(&[rendered(&up)]));
         let mut stale = MetricSet::new();
-        stale.gauge("slurm_exporter_endpoint_up", "", l("jobs"), 0.0);
-        stale.gauge("slurm_exporter_endpoint_stale", "", l("jobs"), 1.0);
+        stale.mark_health(&ENDPOINT_HEALTH);
+        stale.add(&EXPORTER_ENDPOINT_UP, l("jobs"), 0.0);
+        stale.add(&EXPORTER_ENDPOINT_STALE, l("jobs"), 1.0);
         let r = rendered(&stale);
         assert!(r.as_ref().unwrap().health[0].stale);
         assert!(is_ready(&[r]), "last good data still served");
         let mut node = MetricSet::new();
-        node.gauge(
-            "slurm_node_collector_up",
-            "",
+        node.mark_health(&COLLECTOR_HEALTH);
+        node.add(
+            &COLLECTOR_UP,
             vec![("node", "n".into()), ("collector", "gpu".into())],
             0.0,
         );
         assert!(!is_ready(&[rendered(&up), rendered(&node)]));
+        // Unmarked, a family named like a health family says nothing.
+        let mut unmarked = MetricSet::new();
+        unmarked.add(&EXPORTER_ENDPOINT_UP, l("jobs"), 0.0);
+        assert!(rendered(&unmarked).unwrap().health.is_empty());
         // Producers that report no sources are ready once they published.
         assert!(is_ready(&[rendered(&MetricSet::new())]));
     }

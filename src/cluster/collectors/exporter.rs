@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::exposition::{Kind, MetricDesc, MetricSet};
+use crate::exposition::{HealthFamily, Kind, MetricDesc, MetricSet};
 use crate::slurmrestd::ApiVersion;
 
 pub const EXPORTER_ENDPOINT_UP: MetricDesc = MetricDesc {
@@ -89,6 +89,14 @@ pub const EXPORTER_BUILD_INFO: MetricDesc = MetricDesc {
     labels: &["version"],
 };
 
+/// Which slurmrestd endpoints answered, for `/readyz` and the landing page.
+pub const ENDPOINT_HEALTH: HealthFamily = HealthFamily {
+    up: &EXPORTER_ENDPOINT_UP,
+    label: "endpoint",
+    prefix: "slurmrestd ",
+    stale: Some(&EXPORTER_ENDPOINT_STALE),
+};
+
 /// Every family this collector declares.
 pub const METRICS: &[&MetricDesc] = &[
     &EXPORTER_ENDPOINT_UP,
@@ -103,7 +111,47 @@ pub const METRICS: &[&MetricDesc] = &[
     &EXPORTER_TOKEN_EXPIRY_TIMESTAMP_SECONDS,
     &EXPORTER_API_VERSION_INFO,
     &EXPORTER_BUILD_INFO,
+    &EXPORTER_JOBS_POLLS_TOTAL,
+    &EXPORTER_JOBS_REFETCHED_TOTAL,
+    &EXPORTER_JOBS_TABLE_JOBS,
+    &EXPORTER_NODES_POLLS_TOTAL,
+    &EXPORTER_UPDATE_TIME_SUPPORTED,
 ];
+
+pub const EXPORTER_JOBS_POLLS_TOTAL: MetricDesc = MetricDesc {
+    name: "slurm_exporter_jobs_polls_total",
+    help: "Polls of /jobs by kind: full (the whole job list), unchanged (slurmrestd said nothing changed since update_time), incremental (/jobs/state diffed, changed jobs re-fetched).",
+    kind: Kind::Counter,
+    labels: &["kind"],
+};
+
+pub const EXPORTER_JOBS_REFETCHED_TOTAL: MetricDesc = MetricDesc {
+    name: "slurm_exporter_jobs_refetched_total",
+    help: "Jobs re-fetched one by one (/slurm/vX/job/{id}) by incremental polls.",
+    kind: Kind::Counter,
+    labels: &[],
+};
+
+pub const EXPORTER_JOBS_TABLE_JOBS: MetricDesc = MetricDesc {
+    name: "slurm_exporter_jobs_table_jobs",
+    help: "Jobs in the exporter's job table (kept between polls for incremental polling).",
+    kind: Kind::Gauge,
+    labels: &[],
+};
+
+pub const EXPORTER_NODES_POLLS_TOTAL: MetricDesc = MetricDesc {
+    name: "slurm_exporter_nodes_polls_total",
+    help: "Polls of /nodes by kind: full (the whole node list), unchanged (slurmrestd said no node changed since update_time).",
+    kind: Kind::Counter,
+    labels: &["kind"],
+};
+
+pub const EXPORTER_UPDATE_TIME_SUPPORTED: MetricDesc = MetricDesc {
+    name: "slurm_exporter_update_time_supported",
+    help: "0 once slurmrestd refused ?update_time= on this endpoint as a bad query for the API version in use (Slurm 24.11, v0.0.40/v0.0.41); it is then polled unconditionally. 1 otherwise.",
+    kind: Kind::Gauge,
+    labels: &["endpoint"],
+};
 
 /// Outcome of the most recent polls of one slurmrestd endpoint.
 #[derive(Debug, Clone, Default)]
@@ -129,6 +177,7 @@ pub struct ExporterStatus<'a> {
 }
 
 pub fn collect(s: &ExporterStatus<'_>, set: &mut MetricSet) {
+    set.mark_health(&ENDPOINT_HEALTH);
     for d in [
         &EXPORTER_ENDPOINT_UP,
         &EXPORTER_ENDPOINT_STALE,
@@ -199,4 +248,121 @@ pub fn collect(s: &ExporterStatus<'_>, set: &mut MetricSet) {
         vec![("version", env!("CARGO_PKG_VERSION").to_string())],
         1.0,
     );
+}
+
+/// How the incremental `/jobs` polling went (present when it is enabled).
+pub struct JobsPolling<'a> {
+    /// Poll kind (`full`, `unchanged`, `incremental`) -> count since start.
+    pub polls: &'a BTreeMap<&'static str, u64>,
+    pub refetched: u64,
+    pub table_jobs: usize,
+    /// `Some` when `?update_time=` is sent on /jobs: whether slurmrestd takes it.
+    pub update_time_supported: Option<bool>,
+}
+
+/// How the conditional `/nodes` polling went (present when it is enabled).
+pub struct NodesPolling<'a> {
+    /// Poll kind (`full`, `unchanged`) -> count since start.
+    pub polls: &'a BTreeMap<&'static str, u64>,
+    pub update_time_supported: bool,
+}
+
+/// The incremental and conditional polling counters.
+pub fn collect_polling(
+    jobs: Option<&JobsPolling<'_>>,
+    nodes: Option<&NodesPolling<'_>>,
+    set: &mut MetricSet,
+) {
+    let supported = |set: &mut MetricSet, endpoint: &str, yes: bool| {
+        set.add(
+            &EXPORTER_UPDATE_TIME_SUPPORTED,
+            vec![("endpoint", endpoint.to_string())],
+            if yes { 1.0 } else { 0.0 },
+        );
+    };
+    if let Some(j) = jobs {
+        for kind in ["full", "unchanged", "incremental"] {
+            let n = j.polls.get(kind).copied().unwrap_or(0);
+            set.add(
+                &EXPORTER_JOBS_POLLS_TOTAL,
+                vec![("kind", kind.to_string())],
+                n as f64,
+            );
+        }
+        set.add(&EXPORTER_JOBS_REFETCHED_TOTAL, vec![], j.refetched as f64);
+        if let Some(yes) = j.update_time_supported {
+            supported(set, "jobs", yes);
+        }
+        set.add(&EXPORTER_JOBS_TABLE_JOBS, vec![], j.table_jobs as f64);
+    }
+    if let Some(n) = nodes {
+        for kind in ["full", "unchanged"] {
+            let c = n.polls.get(kind).copied().unwrap_or(0);
+            set.add(
+                &EXPORTER_NODES_POLLS_TOTAL,
+                vec![("kind", kind.to_string())],
+                c as f64,
+            );
+        }
+        supported(set, "nodes", n.update_time_supported);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn polling_counters_every_kind_and_refusals() {
+        let jobs: BTreeMap<&'static str, u64> = [("full", 2), ("incremental", 5)].into();
+        let nodes: BTreeMap<&'static str, u64> = [("unchanged", 3)].into();
+        let mut set = MetricSet::new();
+        collect_polling(
+            Some(&JobsPolling {
+                polls: &jobs,
+                refetched: 7,
+                table_jobs: 40,
+                update_time_supported: Some(true),
+            }),
+            Some(&NodesPolling {
+                polls: &nodes,
+                update_time_supported: false,
+            }),
+            &mut set,
+        );
+        let kind = |k| [("kind", k)];
+        let polls = EXPORTER_JOBS_POLLS_TOTAL.name;
+        assert_eq!(set.value(polls, &kind("full")), Some(2.0));
+        assert_eq!(set.value(polls, &kind("unchanged")), Some(0.0));
+        assert_eq!(set.value(polls, &kind("incremental")), Some(5.0));
+        let nodes_polls = EXPORTER_NODES_POLLS_TOTAL.name;
+        assert_eq!(set.value(nodes_polls, &kind("full")), Some(0.0));
+        assert_eq!(set.value(nodes_polls, &kind("unchanged")), Some(3.0));
+        assert_eq!(
+            set.value(EXPORTER_JOBS_REFETCHED_TOTAL.name, &[]),
+            Some(7.0)
+        );
+        assert_eq!(set.value(EXPORTER_JOBS_TABLE_JOBS.name, &[]), Some(40.0));
+        let supported = EXPORTER_UPDATE_TIME_SUPPORTED.name;
+        assert_eq!(set.value(supported, &[("endpoint", "jobs")]), Some(1.0));
+        assert_eq!(set.value(supported, &[("endpoint", "nodes")]), Some(0.0));
+
+        // Without ?update_time= on /jobs there is no jobs row; without the
+        // incremental polling nothing at all.
+        let mut set = MetricSet::new();
+        collect_polling(
+            Some(&JobsPolling {
+                polls: &jobs,
+                refetched: 0,
+                table_jobs: 0,
+                update_time_supported: None,
+            }),
+            None,
+            &mut set,
+        );
+        assert_eq!(set.value(supported, &[("endpoint", "jobs")]), None);
+        let mut set = MetricSet::new();
+        collect_polling(None, None, &mut set);
+        assert!(set.families().is_empty());
+    }
 }

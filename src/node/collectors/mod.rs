@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use clap::{Arg, ArgAction, ArgMatches, Args, FromArgMatches};
 
-use crate::exposition::{Kind, Labels, MetricDesc, MetricSet};
+use crate::exposition::{HealthFamily, Kind, Labels, MetricDesc, MetricSet};
 use crate::node::sources::gpu_sample::GpuSample;
 use crate::node::sources::processes::ProcessSnapshot;
 use crate::node::sources::procfs::{JobResolver, ProcFs};
@@ -173,6 +173,14 @@ pub const COLLECTOR_UP: MetricDesc = MetricDesc {
     help: "1 if the collector's last run succeeded.",
     kind: Kind::Gauge,
     labels: &["node", "collector"],
+};
+
+/// Which collectors succeeded, for `/readyz` and the landing page.
+pub const COLLECTOR_HEALTH: HealthFamily = HealthFamily {
+    up: &COLLECTOR_UP,
+    label: "collector",
+    prefix: "collector ",
+    stale: None,
 };
 
 pub const COLLECTOR_DURATION: MetricDesc = MetricDesc {
