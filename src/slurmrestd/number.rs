@@ -4,6 +4,9 @@
 //! reads v0.0.38's plain integers and v0.0.40+'s objects alike. Plain values
 //! that are Slurm's C sentinels (`NO_VAL`, `INFINITE`, their 64-bit forms,
 //! and `-2` as v0.0.38 prints `NO_VAL64` signed) read as unset.
+//!
+//! [`Lenient`] is the same number for records where one odd field must not
+//! fail the whole list (slurmdbd's job records): any other JSON reads as unset.
 
 use std::fmt;
 
@@ -225,6 +228,138 @@ impl<'de> Deserialize<'de> for PlainNumber {
     }
 }
 
+/// A [`Number`] where any other JSON (a string, a boolean, a list, an
+/// object with odd members) reads as [`Number::Unset`] instead of failing
+/// the document; for slurmdbd's job records, where one odd field must not
+/// lose a month of accounting.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Lenient(pub Number);
+
+impl<'de> Deserialize<'de> for Lenient {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(LenientVisitor { plain: false })
+            .map(Lenient)
+    }
+}
+
+/// The `number` member of a lenient number object: an object there is as
+/// odd as a string.
+struct LenientPlain(Number);
+
+impl<'de> Deserialize<'de> for LenientPlain {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(LenientVisitor { plain: true })
+            .map(LenientPlain)
+    }
+}
+
+struct LenientVisitor {
+    /// Objects read as unset (inside a number object).
+    plain: bool,
+}
+
+impl<'de> Visitor<'de> for LenientVisitor {
+    type Value = Number;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Number, E> {
+        NumberVisitor.visit_u64(v)
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Number, E> {
+        NumberVisitor.visit_i64(v)
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Number, E> {
+        NumberVisitor.visit_f64(v)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Number, E> {
+        Ok(Number::Unset)
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Number, E> {
+        Ok(Number::Unset)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Number, D::Error> {
+        d.deserialize_any(self)
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Number, E> {
+        Ok(Number::Unset)
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Number, E> {
+        Ok(super::nonfinite::marker_value(v).map_or(Number::Unset, Number::Float))
+    }
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Number, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Number::Unset)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Number, A::Error> {
+        if self.plain {
+            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+            return Ok(Number::Unset);
+        }
+        let (mut set, mut infinite, mut number) = (None, None, Number::Unset);
+        while let Some(key) = map.next_key::<KeyName>()? {
+            match key {
+                KeyName::Set => set = map.next_value::<LenientBool>()?.0,
+                KeyName::Infinite => infinite = map.next_value::<LenientBool>()?.0,
+                KeyName::Number => number = map.next_value::<LenientPlain>()?.0,
+                KeyName::Other => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(if infinite == Some(true) {
+            Number::Infinite
+        } else if set == Some(false) {
+            Number::Unset
+        } else {
+            number
+        })
+    }
+}
+
+/// A boolean member of a number object; anything else reads as absent.
+struct LenientBool(Option<bool>);
+
+impl<'de> Deserialize<'de> for LenientBool {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Option<bool>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Option<bool>, E> {
+                Ok(Some(v))
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Option<bool>, E> {
+                Ok(None)
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Option<bool>, E> {
+                Ok(None)
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Option<bool>, E> {
+                Ok(None)
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Option<bool>, E> {
+                Ok(None)
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Option<bool>, E> {
+                Ok(None)
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut s: A) -> Result<Option<bool>, A::Error> {
+                while s.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(None)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Option<bool>, A::Error> {
+                while m.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(None)
+            }
+        }
+        d.deserialize_any(V).map(LenientBool)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::Number;
@@ -328,5 +463,35 @@ mod tests {
         ] {
             assert!(serde_json::from_str::<Number>(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn lenient_reads_odd_json_as_unset_and_numbers_as_number() {
+        use super::Lenient;
+        let l = |json: &str| serde_json::from_str::<Lenient>(json).unwrap().0;
+        assert_eq!(l("7").as_u64(), Some(7));
+        assert_eq!(l("4.5").as_f64(), Some(4.5));
+        assert_eq!(
+            l(r#"{"set":true,"infinite":false,"number":9}"#).as_u64(),
+            Some(9)
+        );
+        assert_eq!(l(r#"{"set":false,"number":3}"#), Number::Unset);
+        assert_eq!(l(r#"{"infinite":true}"#), Number::Infinite);
+        assert_eq!(l("4294967294").as_u64(), None, "NO_VAL is unset");
+        for odd in [
+            r#""two""#,
+            "true",
+            "[1,2]",
+            "null",
+            r#"{"set":"yes","number":"x"}"#,
+            r#"{"number":{"number":5}}"#,
+            r#"{"number":[5]}"#,
+        ] {
+            assert_eq!(l(odd).as_f64(), None, "{odd}");
+        }
+        // A string set flag is absent, the number still counts.
+        assert_eq!(l(r#"{"set":"yes","number":2}"#).as_u64(), Some(2));
+        // Truncated JSON is still an error, not a silent zero.
+        assert!(serde_json::from_str::<Lenient>(r#"{"number":"#).is_err());
     }
 }

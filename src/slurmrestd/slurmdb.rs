@@ -3,12 +3,13 @@
 //! except for a few spellings this parser accepts all of: `state.current` a
 //! string (v0.0.38) or a list (v0.0.40+), numbers plain or as
 //! `{"set","infinite","number"}` objects, TRES names `null` or `""`.
+//! Numbers are [`Lenient`]: an odd one is absent, the record is kept.
 
 use std::io::Read;
 
-use serde::de::IgnoredAny;
 use serde::Deserialize;
 
+use super::number::Lenient;
 use super::ParseError;
 
 /// One job record, numbers read (`None`: absent, unset or infinite).
@@ -55,7 +56,7 @@ struct DbError {
 #[derive(Deserialize)]
 struct WireJob {
     #[serde(default)]
-    job_id: Flex,
+    job_id: Lenient,
     #[serde(default)]
     account: Option<String>,
     #[serde(default)]
@@ -73,9 +74,9 @@ struct WireJob {
 #[derive(Deserialize, Default)]
 struct DbTime {
     #[serde(default)]
-    start: Flex,
+    start: Lenient,
     #[serde(default)]
-    end: Flex,
+    end: Lenient,
 }
 
 #[derive(Deserialize)]
@@ -97,44 +98,7 @@ struct DbTresItem {
     #[serde(default)]
     name: Option<String>,
     #[serde(default)]
-    count: Flex,
-}
-
-/// A number as slurmdbd's records spell it: plain, `null`, or a number
-/// object. Unlike [`super::number::Number`] it maps no C sentinels and takes
-/// any other JSON as absent, so an odd field never fails the whole list.
-#[derive(Deserialize, Default, Clone, Copy)]
-#[serde(untagged)]
-enum Flex {
-    Int(i64),
-    Float(f64),
-    Obj {
-        #[serde(default)]
-        set: Option<bool>,
-        #[serde(default)]
-        infinite: Option<bool>,
-        #[serde(default)]
-        number: Option<f64>,
-    },
-    #[default]
-    Null,
-    #[allow(dead_code)]
-    Other(IgnoredAny),
-}
-
-impl Flex {
-    fn get(self) -> Option<f64> {
-        match self {
-            Flex::Int(i) => Some(i as f64),
-            Flex::Float(f) if f.is_finite() => Some(f),
-            Flex::Obj {
-                set,
-                infinite,
-                number,
-            } if set != Some(false) && infinite != Some(true) => number,
-            _ => None,
-        }
-    }
+    count: Lenient,
 }
 
 /// `"COMPLETED"` or `["COMPLETED"]`.
@@ -155,12 +119,12 @@ impl From<WireJob> for DbJob {
             _ => false,
         };
         DbJob {
-            job_id: j.job_id.get(),
+            job_id: j.job_id.0.as_f64(),
             account: j.account,
             user: j.user,
             partition: j.partition,
-            start: j.time.start.get(),
-            end: j.time.end.get(),
+            start: j.time.start.0.as_f64(),
+            end: j.time.end.0.as_f64(),
             pending,
             allocated: j
                 .tres
@@ -169,7 +133,7 @@ impl From<WireJob> for DbJob {
                 .map(|t| DbTres {
                     kind: t.kind,
                     name: t.name,
-                    count: t.count.get(),
+                    count: t.count.0.as_f64(),
                 })
                 .collect(),
         }
