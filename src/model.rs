@@ -157,6 +157,18 @@ impl Job {
     pub fn state_or_other(&self) -> JobState {
         self.state.unwrap_or(JobState::Other)
     }
+
+    /// The partition a job counts under: a pending job submitted to several
+    /// lists them comma-separated; it counts under the first, as squeue's
+    /// default format and sreport show it.
+    pub fn primary_partition(&self) -> &str {
+        primary_partition(&self.partition)
+    }
+}
+
+/// The first of a comma-separated partition list (see [`Job::primary_partition`]).
+pub fn primary_partition(list: &str) -> &str {
+    list.split(',').next().unwrap_or(list)
 }
 
 /// Base node state, lower-case as `sinfo` prints it.

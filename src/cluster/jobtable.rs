@@ -20,12 +20,6 @@ use super::usage::{Alloc, UsageRow};
 use crate::model::{Job, JobState};
 use crate::slurmrestd::JobSink;
 
-/// Multi-partition pending jobs list partitions comma-separated; count them under the first,
-/// as squeue's default format shows it.
-fn primary_partition(p: &str) -> &str {
-    p.split(',').next().unwrap_or(p)
-}
-
 /// (partition, account, user) of a job, shared by every job that has it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Assoc {
@@ -189,7 +183,7 @@ impl CompactJob {
         } else {
             job.state_or_other()
         };
-        let partition = primary_partition(&job.partition);
+        let partition = job.primary_partition();
         let assoc = int.assoc(partition, &job.account, &job.user);
         let reason = (state == JobState::Pending)
             .then(|| int.reason(job.state_reason.as_deref().unwrap_or("None")));

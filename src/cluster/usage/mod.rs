@@ -71,7 +71,7 @@ impl UsageRow {
             suspended: state == JobState::Suspended,
             account: job.account.clone(),
             user: job.user.clone(),
-            partition: primary_partition(&job.partition).to_string(),
+            partition: job.primary_partition().to_string(),
             alloc,
         })
     }
@@ -82,10 +82,6 @@ impl UsageRow {
             start: self.start,
         }
     }
-}
-
-fn primary_partition(p: &str) -> &str {
-    p.split(',').next().unwrap_or(p)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

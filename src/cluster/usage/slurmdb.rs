@@ -6,6 +6,7 @@
 use std::io::Read;
 
 use super::{Alloc, UsageRow};
+use crate::model::primary_partition;
 use crate::slurmrestd::slurmdb::DbJob;
 use crate::slurmrestd::ParseError;
 
@@ -37,7 +38,6 @@ pub fn into_row(j: DbJob) -> Option<UsageRow> {
     if alloc.is_empty() {
         return None;
     }
-    let partition = j.partition.unwrap_or_default();
     Some(UsageRow {
         job_id,
         start,
@@ -45,7 +45,7 @@ pub fn into_row(j: DbJob) -> Option<UsageRow> {
         suspended: false,
         account: j.account.unwrap_or_default(),
         user: j.user.unwrap_or_default(),
-        partition: partition.split(',').next().unwrap_or("").to_string(),
+        partition: primary_partition(j.partition.as_deref().unwrap_or_default()).to_string(),
         alloc,
     })
 }
