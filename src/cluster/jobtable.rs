@@ -236,17 +236,13 @@ impl CompactJob {
             account: self.assoc.account.to_string(),
             user: self.assoc.user.to_string(),
             partition: self.assoc.partition.to_string(),
-            alloc: Alloc {
-                cpus: h.cpus as f64,
-                mem_mb: h.memory_bytes as f64 / (1024.0 * 1024.0),
-                billing: h.billing,
-                gpus: h.gpus as f64,
-                gpus_by_type: h
-                    .gpus_by_type
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), *v as f64))
-                    .collect(),
-            },
+            alloc: Alloc::from_counts(
+                h.cpus,
+                h.memory_bytes,
+                h.billing,
+                h.gpus,
+                h.gpus_by_type.iter().map(|(k, v)| (&**k, *v)),
+            ),
         })
     }
 

@@ -144,29 +144,38 @@ impl<'de> Visitor<'de> for NumberVisitor {
         d.deserialize_any(self)
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Number, A::Error> {
-        let mut set = None;
-        let mut infinite = None;
-        let mut number = Number::Unset;
-        while let Some(key) = map.next_key::<KeyName>()? {
-            match key {
-                KeyName::Set => set = Some(map.next_value::<bool>()?),
-                KeyName::Infinite => infinite = Some(map.next_value::<bool>()?),
-                // A nested object here is malformed; reject rather than recurse.
-                KeyName::Number => number = map.next_value::<PlainNumber>()?.0,
-                KeyName::Other => {
-                    map.next_value::<IgnoredAny>()?;
-                }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Number, A::Error> {
+        // A nested object as `number` is malformed; reject rather than recurse.
+        number_object::<A, bool, PlainNumber>(map)
+    }
+}
+
+/// Reads a number object's members: `set` and `infinite` as `B`, `number`
+/// as `N` (strict or lenient), others skipped.
+fn number_object<'de, A, B, N>(mut map: A) -> Result<Number, A::Error>
+where
+    A: MapAccess<'de>,
+    B: Deserialize<'de> + Into<Option<bool>>,
+    N: Deserialize<'de> + Into<Number>,
+{
+    let (mut set, mut infinite, mut number) = (None, None, Number::Unset);
+    while let Some(key) = map.next_key::<KeyName>()? {
+        match key {
+            KeyName::Set => set = map.next_value::<B>()?.into(),
+            KeyName::Infinite => infinite = map.next_value::<B>()?.into(),
+            KeyName::Number => number = map.next_value::<N>()?.into(),
+            KeyName::Other => {
+                map.next_value::<IgnoredAny>()?;
             }
         }
-        Ok(if infinite == Some(true) {
-            Number::Infinite
-        } else if set == Some(false) {
-            Number::Unset
-        } else {
-            number
-        })
     }
+    Ok(if infinite == Some(true) {
+        Number::Infinite
+    } else if set == Some(false) {
+        Number::Unset
+    } else {
+        number
+    })
 }
 
 enum KeyName {
@@ -199,6 +208,24 @@ impl<'de> Deserialize<'de> for KeyName {
 
 /// The `number` member: a plain number or null only.
 struct PlainNumber(Number);
+
+impl From<PlainNumber> for Number {
+    fn from(n: PlainNumber) -> Number {
+        n.0
+    }
+}
+
+impl From<LenientPlain> for Number {
+    fn from(n: LenientPlain) -> Number {
+        n.0
+    }
+}
+
+impl From<LenientBool> for Option<bool> {
+    fn from(b: LenientBool) -> Option<bool> {
+        b.0
+    }
+}
 
 impl<'de> Deserialize<'de> for PlainNumber {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -297,24 +324,7 @@ impl<'de> Visitor<'de> for LenientVisitor {
             while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
             return Ok(Number::Unset);
         }
-        let (mut set, mut infinite, mut number) = (None, None, Number::Unset);
-        while let Some(key) = map.next_key::<KeyName>()? {
-            match key {
-                KeyName::Set => set = map.next_value::<LenientBool>()?.0,
-                KeyName::Infinite => infinite = map.next_value::<LenientBool>()?.0,
-                KeyName::Number => number = map.next_value::<LenientPlain>()?.0,
-                KeyName::Other => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
-        }
-        Ok(if infinite == Some(true) {
-            Number::Infinite
-        } else if set == Some(false) {
-            Number::Unset
-        } else {
-            number
-        })
+        number_object::<A, LenientBool, LenientPlain>(map)
     }
 }
 

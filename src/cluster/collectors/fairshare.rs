@@ -48,13 +48,7 @@ pub const METRICS: &[&MetricDesc] = &[
 ];
 
 pub fn collect(shares: &[Share], set: &mut MetricSet) {
-    for d in [
-        &SHARE_RAW_SHARES,
-        &SHARE_NORMALIZED_SHARES_RATIO,
-        &SHARE_RAW_USAGE,
-        &SHARE_EFFECTIVE_USAGE_RATIO,
-        &SHARE_FAIRSHARE_FACTOR,
-    ] {
+    for d in METRICS {
         set.declare(d);
     }
     for s in shares {

@@ -66,14 +66,7 @@ pub fn collect(
     jobs: Option<&JobAggregates>,
     set: &mut MetricSet,
 ) {
-    for d in [
-        &CLUSTER_PARTITION_NODES,
-        &CLUSTER_PARTITION_CPUS,
-        &CLUSTER_PARTITION_GPUS,
-        &CLUSTER_PARTITION_ALLOCATED_CPUS,
-        &CLUSTER_PARTITION_ALLOCATED_GPUS,
-        &CLUSTER_PARTITION_JOBS,
-    ] {
+    for d in METRICS {
         set.declare(d);
     }
     let by_name: HashMap<&str, &Node> = nodes.iter().map(|n| (n.name.as_str(), n)).collect();

@@ -37,16 +37,26 @@ pub struct Alloc {
 
 impl Alloc {
     pub fn from_tres(t: &crate::model::Tres) -> Alloc {
+        let by_type = t.gpus_by_type.iter().map(|(k, v)| (k.as_str(), *v));
+        Alloc::from_counts(t.cpus, t.memory_bytes, t.billing, t.gpus, by_type)
+    }
+
+    /// From Slurm's counts (memory in bytes).
+    pub fn from_counts<'a>(
+        cpus: u64,
+        memory_bytes: u64,
+        billing: f64,
+        gpus: u64,
+        gpus_by_type: impl Iterator<Item = (&'a str, u64)>,
+    ) -> Alloc {
         Alloc {
-            cpus: t.cpus as f64,
+            cpus: cpus as f64,
             // sreport's mem TRES is MB (MiB): `mem=32G` is 32768.
-            mem_mb: t.memory_bytes as f64 / (1024.0 * 1024.0),
-            billing: t.billing,
-            gpus: t.gpus as f64,
-            gpus_by_type: t
-                .gpus_by_type
-                .iter()
-                .map(|(k, v)| (k.clone(), *v as f64))
+            mem_mb: memory_bytes as f64 / (1024.0 * 1024.0),
+            billing,
+            gpus: gpus as f64,
+            gpus_by_type: gpus_by_type
+                .map(|(k, v)| (k.to_string(), v as f64))
                 .collect(),
         }
     }
