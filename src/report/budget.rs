@@ -130,26 +130,7 @@ pub fn render(rows: &[BudgetRow], unit: Unit, parsable: bool) -> String {
         }
         return out;
     }
-    let mut width: Vec<usize> = cols.iter().map(|c| c.len()).collect();
-    for c in &cells {
-        for (i, f) in c.iter().enumerate() {
-            width[i] = width[i].max(f.chars().count());
-        }
-    }
-    let line = |cells: Vec<&str>| -> String {
-        let mut s = String::new();
-        for (i, c) in cells.iter().enumerate() {
-            s.push_str(&format!("{c:>w$} ", w = width[i]));
-        }
-        s.trim_end().to_string() + "\n"
-    };
-    out.push_str(&line(cols.to_vec()));
-    let dashes: Vec<String> = width.iter().map(|w| "-".repeat(*w)).collect();
-    out.push_str(&dashes.join(" "));
-    out.push('\n');
-    for c in &cells {
-        out.push_str(&line(c.iter().map(String::as_str).collect()));
-    }
+    out.push_str(&super::format::aligned_table(&cols, &cells));
     out
 }
 

@@ -40,12 +40,12 @@ fn money(v: f64) -> String {
     format!("{v:.2}")
 }
 
-/// Rows in sreport order.
-pub fn rows(usage: &MonthUsage, tres: &[String], unit: Unit) -> Vec<Row> {
-    // cluster -> account -> user -> tres -> seconds
-    type Tree = BTreeMap<String, BTreeMap<String, BTreeMap<String, BTreeMap<String, f64>>>>;
-    let mut tree: Tree = BTreeMap::new();
-    for ((cluster, account, user, t), v) in &usage.usage {
+/// cluster -> account -> user -> tres -> value
+type Tree = BTreeMap<String, BTreeMap<String, BTreeMap<String, BTreeMap<String, f64>>>>;
+
+fn tree_of(flat: &super::UsageMap) -> Tree {
+    let mut tree = Tree::new();
+    for ((cluster, account, user, t), v) in flat {
         *tree
             .entry(cluster.clone())
             .or_default()
@@ -56,18 +56,46 @@ pub fn rows(usage: &MonthUsage, tres: &[String], unit: Unit) -> Vec<Row> {
             .entry(t.clone())
             .or_default() += v;
     }
-    let mut cost_tree: Tree = BTreeMap::new();
-    for ((cluster, account, user, t), v) in &usage.cost {
-        *cost_tree
-            .entry(cluster.clone())
-            .or_default()
-            .entry(account.clone())
-            .or_default()
-            .entry(user.clone())
-            .or_default()
-            .entry(t.clone())
-            .or_default() += v;
+    tree
+}
+
+/// Columns right-aligned to their widest cell under a line of dashes, as
+/// sreport prints them without -P.
+pub fn aligned_table<H, R, C>(header: &[H], rows: &[R]) -> String
+where
+    H: AsRef<str>,
+    R: AsRef<[C]>,
+    C: AsRef<str>,
+{
+    let mut width: Vec<usize> = header.iter().map(|c| c.as_ref().chars().count()).collect();
+    for r in rows {
+        for (i, f) in r.as_ref().iter().enumerate() {
+            if let Some(w) = width.get_mut(i) {
+                *w = (*w).max(f.as_ref().chars().count());
+            }
+        }
     }
+    let line = |cells: &mut dyn Iterator<Item = &str>| -> String {
+        let mut s = String::new();
+        for (c, w) in cells.zip(&width) {
+            s.push_str(&format!("{c:>w$} "));
+        }
+        s.trim_end().to_string() + "\n"
+    };
+    let mut out = line(&mut header.iter().map(AsRef::as_ref));
+    let dashes: Vec<String> = width.iter().map(|w| "-".repeat(*w)).collect();
+    out.push_str(&dashes.join(" "));
+    out.push('\n');
+    for r in rows {
+        out.push_str(&line(&mut r.as_ref().iter().map(AsRef::as_ref)));
+    }
+    out
+}
+
+/// Rows in sreport order.
+pub fn rows(usage: &MonthUsage, tres: &[String], unit: Unit) -> Vec<Row> {
+    let tree = tree_of(&usage.usage);
+    let cost_tree = tree_of(&usage.cost);
     let has_cost = !usage.cost.is_empty();
     let priced = |t: &str| crate::cluster::budgets::PRICED_TRES.contains(&t);
     let budget_div = match unit {
@@ -304,27 +332,8 @@ pub fn render(w: &Window, usage: &MonthUsage, tres: &[String], unit: Unit, fmt: 
         }
         Format::Table => {
             out.push_str(&header_block(w, unit));
-            let mut width: Vec<usize> = columns.iter().map(|c| c.chars().count()).collect();
-            for r in &rows {
-                for (i, f) in layout.fields(r).iter().enumerate() {
-                    width[i] = width[i].max(f.chars().count());
-                }
-            }
-            let line = |cells: Vec<&str>| -> String {
-                let mut s = String::new();
-                for (i, c) in cells.iter().enumerate() {
-                    // sreport right-aligns every column.
-                    s.push_str(&format!("{c:>w$} ", w = width[i]));
-                }
-                s.trim_end().to_string() + "\n"
-            };
-            out.push_str(&line(columns.iter().map(String::as_str).collect()));
-            let dashes: Vec<String> = width.iter().map(|w| "-".repeat(*w)).collect();
-            out.push_str(&dashes.join(" "));
-            out.push('\n');
-            for r in &rows {
-                out.push_str(&line(layout.fields(r)));
-            }
+            let cells: Vec<Vec<&str>> = rows.iter().map(|r| layout.fields(r)).collect();
+            out.push_str(&aligned_table(&columns, &cells));
         }
         Format::Csv => {
             let head: Vec<String> = columns.iter().map(|s| csv_field(s)).collect();

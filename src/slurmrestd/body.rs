@@ -96,12 +96,7 @@ where
     de.end()?;
     let data_empty = data.as_ref().is_none_or(is_empty);
     if !errors.is_empty() && data_empty {
-        let msg = errors
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("; ");
-        return Err(ParseError::Slurm(msg));
+        return Err(slurm_errors(&errors));
     }
     data.ok_or(ParseError::Missing(field))
 }
@@ -161,12 +156,7 @@ pub(crate) fn read_elements_meta<T: DeserializeOwned>(
         None => Vec::new(),
     };
     if !errors.is_empty() && top.count.unwrap_or(0) == 0 {
-        let msg = errors
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("; ");
-        return Err(ParseError::Slurm(msg));
+        return Err(slurm_errors(&errors));
     }
     let count = top.count.ok_or(ParseError::Missing(field))?;
     Ok(ListMeta {
@@ -262,6 +252,16 @@ pub(crate) fn state_words<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>
 /// A list of strings that may be `null`.
 pub(crate) fn strings_or_null<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     Option::<Vec<String>>::deserialize(d).map(Option::unwrap_or_default)
+}
+
+/// The `errors[]` of an answer without data, as one error.
+fn slurm_errors<E: ToString>(errors: &[E]) -> ParseError {
+    let msg = errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ");
+    ParseError::Slurm(msg)
 }
 
 #[cfg(test)]
