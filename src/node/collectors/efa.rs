@@ -415,10 +415,6 @@ struct PortReading {
 }
 
 impl Collector for EfaCollector {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
     fn collect(
         &mut self,
         inputs: &CycleInputs<'_>,

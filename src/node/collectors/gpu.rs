@@ -280,10 +280,6 @@ pub const SPEC: CollectorSpec = CollectorSpec {
 pub struct GpuCollector;
 
 impl Collector for GpuCollector {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
     fn collect(
         &mut self,
         inputs: &CycleInputs<'_>,

@@ -170,10 +170,6 @@ struct JobAgg {
 }
 
 impl Collector for GpuJobsCollector {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
     fn collect(
         &mut self,
         inputs: &CycleInputs<'_>,

@@ -99,10 +99,6 @@ struct JobLimits {
 }
 
 impl Collector for MemlockCollector {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
     fn collect(
         &mut self,
         inputs: &CycleInputs<'_>,
