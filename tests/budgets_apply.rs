@@ -3,16 +3,10 @@
 
 mod common;
 
-use common::{AssocDb, Mock};
+use common::{run_exporter, AssocDb, Mock, Run};
 use slurm_gpu_exporter::slurmrestd::ApiVersion;
 
 const TOKEN: &str = "operator-jwt-sekrit-4711";
-
-struct Run {
-    ok: bool,
-    stdout: String,
-    stderr: String,
-}
 
 struct Rig {
     mock: Mock,
@@ -73,27 +67,7 @@ impl Rig {
             "--slurmrestd-timeout=5s".into(),
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
-        let out = tokio::task::spawn_blocking(move || {
-            std::process::Command::new(env!("CARGO_BIN_EXE_slurm-gpu-exporter"))
-                .args(&args)
-                .env_remove("SLURM_JWT")
-                .output()
-                .unwrap()
-        })
-        .await
-        .unwrap();
-        let r = Run {
-            ok: out.status.success(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        };
-        assert!(
-            !r.stdout.contains(TOKEN) && !r.stderr.contains(TOKEN),
-            "token leaked:\n{}\n{}",
-            r.stdout,
-            r.stderr
-        );
-        r
+        run_exporter(args, TOKEN).await
     }
 
     fn posts(&self) -> Vec<serde_json::Value> {

@@ -3,9 +3,12 @@
 //! (jobs built from the v0.0.45 recording, `ping/`, `DELETE /job/{id}`),
 //! recording every request.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+use common::{run_exporter, Run};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -150,12 +153,6 @@ struct Rig {
     dir: tempfile::TempDir,
 }
 
-struct Run {
-    ok: bool,
-    stdout: String,
-    stderr: String,
-}
-
 impl Run {
     fn lines(&self) -> Vec<Value> {
         self.stdout
@@ -215,25 +212,7 @@ impl Rig {
             format!("--audit-log={}", d.join("audit.log").display()),
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
-        let out = tokio::task::spawn_blocking(move || {
-            std::process::Command::new(env!("CARGO_BIN_EXE_slurm-gpu-exporter"))
-                .args(&args)
-                .env_remove("SLURM_JWT")
-                .output()
-                .unwrap()
-        })
-        .await
-        .unwrap();
-        let r = Run {
-            ok: out.status.success(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        };
-        assert!(
-            !r.stdout.contains(TOKEN) && !r.stderr.contains(TOKEN),
-            "token logged"
-        );
-        r
+        run_exporter(args, TOKEN).await
     }
 
     fn deletes(&self) -> Vec<(String, Option<String>)> {

@@ -787,3 +787,36 @@ pub fn client(url: &str, token: TokenSource, timeout: Duration, max: u64) -> Arc
 pub fn poller(client: Arc<Client>) -> Poller {
     Poller::new(client, PollOptions::default())
 }
+
+/// What one run of the exporter binary printed.
+pub struct Run {
+    pub ok: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs the exporter binary with `args` (without `SLURM_JWT`) off the async
+/// runtime, and checks that `secret` appears nowhere in what it printed.
+pub async fn run_exporter(args: Vec<String>, secret: &str) -> Run {
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_slurm-gpu-exporter"))
+            .args(&args)
+            .env_remove("SLURM_JWT")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let r = Run {
+        ok: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    assert!(
+        !r.stdout.contains(secret) && !r.stderr.contains(secret),
+        "secret leaked:\n{}\n{}",
+        r.stdout,
+        r.stderr
+    );
+    r
+}
