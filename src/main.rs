@@ -29,7 +29,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     runtime.block_on(async move {
         match cli.command {
             Command::Cluster(args) => slurm_gpu_exporter::cluster::run(args.config()?).await,
-            Command::Node(args) => slurm_gpu_exporter::node::run(args).await,
+            Command::Node(args) => slurm_gpu_exporter::node::run(args.config()).await,
             Command::Demo(args) => slurm_gpu_exporter::demo::run(args).await,
             Command::Report(r) => match (r.job, r.month) {
                 (Some(ReportJob::Job(args)), _) => slurm_gpu_exporter::report::job::run(args).await,

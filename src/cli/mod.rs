@@ -6,6 +6,7 @@
 
 pub mod budgets;
 pub mod cluster;
+pub mod node;
 pub mod slurmrestd;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -55,7 +56,7 @@ pub enum Command {
     Cluster(cluster::ClusterArgs),
     /// Node agent: GPU (NVML), EFA, memlock and job attribution metrics (one per compute node).
     #[command(mut_arg("listen_address", |a| a.default_value(crate::node::DEFAULT_LISTEN)))]
-    Node(crate::node::NodeArgs),
+    Node(node::NodeArgs),
     /// A small living GPU cluster: the real cluster scraper and node agent
     /// against a simulated Slurm 25.11 cluster and p5-like nodes; no cluster needed.
     #[command(mut_arg("listen_address", |a| a.default_value(crate::demo::DEFAULT_LISTEN)))]
