@@ -30,7 +30,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         match cli.command {
             Command::Cluster(args) => slurm_gpu_exporter::cluster::run(args.config()?).await,
             Command::Node(args) => slurm_gpu_exporter::node::run(args.config()).await,
-            Command::Demo(args) => slurm_gpu_exporter::demo::run(args).await,
+            Command::Demo(args) => slurm_gpu_exporter::demo::run(args.config()).await,
             Command::Report(r) => match (r.job, r.month) {
                 (Some(ReportJob::Job(args)), _) => slurm_gpu_exporter::report::job::run(args).await,
                 (None, Some(args)) => slurm_gpu_exporter::report::run(args).await,

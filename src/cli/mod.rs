@@ -6,6 +6,7 @@
 
 pub mod budgets;
 pub mod cluster;
+pub mod demo;
 pub mod node;
 pub mod slurmrestd;
 
@@ -60,7 +61,7 @@ pub enum Command {
     /// A small living GPU cluster: the real cluster scraper and node agent
     /// against a simulated Slurm 25.11 cluster and p5-like nodes; no cluster needed.
     #[command(mut_arg("listen_address", |a| a.default_value(crate::demo::DEFAULT_LISTEN)))]
-    Demo(crate::demo::DemoArgs),
+    Demo(demo::DemoArgs),
     /// Prints a month of GPU/CPU/billing usage per account and user from
     /// Prometheus, in the columns of `sreport cluster AccountUtilizationByUser`;
     /// `report job <id>`: one job's GPU efficiency.
