@@ -9,7 +9,8 @@ use std::fmt::Write as _;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use slurm_gpu_exporter::report::job::{self, JobReportArgs, PromConnArgs};
+use slurm_gpu_exporter::report::job::{self, JobReportOptions};
+use slurm_gpu_exporter::report::prom::PromOptions;
 
 const STEP: i64 = 60;
 
@@ -204,14 +205,14 @@ async fn job_report_from_real_prometheus() {
             .spawn()
             .unwrap(),
     );
-    let args = JobReportArgs {
+    let args = JobReportOptions {
         job_id: "4242".into(),
-        prom: PromConnArgs {
-            prometheus: format!("http://127.0.0.1:{port}"),
+        prom: PromOptions {
+            url: format!("http://127.0.0.1:{port}"),
             headers: Vec::new(),
             bearer_token_file: None,
-            prometheus_ca_file: None,
-            prometheus_timeout: Duration::from_secs(30),
+            ca_file: None,
+            timeout: Duration::from_secs(30),
             selector: "cluster=\"rig\"".into(),
         },
         threshold: 0.05,
