@@ -4,6 +4,7 @@
 //! reset), written as OpenMetrics, turned into TSDB blocks by `promtool tsdb
 //! create-blocks-from openmetrics` and served by `prometheus` on loopback.
 //! Skipped (with a message) when the Debian `prometheus` package is absent.
+//! Also: `report job` is not held by the monthly report's environment.
 
 use std::fmt::Write as _;
 use std::process::{Command, Stdio};
@@ -277,4 +278,21 @@ async fn job_report_from_real_prometheus() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("job 999 has no slurm_job_gpus"), "{e}");
+}
+
+/// `report job` does not read the month's flags: their environment
+/// variables (set where the monthly report runs) must not make it ask for
+/// `--month`. Needs no Prometheus: nothing listens on port 1.
+#[test]
+fn report_job_is_not_held_by_the_months_environment() {
+    let out = Command::new(env!("CARGO_BIN_EXE_slurm-gpu-exporter"))
+        .args(["report", "job", "5", "--prometheus-timeout", "5s"])
+        .env("SLURM_GPU_EXPORTER_PROMETHEUS_URL", "http://127.0.0.1:1")
+        .env("SLURM_GPU_EXPORTER_CLUSTER_NAME", "c1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("cannot connect"), "{stderr}");
+    assert!(!stderr.contains("required"), "{stderr}");
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::builder::PossibleValue;
-use clap::{Args, Subcommand, ValueEnum};
+use clap::{ArgMatches, Args, FromArgMatches, Subcommand, ValueEnum};
 
 use super::parse_duration;
 use crate::report::job::{parse_job_id, parse_lookback, JobReportOptions};
@@ -67,20 +67,14 @@ impl PromConnArgs {
 
 /// `report --month …` (the monthly usage) or `report job <id>`.
 ///
-/// The month's flags are two flattened groups, not one struct holding
-/// [`PromConnArgs`]: clap cannot tell whether an optional flattened group
-/// that itself flattens another was given.
-#[derive(Debug, Args)]
-#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
-// A month's queries take longer than one job's.
-#[command(mut_arg("prometheus_timeout", |a| a.default_value("120s")))]
-pub struct ReportCommand {
-    #[command(subcommand)]
-    pub job: Option<ReportJob>,
-    #[command(flatten)]
-    pub prom: Option<PromConnArgs>,
-    #[command(flatten)]
-    pub month: Option<ReportArgs>,
+/// Parsed by hand, not derived: a derived optional group of the month's
+/// flags counts as given when one of their environment variables is set
+/// (`SLURM_GPU_EXPORTER_PROMETHEUS_URL`, `…_CLUSTER_NAME`), and then fails
+/// `report job` for want of `--month`. Here the subcommand decides.
+#[derive(Debug)]
+pub enum ReportCommand {
+    Job(JobReportArgs),
+    Month(PromConnArgs, ReportArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -90,12 +84,48 @@ pub enum ReportJob {
     Job(JobReportArgs),
 }
 
+impl FromArgMatches for ReportCommand {
+    fn from_arg_matches(m: &ArgMatches) -> Result<Self, clap::Error> {
+        Self::from_arg_matches_mut(&mut m.clone())
+    }
+
+    fn from_arg_matches_mut(m: &mut ArgMatches) -> Result<Self, clap::Error> {
+        if m.subcommand_name().is_some() {
+            let ReportJob::Job(args) = ReportJob::from_arg_matches_mut(m)?;
+            return Ok(ReportCommand::Job(args));
+        }
+        Ok(ReportCommand::Month(
+            PromConnArgs::from_arg_matches_mut(m)?,
+            ReportArgs::from_arg_matches_mut(m)?,
+        ))
+    }
+
+    fn update_from_arg_matches(&mut self, m: &ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(m)?;
+        Ok(())
+    }
+}
+
+impl Args for ReportCommand {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        let cmd = ReportArgs::augment_args(PromConnArgs::augment_args(cmd));
+        ReportJob::augment_subcommands(cmd)
+            .args_conflicts_with_subcommands(true)
+            .subcommand_negates_reqs(true)
+            // A month's queries take longer than one job's.
+            .mut_arg("prometheus_timeout", |a| a.default_value("120s"))
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
+}
+
 impl ReportCommand {
     pub async fn run(self) -> anyhow::Result<()> {
-        match (self.job, self.prom, self.month) {
-            (Some(ReportJob::Job(args)), _, _) => crate::report::job::run(args.options()).await,
-            (None, Some(prom), Some(month)) => crate::report::run(month.options(&prom)).await,
-            _ => anyhow::bail!("report needs --prometheus and --month, or `report job <id>`"),
+        match self {
+            ReportCommand::Job(args) => crate::report::job::run(args.options()).await,
+            ReportCommand::Month(prom, month) => crate::report::run(month.options(&prom)).await,
         }
     }
 }
@@ -228,21 +258,11 @@ mod tests {
         ]);
         assert!(matches!(
             month,
-            Ok(Command::Report(ReportCommand {
-                job: None,
-                prom: Some(_),
-                month: Some(_)
-            }))
+            Ok(Command::Report(ReportCommand::Month(..)))
         ));
         let job = parse(&["x", "report", "job", "5", "--prometheus", "http://p"]);
         match job {
-            Ok(Command::Report(ReportCommand {
-                job: Some(ReportJob::Job(a)),
-                prom: None,
-                month: None,
-            })) => {
-                assert_eq!(a.job_id, "5")
-            }
+            Ok(Command::Report(ReportCommand::Job(a))) => assert_eq!(a.job_id, "5"),
             other => panic!("{other:?}"),
         }
         // The month report still requires its flags; job-report stays.
@@ -261,18 +281,13 @@ mod tests {
             let argv: Vec<&str> = head.iter().chain(conn).chain(tail).copied().collect();
             parse(&argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"))
         };
-        let Command::Report(ReportCommand {
-            prom: Some(report),
-            month: Some(m),
-            ..
-        }) = with(&["x", "report"], &["--month", "2026-11"])
+        let Command::Report(ReportCommand::Month(report, m)) =
+            with(&["x", "report"], &["--month", "2026-11"])
         else {
             panic!("not report")
         };
-        let Command::Report(ReportCommand {
-            job: Some(ReportJob::Job(report_job)),
-            ..
-        }) = with(&["x", "report", "job", "7"], &[])
+        let Command::Report(ReportCommand::Job(report_job)) =
+            with(&["x", "report", "job", "7"], &[])
         else {
             panic!("not report job")
         };
