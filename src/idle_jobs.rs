@@ -25,84 +25,40 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
-use clap::Args;
 use serde::{Deserialize, Serialize};
 
-use crate::cli::parse_duration;
-use crate::cli::slurmrestd::SlurmrestdArgs;
 use crate::model::{Job, JobState};
-use crate::report::job::PromConnArgs;
-use crate::report::prom::{Prometheus, Series};
-use crate::slurmrestd::client::{Client, FetchError};
+use crate::report::prom::{PromOptions, Prometheus, Series};
+use crate::slurmrestd::client::{Client, ClientOptions, FetchError};
 use crate::slurmrestd::{Api, ApiVersion};
 
 /// The recording rule (alerts/recording-rules.yaml) this command acts on.
 pub const RULE: &str = "job:slurm_gpu_activity_ratio:max";
 
-#[derive(Debug, Clone, Args)]
-pub struct IdleJobsArgs {
-    #[command(flatten)]
-    pub prom: PromConnArgs,
-
+/// What `idle-jobs` does, built by the CLI layer
+/// (`crate::cli::idle_jobs::IdleJobsArgs`).
+#[derive(Debug, Clone)]
+pub struct IdleJobsOptions {
+    pub prom: PromOptions,
     /// A job is idle when its busiest GPU stays below this activity (0.05 = 5 %).
-    #[arg(
-        long,
-        env = "SLURM_GPU_EXPORTER_IDLE_THRESHOLD",
-        default_value_t = 0.05
-    )]
     pub threshold: f64,
-
     /// How long every GPU of the job must have stayed below the threshold.
-    #[arg(long, env = "SLURM_GPU_EXPORTER_IDLE_FOR", default_value = "1h", value_parser = parse_duration)]
     pub idle_for: Duration,
-
     /// Time between the warning and the cancellation.
-    #[arg(long, env = "SLURM_GPU_EXPORTER_IDLE_GRACE", default_value = "30m", value_parser = parse_duration)]
     pub grace: Duration,
-
-    /// Accounts whose jobs are never warned or cancelled (comma-separated).
-    #[arg(
-        long,
-        env = "SLURM_GPU_EXPORTER_IDLE_EXEMPT_ACCOUNTS",
-        value_delimiter = ','
-    )]
+    /// Jobs of these accounts, partitions and QoS are never warned or cancelled.
     pub exempt_accounts: Vec<String>,
-
-    /// Partitions whose jobs are never warned or cancelled (comma-separated).
-    #[arg(
-        long,
-        env = "SLURM_GPU_EXPORTER_IDLE_EXEMPT_PARTITIONS",
-        value_delimiter = ','
-    )]
     pub exempt_partitions: Vec<String>,
-
-    /// QoS whose jobs are never warned or cancelled (comma-separated).
-    #[arg(
-        long,
-        env = "SLURM_GPU_EXPORTER_IDLE_EXEMPT_QOS",
-        value_delimiter = ','
-    )]
     pub exempt_qos: Vec<String>,
-
-    /// Warnings given so far (JSON; written with --apply only).
-    #[arg(long, env = "SLURM_GPU_EXPORTER_IDLE_STATE_FILE")]
+    /// Warnings given so far (JSON; written with `apply` only).
     pub state_file: PathBuf,
-
-    /// Audit log: one JSON line appended per action (default: stdout only).
-    #[arg(long, env = "SLURM_GPU_EXPORTER_IDLE_AUDIT_LOG")]
+    /// Audit log: one JSON line appended per action.
     pub audit_log: Option<PathBuf>,
-
     /// Most jobs cancelled in one run.
-    #[arg(long, default_value_t = 20)]
     pub max_cancels: usize,
-
-    /// The slurmrestd connection (same flags as `cluster`); the token must be
-    /// an operator-level user's (SlurmUser, root or AdminLevel=Operator).
-    #[command(flatten)]
-    pub slurmrestd: SlurmrestdArgs,
-
+    /// slurmrestd connection; the answer limit is set here.
+    pub slurmrestd: ClientOptions,
     /// Cancel for real; without it nothing is changed (dry run).
-    #[arg(long)]
     pub apply: bool,
 }
 
@@ -281,9 +237,12 @@ fn unix_now() -> i64 {
         .unwrap_or(0)
 }
 
-fn slurm_api(args: &IdleJobsArgs) -> anyhow::Result<Api> {
-    let c = Client::new(args.slurmrestd.client_options(MAX_JOB_BYTES))
-        .context("invalid slurmrestd settings")?;
+fn slurm_api(args: &IdleJobsOptions) -> anyhow::Result<Api> {
+    let c = Client::new(ClientOptions {
+        max_body_bytes: MAX_JOB_BYTES,
+        ..args.slurmrestd.clone()
+    })
+    .context("invalid slurmrestd settings")?;
     c.refresh_token()?;
     Ok(Api::new(std::sync::Arc::new(c)))
 }
@@ -352,14 +311,14 @@ fn iso(t: i64) -> String {
     format!("{}Z", crate::cluster::usage::iso_utc(t))
 }
 
-pub async fn run(args: IdleJobsArgs) -> anyhow::Result<()> {
+pub async fn run(args: IdleJobsOptions) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout().lock();
     execute(&args, &mut stdout, unix_now()).await
 }
 
 /// The whole command; one line per idle job to `out`, audit lines to
 /// `--audit-log` (or `out`).
-pub async fn execute(args: &IdleJobsArgs, out: &mut dyn Write, now: i64) -> anyhow::Result<()> {
+pub async fn execute(args: &IdleJobsOptions, out: &mut dyn Write, now: i64) -> anyhow::Result<()> {
     if !(args.threshold.is_finite() && args.threshold > 0.0 && args.threshold <= 1.0) {
         bail!("--threshold must be in (0, 1]");
     }
@@ -382,7 +341,7 @@ pub async fn execute(args: &IdleJobsArgs, out: &mut dyn Write, now: i64) -> anyh
     let actor = format!(
         "slurm-gpu-exporter idle-jobs (slurmrestd user {})",
         args.slurmrestd
-            .slurmrestd_user_name
+            .user_name
             .clone()
             .or_else(|| std::env::var("USER").ok())
             .unwrap_or_else(|| "of the token".into())

@@ -1,8 +1,7 @@
-use clap::Parser;
-use slurm_gpu_exporter::cli::{init_logging, Cli, Command, ReportJob};
+use slurm_gpu_exporter::cli::{init_logging, Cli, Command};
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let cli = slurm_gpu_exporter::cli::parse();
     init_logging(&cli.log_level, cli.log_format);
     let debug = slurm_gpu_exporter::cli::wants_error_detail(&cli.log_level);
     match run(cli) {
@@ -29,18 +28,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     runtime.block_on(async move {
         match cli.command {
             Command::Cluster(args) => slurm_gpu_exporter::cluster::run(args.config()?).await,
-            Command::Node(args) => slurm_gpu_exporter::node::run(args).await,
-            Command::Demo(args) => slurm_gpu_exporter::demo::run(args).await,
-            Command::Report(r) => match (r.job, r.month) {
-                (Some(ReportJob::Job(args)), _) => slurm_gpu_exporter::report::job::run(args).await,
-                (None, Some(args)) => slurm_gpu_exporter::report::run(args).await,
-                (None, None) => {
-                    anyhow::bail!("report needs --prometheus and --month, or `report job <id>`")
-                }
-            },
+            Command::Node(args) => slurm_gpu_exporter::node::run(args.config()).await,
+            Command::Demo(args) => slurm_gpu_exporter::demo::run(args.config()).await,
+            Command::Report(r) => r.run().await,
             Command::Budgets(cmd) => cmd.run().await,
-            Command::IdleJobs(args) => slurm_gpu_exporter::idle_jobs::run(args).await,
-            Command::JobReport(args) => slurm_gpu_exporter::report::job::run(args).await,
+            Command::IdleJobs(args) => slurm_gpu_exporter::idle_jobs::run(args.options()).await,
+            Command::JobReport(args) => slurm_gpu_exporter::report::job::run(args.options()).await,
         }
     })
 }

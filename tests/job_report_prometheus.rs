@@ -4,12 +4,14 @@
 //! reset), written as OpenMetrics, turned into TSDB blocks by `promtool tsdb
 //! create-blocks-from openmetrics` and served by `prometheus` on loopback.
 //! Skipped (with a message) when the Debian `prometheus` package is absent.
+//! Also: `report job` is not held by the monthly report's environment.
 
 use std::fmt::Write as _;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use slurm_gpu_exporter::report::job::{self, JobReportArgs, PromConnArgs};
+use slurm_gpu_exporter::report::job::{self, JobReportOptions};
+use slurm_gpu_exporter::report::prom::PromOptions;
 
 const STEP: i64 = 60;
 
@@ -204,14 +206,14 @@ async fn job_report_from_real_prometheus() {
             .spawn()
             .unwrap(),
     );
-    let args = JobReportArgs {
+    let args = JobReportOptions {
         job_id: "4242".into(),
-        prom: PromConnArgs {
-            prometheus: format!("http://127.0.0.1:{port}"),
+        prom: PromOptions {
+            url: format!("http://127.0.0.1:{port}"),
             headers: Vec::new(),
             bearer_token_file: None,
-            prometheus_ca_file: None,
-            prometheus_timeout: Duration::from_secs(30),
+            ca_file: None,
+            timeout: Duration::from_secs(30),
             selector: "cluster=\"rig\"".into(),
         },
         threshold: 0.05,
@@ -276,4 +278,21 @@ async fn job_report_from_real_prometheus() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("job 999 has no slurm_job_gpus"), "{e}");
+}
+
+/// `report job` does not read the month's flags: their environment
+/// variables (set where the monthly report runs) must not make it ask for
+/// `--month`. Needs no Prometheus: nothing listens on port 1.
+#[test]
+fn report_job_is_not_held_by_the_months_environment() {
+    let out = Command::new(env!("CARGO_BIN_EXE_slurm-gpu-exporter"))
+        .args(["report", "job", "5", "--prometheus-timeout", "5s"])
+        .env("SLURM_GPU_EXPORTER_PROMETHEUS_URL", "http://127.0.0.1:1")
+        .env("SLURM_GPU_EXPORTER_CLUSTER_NAME", "c1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("cannot connect"), "{stderr}");
+    assert!(!stderr.contains("required"), "{stderr}");
 }

@@ -6,9 +6,13 @@
 
 pub mod budgets;
 pub mod cluster;
+pub mod demo;
+pub mod idle_jobs;
+pub mod node;
+pub mod report;
 pub mod slurmrestd;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -55,47 +59,35 @@ pub enum Command {
     Cluster(cluster::ClusterArgs),
     /// Node agent: GPU (NVML), EFA, memlock and job attribution metrics (one per compute node).
     #[command(mut_arg("listen_address", |a| a.default_value(crate::node::DEFAULT_LISTEN)))]
-    Node(crate::node::NodeArgs),
+    Node(node::NodeArgs),
     /// A small living GPU cluster: the real cluster scraper and node agent
     /// against a simulated Slurm 25.11 cluster and p5-like nodes; no cluster needed.
     #[command(mut_arg("listen_address", |a| a.default_value(crate::demo::DEFAULT_LISTEN)))]
-    Demo(crate::demo::DemoArgs),
+    Demo(demo::DemoArgs),
     /// Prints a month of GPU/CPU/billing usage per account and user from
     /// Prometheus, in the columns of `sreport cluster AccountUtilizationByUser`;
     /// `report job <id>`: one job's GPU efficiency.
-    Report(ReportCommand),
+    Report(report::ReportCommand),
     /// Budgets as Slurm limits: `budgets apply` sets each account's budget as
     /// GrpTRESMins through slurmrestd (dry run unless --apply).
     #[command(subcommand)]
     Budgets(budgets::BudgetsCommand),
     /// Jobs whose GPUs stay idle: warns, then cancels them through
     /// slurmrestd after a grace period (dry run unless --apply).
-    IdleJobs(crate::idle_jobs::IdleJobsArgs),
+    IdleJobs(idle_jobs::IdleJobsArgs),
     /// One job's GPU efficiency from Prometheus: per GPU mean/peak activity,
     /// peak memory, energy and idle time over the job's lifetime (the same
     /// as `report job <id>`).
-    JobReport(crate::report::job::JobReportArgs),
-}
-
-/// `report --month …` (the monthly usage) or `report job <id>`.
-#[derive(Debug, Args)]
-#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
-pub struct ReportCommand {
-    #[command(subcommand)]
-    pub job: Option<ReportJob>,
-    #[command(flatten)]
-    pub month: Option<crate::report::ReportArgs>,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum ReportJob {
-    /// One job's GPU efficiency from Prometheus: per GPU mean/peak activity,
-    /// peak memory, energy and idle time over the job's lifetime.
-    Job(crate::report::job::JobReportArgs),
+    JobReport(report::JobReportArgs),
 }
 
 /// The web flags are the server's; re-exported for the subcommands.
 pub use crate::server::WebArgs;
+
+/// The command line of this process (exits with clap's message on a bad one).
+pub fn parse() -> Cli {
+    Cli::parse()
+}
 
 pub fn init_logging(level: &str, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_new(level)
@@ -202,41 +194,5 @@ mod tests {
     fn cli_parses() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
-    }
-
-    #[test]
-    fn report_month_or_report_job() {
-        let parse = |a: &[&str]| Cli::try_parse_from(a).map(|c| c.command);
-        let month = parse(&[
-            "x",
-            "report",
-            "--prometheus",
-            "http://p",
-            "--month",
-            "2026-11",
-        ]);
-        assert!(matches!(
-            month,
-            Ok(Command::Report(ReportCommand {
-                job: None,
-                month: Some(_)
-            }))
-        ));
-        let job = parse(&["x", "report", "job", "5", "--prometheus", "http://p"]);
-        match job {
-            Ok(Command::Report(ReportCommand {
-                job: Some(ReportJob::Job(a)),
-                month: None,
-            })) => {
-                assert_eq!(a.job_id, "5")
-            }
-            other => panic!("{other:?}"),
-        }
-        // The month report still requires its flags; job-report stays.
-        assert!(parse(&["x", "report", "--prometheus", "http://p"]).is_err());
-        assert!(matches!(
-            parse(&["x", "job-report", "5", "--prometheus", "http://p"]),
-            Ok(Command::JobReport(_))
-        ));
     }
 }

@@ -20,54 +20,54 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use clap::{Args, Parser};
 
-use crate::cli::cluster::ClusterArgs;
-use crate::cli::{parse_duration, WebArgs};
-use crate::cluster::poller::Poller;
+use crate::cluster::poller::{PollOptions, Poller};
 use crate::cluster::spawn_poll_loop;
-use crate::cluster::usage::tracker::CheckError;
+use crate::cluster::usage::tracker::{CheckError, UsageTracker};
 use crate::node::{Agent, AgentConfig};
-use crate::server::{self, html_escape, Publisher};
+use crate::server::{self, html_escape, Publisher, WebArgs};
+use crate::slurmrestd::client::Client;
 use crate::testkit::replay;
 use sim::{Cluster, SimClock};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9342";
 
-#[derive(Debug, Clone, Args)]
-pub struct DemoArgs {
-    #[command(flatten)]
+/// What `demo` runs with, built by the CLI layer (`crate::cli::demo`).
+#[derive(Debug, Clone)]
+pub struct DemoConfig {
     pub web: WebArgs,
-
     /// Interval between polls of the simulated slurmrestd (real time).
-    #[arg(long, default_value = "15s", value_parser = parse_duration)]
     pub poll_interval: Duration,
-
     /// Interval between node agent collections (real time).
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub collect_interval: Duration,
-
-    /// How much faster than real time the cluster's clock runs (1–3600):
-    /// with 60, an hour of jobs, GPU-hours and budget passes in a minute.
-    #[arg(long, default_value_t = 1.0, value_parser = parse_speed)]
+    /// How much faster than real time the cluster's clock runs.
     pub speed: f64,
-
-    /// Stop the cluster's clock after this much real time: jobs, usage
-    /// counters and budgets then stay constant (for tests that compare a
-    /// query backend's answer with the final counter values).
-    #[arg(long, value_parser = parse_duration)]
+    /// Stop the cluster's clock after this much real time.
     pub freeze_after: Option<Duration>,
+    /// Builds the cluster scraper for the simulated slurmrestd with the
+    /// production flag defaults, which the CLI layer owns.
+    pub scraper: fn(&ScraperSettings) -> anyhow::Result<Scraper>,
 }
 
-fn parse_speed(s: &str) -> Result<f64, String> {
-    let v: f64 = s
-        .trim()
-        .parse()
-        .map_err(|_| format!("invalid speed {s:?} (a number from 1 to 3600)"))?;
-    if !(1.0..=3600.0).contains(&v) {
-        return Err(format!("speed {v} out of range (1 to 3600)"));
-    }
-    Ok(v)
+/// What the demo's cluster scraper takes beyond production's defaults.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScraperSettings {
+    /// The simulated slurmrestd.
+    pub slurmrestd_url: String,
+    pub token_file: PathBuf,
+    pub usage_state_file: PathBuf,
+    /// Longer gaps between polls (simulated time) are filled from slurmdbd.
+    pub usage_slurmdb_gap: Duration,
+    pub budgets: PathBuf,
+    /// Job counts per user as well.
+    pub jobs_per_user: bool,
+}
+
+/// The demo's cluster scraper, as `cluster` would build it.
+pub struct Scraper {
+    pub client: Arc<Client>,
+    pub poll: PollOptions,
+    pub usage: Option<UsageTracker>,
 }
 
 /// Monthly budgets of the demo's accounts: at full use the node's 8 GPUs
@@ -117,46 +117,25 @@ fn unix_now() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
-/// Cluster-scraper flags of the demo: production defaults plus the
-/// simulated slurmrestd, a usage state file and the budgets file.
-fn cluster_args(
-    url: &str,
-    dir: &Path,
-    poll_interval: Duration,
-    speed: f64,
-) -> anyhow::Result<ClusterArgs> {
-    #[derive(Parser)]
-    struct AsCluster {
-        #[command(flatten)]
-        args: ClusterArgs,
-    }
+/// The scraper's settings: the simulated slurmrestd, a usage state file
+/// and the budgets file in `dir`.
+fn scraper_settings(url: &str, dir: &Path, poll_interval: Duration, speed: f64) -> ScraperSettings {
     // A gap between polls longer than this (simulated seconds) is filled from
     // slurmdbd; at speed N, polls are N times further apart in cluster time.
     let gap = (poll_interval.as_secs_f64() * speed * 3.0)
         .max(120.0)
         .ceil();
-    let argv: Vec<String> = vec![
-        "cluster".into(),
-        "--slurmrestd-url".into(),
-        url.into(),
-        "--poll-interval".into(),
-        format!("{}ms", poll_interval.as_millis()),
-        "--slurmrestd-token-file".into(),
-        dir.join("slurmrestd.jwt").display().to_string(),
-        "--usage-state-file".into(),
-        dir.join("usage-state.json").display().to_string(),
-        "--usage-slurmdb-gap".into(),
-        format!("{gap}s"),
-        "--budgets".into(),
-        dir.join("budgets.yaml").display().to_string(),
-        "--collector.jobs.per-user=true".into(),
-    ];
-    Ok(AsCluster::try_parse_from(argv)
-        .context("demo cluster flags")?
-        .args)
+    ScraperSettings {
+        slurmrestd_url: url.to_string(),
+        token_file: dir.join("slurmrestd.jwt"),
+        usage_state_file: dir.join("usage-state.json"),
+        usage_slurmdb_gap: Duration::from_secs(gap as u64),
+        budgets: dir.join("budgets.yaml"),
+        jobs_per_user: true,
+    }
 }
 
-pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+pub async fn run(args: DemoConfig) -> anyhow::Result<()> {
     let mut clock = SimClock::new(args.speed);
     if let Some(f) = args.freeze_after {
         clock = clock.freeze_after(f);
@@ -175,17 +154,19 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot write {}", dir.display()))?;
     std::fs::write(dir.join("slurmrestd.jwt"), demo_jwt(unix_now()))
         .with_context(|| format!("cannot write {}", dir.display()))?;
-    let cargs = cluster_args(
+    let Scraper {
+        client,
+        poll,
+        usage,
+    } = (args.scraper)(&scraper_settings(
         &format!("http://{replay_addr}"),
         &dir,
         args.poll_interval,
         args.speed,
-    )?;
-    let usage = cargs.usage_tracker()?;
-    let client = Arc::new(cargs.client()?);
+    ))?;
     let usage_clock = clock.clone();
-    let mut poller = Poller::new(client, cargs.poll_options()?)
-        .with_usage_clock(Arc::new(move || usage_clock.now()));
+    let mut poller =
+        Poller::new(client, poll).with_usage_clock(Arc::new(move || usage_clock.now()));
     if let Some(u) = usage {
         poller = poller.with_usage(u);
     }

@@ -18,7 +18,7 @@
 //!   collector, `efa.rs`, `memlock.rs`), each with its families as constant
 //!   `MetricDesc`s and a registry line in [`collectors::REGISTRY`], which
 //!   also makes the `--collector.<name>` flags.
-//! - this file: the flags, and [`Agent::collect`]: one cycle takes the
+//! - this file: [`NodeConfig`] (the flags are `crate::cli::node`'s), and [`Agent::collect`]: one cycle takes the
 //!   shared [`collectors::CycleInputs`] (asks NVML for a sample, runs the
 //!   collectors that do not need it meanwhile, then the others), adds the
 //!   `slurm_node_collector_*` self-metrics, and returns the set in registry
@@ -36,11 +36,8 @@ use std::path::PathBuf;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use clap::{Args, ValueEnum};
-
-use crate::cli::{parse_duration, WebArgs};
 use crate::exposition::MetricSet;
-use crate::server::{self, Publisher};
+use crate::server::{self, Publisher, WebArgs};
 use collectors::{
     CollectError, Collector, CollectorSelection, CollectorSpec, CycleInputs, REGISTRY,
 };
@@ -55,7 +52,8 @@ use sources::sysfs::SysFs;
 
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:9343";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+/// `--gpu.backend` (the flag's values: `crate::cli::node`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GpuBackendKind {
     /// NVML (`libnvidia-ml.so.1`, loaded at run time).
     Nvml,
@@ -66,101 +64,32 @@ pub enum GpuBackendKind {
     FakeFaulty,
 }
 
-#[derive(Debug, Clone, Args)]
-pub struct NodeArgs {
-    #[command(flatten)]
+/// What `node` runs with, built by the CLI layer (`crate::cli::node`).
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
     pub web: WebArgs,
-
-    /// Slurm node name, put on every series as the `node` label. Overrides
-    /// the name found from the slurmd process (its `-N`, else its host name),
-    /// which is the default.
-    #[arg(long = "slurm-node-name", env = "SLURM_GPU_EXPORTER_SLURM_NODE_NAME")]
+    /// The `node` label, overriding the name found from slurmd.
     pub slurm_node_name: Option<String>,
-
-    /// `node` label while no slurmd is found under --path.procfs (default:
-    /// the short hostname; in Kubernetes, the node name from the downward API).
-    #[arg(
-        long = "slurm-node-name.fallback",
-        env = "SLURM_GPU_EXPORTER_SLURM_NODE_NAME_FALLBACK"
-    )]
+    /// The `node` label while no slurmd is found (default: the short hostname).
     pub slurm_node_name_fallback: Option<String>,
-
-    /// procfs mount point (`/host/proc` in the DaemonSet).
-    #[arg(
-        long = "path.procfs",
-        env = "SLURM_GPU_EXPORTER_PATH_PROCFS",
-        default_value = "/proc"
-    )]
     pub procfs: PathBuf,
-
-    /// sysfs mount point (`/host/sys` in the DaemonSet).
-    #[arg(
-        long = "path.sysfs",
-        env = "SLURM_GPU_EXPORTER_PATH_SYSFS",
-        default_value = "/sys"
-    )]
     pub sysfs: PathBuf,
-
     /// Background collection interval; scrapes are served from the last collection.
-    #[arg(
-        long = "collect-interval",
-        env = "SLURM_GPU_EXPORTER_COLLECT_INTERVAL",
-        default_value = "10s",
-        value_parser = parse_duration
-    )]
     pub collect_interval: Duration,
-
-    /// `--collector.<name>=<bool>` for every collector of the registry.
-    #[command(flatten)]
     pub collectors: CollectorSelection,
-
-    /// DCGM-style job-mapping directory (files named by GPU index, one job
-    /// id per line), e.g. Slinky's /var/lib/dcgm-exporter/job-mapping.
-    /// Repeatable; comma-separated in the environment variable.
-    #[arg(
-        long = "collector.jobs.mapping-dir",
-        env = "SLURM_GPU_EXPORTER_COLLECTOR_JOBS_MAPPING_DIR",
-        value_delimiter = ','
-    )]
+    /// DCGM-style job-mapping directories.
     pub mapping_dirs: Vec<PathBuf>,
-
     /// NVML library to load (default: libnvidia-ml.so.1 from the loader path).
-    #[arg(long = "nvml.library", env = "SLURM_GPU_EXPORTER_NVML_LIBRARY")]
     pub nvml_library: Option<PathBuf>,
-
-    /// GPU backend; `fake` serves eight simulated H100s (testing only).
-    #[arg(long = "gpu.backend", env = "SLURM_GPU_EXPORTER_GPU_BACKEND", value_enum, default_value_t = GpuBackendKind::Nvml)]
     pub gpu_backend: GpuBackendKind,
-
-    /// Fake backends only: these GPU indices report 0 % utilization (and so
-    /// 0 SM activity), e.g. the GPUs a test's idle job holds.
-    #[arg(long = "gpu.fake-idle", value_delimiter = ',', hide = true)]
+    /// Fake backends only: GPU indices that report 0 % utilization.
     pub gpu_fake_idle: Vec<u32>,
-
-    /// How the `gpu` label numbers GPUs, so it equals the index Slurm gives
-    /// jobs (`slurm_job_gpus{gpu}`): `auto` reads slurmd's gres.conf
-    /// (AutoDetect=nvml: PCI order; AutoDetect=nvidia: device file order;
-    /// else the File= order), NVML's PCI order when none is found.
-    #[arg(long = "gpu.slurm-order", env = "SLURM_GPU_EXPORTER_GPU_SLURM_ORDER", value_enum, default_value_t = OrderFlag::Auto)]
     pub gpu_slurm_order: OrderFlag,
-
-    /// gres.conf to read the GPU order from (default: slurmd's own, found
-    /// through /proc/<slurmd>/root: its configless conf-cache, else /etc/slurm).
-    #[arg(long = "slurm.gres-conf", env = "SLURM_GPU_EXPORTER_SLURM_GRES_CONF")]
+    /// gres.conf to read the GPU order from, instead of slurmd's.
     pub gres_conf: Option<PathBuf>,
-
-    /// Longest a collection waits for NVML; past it the GPU collector
-    /// reports down for that collection and the rest is published.
-    #[arg(
-        long = "gpu.timeout",
-        env = "SLURM_GPU_EXPORTER_GPU_TIMEOUT",
-        default_value = "5s",
-        value_parser = parse_duration
-    )]
+    /// Longest a collection waits for NVML.
     pub gpu_timeout: Duration,
-
-    /// Collect once, print the Prometheus text format to stdout, and exit.
-    #[arg(long = "once")]
+    /// Collect once, print the text format to stdout, and exit.
     pub once: bool,
 }
 
@@ -423,7 +352,7 @@ pub fn short_hostname() -> Option<String> {
     (!short.is_empty()).then_some(short)
 }
 
-fn backend_factory(args: &NodeArgs) -> BackendFactory {
+fn backend_factory(args: &NodeConfig) -> BackendFactory {
     match args.gpu_backend {
         GpuBackendKind::Fake => FakeNvml::h100x8().idle(&args.gpu_fake_idle).factory(),
         GpuBackendKind::FakeFaulty => FakeNvml::h100x8_faulty()
@@ -439,7 +368,7 @@ fn backend_factory(args: &NodeArgs) -> BackendFactory {
     }
 }
 
-pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
+pub async fn run(args: NodeConfig) -> anyhow::Result<()> {
     let given = |n: &Option<String>| n.clone().filter(|n| !n.trim().is_empty());
     let override_name = given(&args.slurm_node_name);
     let node_from_slurmd = override_name.is_none();

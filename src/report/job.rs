@@ -17,16 +17,13 @@
 //! * Energy: the increase of `slurm_gpu_energy_joules_total`, counter resets
 //!   handled as in the monthly report.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{bail, Context as _};
-use clap::Args;
+use anyhow::bail;
 use serde::Serialize;
 
-use super::prom::{Prometheus, Series};
-use crate::cli::parse_duration;
-use crate::slurmrestd::client::{Client, ClientOptions, TokenSource};
+use super::prom::{PromOptions, Prometheus, Series};
+use crate::duration::parse_duration;
 
 pub const SM_ACTIVE: &str = "slurm_gpu_sm_active_ratio";
 pub const UTILIZATION: &str = "slurm_gpu_utilization_ratio";
@@ -36,92 +33,22 @@ pub const ENERGY: &str = "slurm_gpu_energy_joules_total";
 /// Most GPUs one report reads (a 512-node job of 8 GPUs).
 const MAX_GPUS: usize = 4096;
 
-/// How to reach a Prometheus-compatible query API (shared with `idle-jobs`).
-#[derive(Debug, Clone, Args)]
-pub struct PromConnArgs {
-    /// Prometheus-compatible query API base URL (Prometheus, Thanos Query,
-    /// Mimir with its /prometheus prefix, VictoriaMetrics).
-    #[arg(long, env = "SLURM_GPU_EXPORTER_PROMETHEUS_URL")]
-    pub prometheus: String,
-
-    /// Extra HTTP header for the query API, `Name: value`; repeatable.
-    #[arg(long = "header", value_name = "NAME: VALUE")]
-    pub headers: Vec<String>,
-
-    /// File holding a bearer token for the query API.
-    #[arg(long, env = "SLURM_GPU_EXPORTER_PROMETHEUS_BEARER_TOKEN_FILE")]
-    pub bearer_token_file: Option<PathBuf>,
-
-    /// PEM CA bundle for an https:// query API (added to the system roots).
-    #[arg(long, env = "SLURM_GPU_EXPORTER_PROMETHEUS_CA_FILE")]
-    pub prometheus_ca_file: Option<PathBuf>,
-
-    /// Deadline for one query.
-    #[arg(long = "prometheus-timeout", default_value = "60s", value_parser = parse_duration)]
-    pub prometheus_timeout: Duration,
-
-    /// Extra label matchers for every series read, e.g. `cluster="rig25"`.
-    #[arg(long, default_value = "")]
-    pub selector: String,
-}
-
-impl PromConnArgs {
-    pub fn connect(&self) -> anyhow::Result<Prometheus> {
-        let headers = super::query_headers(&self.headers, self.bearer_token_file.as_deref())?;
-        let client = Client::new(ClientOptions {
-            url: self.prometheus.clone(),
-            token: TokenSource::None,
-            user_name: None,
-            timeout: self.prometheus_timeout,
-            max_body_bytes: 1 << 30,
-            ca_file: self.prometheus_ca_file.clone(),
-        })
-        .with_context(|| format!("invalid --prometheus {:?}", self.prometheus))?
-        .with_headers(headers);
-        Ok(Prometheus {
-            url: client.display().to_string(),
-            client,
-        })
-    }
-
-    /// The extra matchers without braces, ready to append after a `,`.
-    pub fn extra(&self) -> String {
-        self.selector
-            .trim()
-            .trim_start_matches('{')
-            .trim_end_matches('}')
-            .trim()
-            .to_string()
-    }
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct JobReportArgs {
-    /// Slurm's numeric job id (an array task has its own, as `squeue -r -o %A` prints).
-    #[arg(value_parser = parse_job_id)]
+/// What `job-report`/`report job` reads, built by the CLI layer
+/// (`crate::cli::report::JobReportArgs`).
+#[derive(Debug, Clone)]
+pub struct JobReportOptions {
+    /// Slurm's numeric job id ([`parse_job_id`]).
     pub job_id: String,
-
-    #[command(flatten)]
-    pub prom: PromConnArgs,
-
+    pub prom: PromOptions,
     /// Below this activity a GPU counts as idle (0.05 = 5 %).
-    #[arg(long, default_value_t = 0.05)]
     pub threshold: f64,
-
     /// How far back to look for the job.
-    #[arg(long, default_value = "14d", value_parser = parse_lookback)]
     pub lookback: Duration,
-
     /// Resolution of the job's start and end.
-    #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub step: Duration,
-
     /// Longest time between two samples counted as idle time.
-    #[arg(long, default_value = "5m", value_parser = parse_duration)]
     pub max_gap: Duration,
-
-    /// Output format: table or json.
-    #[arg(long, default_value = "table", value_parser = ["table", "json"])]
+    /// `table` or `json`.
     pub format: String,
 }
 
@@ -138,7 +65,8 @@ pub fn parse_job_id(s: &str) -> Result<String, String> {
     }
 }
 
-fn parse_lookback(s: &str) -> Result<Duration, String> {
+/// `--lookback`: whole days (`14d`, 1 to 400) or a duration.
+pub fn parse_lookback(s: &str) -> Result<Duration, String> {
     match s.trim().strip_suffix('d') {
         Some(d) => d
             .trim()
@@ -231,7 +159,7 @@ fn join_matchers(parts: &[String], extra: &str) -> String {
 /// Queries Prometheus and summarizes the job; `now` bounds the lookback.
 pub async fn fetch(
     prom: &Prometheus,
-    args: &JobReportArgs,
+    args: &JobReportOptions,
     now: i64,
 ) -> anyhow::Result<JobSummary> {
     let extra = args.prom.extra();
@@ -428,7 +356,7 @@ pub fn render(j: &JobSummary) -> String {
     s
 }
 
-pub async fn run(args: JobReportArgs) -> anyhow::Result<()> {
+pub async fn run(args: JobReportOptions) -> anyhow::Result<()> {
     if !(args.threshold.is_finite() && (0.0..=1.0).contains(&args.threshold)) {
         bail!("--threshold must be between 0 and 1");
     }

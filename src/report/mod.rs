@@ -21,16 +21,11 @@ pub mod job;
 pub mod prom;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::Context as _;
-use clap::{Args, ValueEnum};
 
-use crate::cli::parse_duration;
 use crate::cluster::usage::{iso_utc, month_bounds};
-use crate::slurmrestd::client::{Client, ClientOptions, TokenSource};
-use prom::{Prometheus, Series};
+use prom::{PromOptions, Prometheus, Series};
 
 pub const METRIC: &str = "slurm_account_tres_usage_seconds_total";
 pub const COST_METRIC: &str = "slurm_account_tres_cost_total";
@@ -97,7 +92,8 @@ pub fn parse_unit(s: &str) -> Result<Unit, String> {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+/// Output format (`--format`; its value list: `crate::cli::report`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     /// Aligned columns, as sreport prints without -P.
     Table,
@@ -107,57 +103,24 @@ pub enum Format {
     Json,
 }
 
-#[derive(Debug, Clone, Args)]
-pub struct ReportArgs {
-    /// Prometheus-compatible query API base URL (Prometheus, Thanos Query,
-    /// Grafana Mimir with its /prometheus prefix, VictoriaMetrics). It must
-    /// hold the whole month: usually long-term storage, not the scraping Prometheus.
-    #[arg(long, env = "SLURM_GPU_EXPORTER_PROMETHEUS_URL")]
-    pub prometheus: String,
-
-    /// Calendar month (UTC) to report, YYYY-MM.
-    #[arg(long, value_parser = parse_month)]
+/// What `report` (the month) prints, built by the CLI layer
+/// (`crate::cli::report::ReportArgs`).
+#[derive(Debug, Clone)]
+pub struct ReportOptions {
+    /// The query API; it must hold the whole month. Its selector picks one
+    /// scraper's series.
+    pub prom: PromOptions,
+    /// Calendar month (UTC) to report.
     pub month: Month,
-
-    /// TRES to report, comma-separated, as sreport names them: cpu, mem, gres/gpu, gres/gpu:<type>, billing.
-    #[arg(short = 'T', long, default_value = "gres/gpu", value_delimiter = ',')]
+    /// TRES to report, as sreport names them.
     pub tres: Vec<String>,
-
-    /// Unit of Used, as sreport's -t: Hours, Minutes, Seconds or Percent.
-    #[arg(short = 't', long = "time-format", default_value = "Minutes", value_parser = parse_unit)]
+    /// Unit of Used (sreport's -t).
     pub unit: Unit,
-
-    /// Output format.
-    #[arg(long, default_value = "table")]
     pub format: Format,
-
-    /// Same as --format parsable (sreport's -P).
-    #[arg(short = 'P', long)]
+    /// Same as `format: Parsable` (sreport's -P).
     pub parsable: bool,
-
     /// Cluster name for the Cluster column when series carry no `cluster` label.
-    #[arg(long, env = "SLURM_GPU_EXPORTER_CLUSTER_NAME", default_value = "")]
     pub cluster: String,
-
-    /// Extra label matchers selecting one scraper's series, e.g. `job="slurm",cluster="rig25"`.
-    #[arg(long, default_value = "")]
-    pub selector: String,
-
-    /// Extra HTTP header for the query API, `Name: value` (e.g. `X-Scope-OrgID: tenant1`); repeatable.
-    #[arg(long = "header", value_name = "NAME: VALUE")]
-    pub headers: Vec<String>,
-
-    /// File holding a bearer token for the query API.
-    #[arg(long, env = "SLURM_GPU_EXPORTER_PROMETHEUS_BEARER_TOKEN_FILE")]
-    pub bearer_token_file: Option<PathBuf>,
-
-    /// PEM CA bundle for an https:// query API (added to the system roots).
-    #[arg(long, env = "SLURM_GPU_EXPORTER_PROMETHEUS_CA_FILE")]
-    pub prometheus_ca_file: Option<PathBuf>,
-
-    /// Deadline for one query.
-    #[arg(long, default_value = "120s", value_parser = parse_duration)]
-    pub timeout: Duration,
 }
 
 /// The query answers the month's usage is computed from.
@@ -516,24 +479,8 @@ async fn month_inputs(
     Ok(Some(inp))
 }
 
-pub async fn run(args: ReportArgs) -> anyhow::Result<()> {
-    let client = Client::new(ClientOptions {
-        url: args.prometheus.clone(),
-        token: TokenSource::None,
-        user_name: None,
-        timeout: args.timeout,
-        max_body_bytes: 1 << 30,
-        ca_file: args.prometheus_ca_file.clone(),
-    })
-    .with_context(|| format!("invalid --prometheus {:?}", args.prometheus))?
-    .with_headers(query_headers(
-        &args.headers,
-        args.bearer_token_file.as_deref(),
-    )?);
-    let prom = Prometheus {
-        url: client.display().to_string(),
-        client,
-    };
+pub async fn run(args: ReportOptions) -> anyhow::Result<()> {
+    let prom = args.prom.connect()?;
     let tres: Vec<String> = args
         .tres
         .iter()
@@ -547,7 +494,7 @@ pub async fn run(args: ReportArgs) -> anyhow::Result<()> {
         &prom,
         args.month,
         &tres,
-        &args.selector,
+        &args.prom.selector,
         &args.cluster,
         unix_now(),
     )
@@ -559,7 +506,8 @@ pub async fn run(args: ReportArgs) -> anyhow::Result<()> {
     };
     let mut out = format::render(&window, &usage, &tres, args.unit, fmt);
     if matches!(fmt, Format::Table | Format::Parsable) {
-        let budgets = budget::fetch(&prom, &window, &tres, &args.selector, &args.cluster).await?;
+        let budgets =
+            budget::fetch(&prom, &window, &tres, &args.prom.selector, &args.cluster).await?;
         out.push_str(&budget::render(
             &budgets,
             args.unit,

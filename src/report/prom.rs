@@ -2,10 +2,13 @@
 //! which Prometheus, Thanos Query, Grafana Mimir and VictoriaMetrics all serve.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
 
+use anyhow::Context as _;
 use serde::Deserialize;
 
-use crate::slurmrestd::client::{Client, FetchError};
+use crate::slurmrestd::client::{Client, ClientOptions, FetchError, TokenSource};
 use crate::slurmrestd::ParseError;
 
 /// One series: labels without `__name__`, and its samples (time, value).
@@ -123,6 +126,54 @@ pub fn encode(s: &str) -> String {
 pub struct Prometheus {
     pub client: Client,
     pub url: String,
+}
+
+/// How to reach a Prometheus-compatible query API: one set of connection
+/// flags for `report`, `report job`/`job-report` and `idle-jobs` (built by
+/// the CLI layer, `crate::cli::report::PromConnArgs`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PromOptions {
+    /// Query API base URL (`--prometheus`).
+    pub url: String,
+    /// Extra headers, `Name: value` each.
+    pub headers: Vec<String>,
+    pub bearer_token_file: Option<PathBuf>,
+    /// PEM CA bundle for an https:// URL (added to the system roots).
+    pub ca_file: Option<PathBuf>,
+    /// Deadline for one query.
+    pub timeout: Duration,
+    /// Extra label matchers for every series read, braces optional.
+    pub selector: String,
+}
+
+impl PromOptions {
+    pub fn connect(&self) -> anyhow::Result<Prometheus> {
+        let headers = super::query_headers(&self.headers, self.bearer_token_file.as_deref())?;
+        let client = Client::new(ClientOptions {
+            url: self.url.clone(),
+            token: TokenSource::None,
+            user_name: None,
+            timeout: self.timeout,
+            max_body_bytes: 1 << 30,
+            ca_file: self.ca_file.clone(),
+        })
+        .with_context(|| format!("invalid --prometheus {:?}", self.url))?
+        .with_headers(headers);
+        Ok(Prometheus {
+            url: client.display().to_string(),
+            client,
+        })
+    }
+
+    /// The extra matchers without braces, ready to append after a `,`.
+    pub fn extra(&self) -> String {
+        self.selector
+            .trim()
+            .trim_start_matches('{')
+            .trim_end_matches('}')
+            .trim()
+            .to_string()
+    }
 }
 
 impl Prometheus {

@@ -22,8 +22,6 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use clap::{Arg, ArgAction, ArgMatches, Args, FromArgMatches};
-
 use crate::exposition::{HealthFamily, Kind, Labels, MetricDesc, MetricSet};
 use crate::node::sources::gpu_sample::GpuSample;
 use crate::node::sources::processes::ProcessSnapshot;
@@ -96,7 +94,7 @@ pub struct CollectorSpec {
 }
 
 /// Which collectors are on: `--collector.<name>=<bool>` for every
-/// registry entry (default true).
+/// registry entry (default true; the flags are made in `crate::cli::node`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CollectorSelection(BTreeMap<&'static str, bool>);
 
@@ -116,6 +114,13 @@ impl CollectorSelection {
         self
     }
 
+    /// Switches a registry collector on or off (other names are ignored).
+    pub fn set(&mut self, name: &str, on: bool) {
+        if let Some(v) = self.0.get_mut(name) {
+            *v = on;
+        }
+    }
+
     pub fn enabled(&self, name: &str) -> bool {
         self.0.get(name).copied().unwrap_or(false)
     }
@@ -124,44 +129,6 @@ impl CollectorSelection {
 impl Default for CollectorSelection {
     fn default() -> Self {
         Self::all()
-    }
-}
-
-impl FromArgMatches for CollectorSelection {
-    fn from_arg_matches(m: &ArgMatches) -> Result<Self, clap::Error> {
-        let mut sel = Self::all();
-        sel.update_from_arg_matches(m)?;
-        Ok(sel)
-    }
-
-    fn update_from_arg_matches(&mut self, m: &ArgMatches) -> Result<(), clap::Error> {
-        for s in REGISTRY {
-            if let Some(on) = m.get_one::<bool>(s.flag) {
-                self.0.insert(s.name, *on);
-            }
-        }
-        Ok(())
-    }
-}
-
-impl Args for CollectorSelection {
-    fn augment_args(cmd: clap::Command) -> clap::Command {
-        REGISTRY.iter().fold(cmd, |cmd, s| {
-            cmd.arg(
-                Arg::new(s.flag)
-                    .long(s.flag)
-                    .env(s.env)
-                    .help(s.help)
-                    .value_name(s.env.trim_start_matches("SLURM_GPU_EXPORTER_"))
-                    .action(ArgAction::Set)
-                    .value_parser(clap::value_parser!(bool))
-                    .default_value("true"),
-            )
-        })
-    }
-
-    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
-        Self::augment_args(cmd)
     }
 }
 
@@ -239,5 +206,10 @@ mod tests {
         assert!(!sel.enabled("gpu") && !sel.enabled("jobs"));
         assert!(sel.enabled("efa") && sel.enabled("memlock"));
         assert!(!sel.enabled("nonexistent"));
+        let mut sel = sel;
+        sel.set("gpu", true);
+        sel.set("efa", false);
+        sel.set("nonexistent", true);
+        assert!(sel.enabled("gpu") && !sel.enabled("efa") && !sel.enabled("nonexistent"));
     }
 }

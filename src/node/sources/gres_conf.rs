@@ -151,8 +151,8 @@ fn minor_of(path: &str) -> Option<u32> {
     digits.parse().ok()
 }
 
-/// `--gpu.slurm-order`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+/// `--gpu.slurm-order` (the flag's values: `crate::cli::node`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OrderFlag {
     /// From gres.conf (slurmd's view, or --slurm.gres-conf); NVML order if none is found.
     Auto,
