@@ -6,39 +6,18 @@
 //! Skipped (with a message) when the Debian `prometheus` package is absent.
 //! Also: `report job` is not held by the monthly report's environment.
 
+#[path = "support/prometheus.rs"]
+mod real_prometheus;
+
 use std::fmt::Write as _;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
+use real_prometheus::{prometheus_installed, start_prometheus};
 use slurm_gpu_exporter::report::job::{self, JobReportOptions};
 use slurm_gpu_exporter::report::prom::PromOptions;
 
 const STEP: i64 = 60;
-
-struct Kill(std::process::Child);
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn have(bin: &str) -> bool {
-    Command::new(bin)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 type Gen<'a> = (&'a str, Box<dyn Fn(i64) -> Option<f64> + 'a>);
 
@@ -62,8 +41,7 @@ fn family(s: &mut String, name: &str, kind: &str, series: &[Gen], from: i64, to:
 
 #[tokio::test]
 async fn job_report_from_real_prometheus() {
-    if !have("prometheus") || !have("promtool") {
-        eprintln!("skipped: prometheus/promtool not installed (apt-get install prometheus)");
+    if !prometheus_installed() {
         return;
     }
     let now = std::time::SystemTime::now()
@@ -178,38 +156,11 @@ async fn job_report_from_real_prometheus() {
     om.push_str("# EOF\n");
 
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("data.om"), &om).unwrap();
-    let tsdb = dir.path().join("tsdb");
-    let out = Command::new("promtool")
-        .args(["tsdb", "create-blocks-from", "openmetrics", "-q"])
-        .arg(dir.path().join("data.om"))
-        .arg(&tsdb)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "promtool: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    std::fs::write(dir.path().join("p.yml"), "global: {}\n").unwrap();
-    let port = free_port();
-    let _prom = Kill(
-        Command::new("prometheus")
-            .arg(format!(
-                "--config.file={}",
-                dir.path().join("p.yml").display()
-            ))
-            .arg(format!("--storage.tsdb.path={}", tsdb.display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("prometheus.log")).unwrap())
-            .spawn()
-            .unwrap(),
-    );
+    let (_prom, url) = start_prometheus(dir.path(), &om);
     let args = JobReportOptions {
         job_id: "4242".into(),
         prom: PromOptions {
-            url: format!("http://127.0.0.1:{port}"),
+            url,
             headers: Vec::new(),
             bearer_token_file: None,
             ca_file: None,

@@ -13,11 +13,15 @@
 //! without `victoria-metrics` only Prometheus is checked, unless
 //! `REQUIRE_VICTORIA_METRICS=1` (tests/run-all.sh), which makes it a failure.
 
+#[path = "support/prometheus.rs"]
+mod real_prometheus;
+
 use std::fmt::Write as _;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use real_prometheus::{free_port, prometheus_installed, start_prometheus, Kill};
 use slurm_gpu_exporter::cluster::usage::{month_bounds, month_start};
 use slurm_gpu_exporter::report::{self, prom::Prometheus, Month};
 use slurm_gpu_exporter::slurmrestd::client::{Client, ClientOptions, TokenSource};
@@ -25,23 +29,6 @@ use slurm_gpu_exporter::slurmrestd::client::{Client, ClientOptions, TokenSource}
 /// One scrape a day keeps the block count (one per 2 h window with data)
 /// and so promtool and Prometheus start-up fast; the arithmetic is the same.
 const STEP: i64 = 86_400;
-
-struct Kill(Child);
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn have(bin: &str) -> bool {
-    Command::new(bin)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok()
-}
 
 /// One series: labels, and its value as a function of time (None: no sample).
 struct Gen {
@@ -74,44 +61,6 @@ fn openmetrics_families(families: &[(&str, &str, &[Gen])]) -> String {
     }
     s.push_str("# EOF\n");
     s
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn start_prometheus(dir: &Path, om: &str) -> (Kill, String) {
-    let om_path = dir.join("data.om");
-    std::fs::write(&om_path, om).unwrap();
-    let tsdb = dir.join("tsdb");
-    let out = Command::new("promtool")
-        .args(["tsdb", "create-blocks-from", "openmetrics", "-q"])
-        .arg(&om_path)
-        .arg(&tsdb)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "promtool: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let cfg = dir.join("prometheus.yml");
-    std::fs::write(&cfg, "global: {}\n").unwrap();
-    let port = free_port();
-    let child = Command::new("prometheus")
-        .arg(format!("--config.file={}", cfg.display()))
-        .arg(format!("--storage.tsdb.path={}", tsdb.display()))
-        .arg("--storage.tsdb.retention.time=100y")
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("prometheus.log")).unwrap())
-        .spawn()
-        .unwrap();
-    (Kill(child), format!("http://127.0.0.1:{port}"))
 }
 
 fn have_victoria_metrics() -> bool {
@@ -206,8 +155,7 @@ fn client(url: &str) -> Client {
 
 #[tokio::test]
 async fn month_report_from_real_prometheus() {
-    if !have("prometheus") || !have("promtool") {
-        eprintln!("skipped: prometheus/promtool not installed (apt-get install prometheus)");
+    if !prometheus_installed() {
         return;
     }
     // The last complete calendar month before now.
