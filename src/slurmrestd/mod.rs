@@ -180,15 +180,14 @@ pub fn parse_nodes(version: ApiVersion, body: &mut dyn Read) -> Result<Vec<Node>
 }
 
 /// [`parse_nodes`], also returning `last_update` and `warnings[]` (for
-/// `?update_time=` polls). Nodes are normalized as they are read.
+/// `?update_time=` polls). Nodes are normalized as they are read; one
+/// reader takes every version's shape (v0.0.38's `state_flags` and
+/// `free_memory` included).
 pub fn parse_nodes_meta(
     version: ApiVersion,
     body: &mut dyn Read,
 ) -> Result<(Vec<Node>, ListMeta), ParseError> {
-    match version {
-        ApiVersion::V0038 => v0038::parse_nodes(body),
-        v => v0040::parse_nodes(v, body),
-    }
+    v0040::parse_nodes(version, body)
 }
 
 pub fn parse_partitions(

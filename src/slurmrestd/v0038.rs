@@ -1,17 +1,18 @@
 //! v0.0.38 adapter (Slurm 22.05): plain integers (sentinels such as
 //! `cpu_load: 4294967294` and `free_memory: -2` mean unknown), `job_state`
-//! as one string, node `state` as a lower-case base word plus `state_flags`,
-//! `job_resources.nodes` as a host list string. No `/shares` endpoint.
+//! as one string, node `state` as a lower-case base word plus `state_flags`
+//! (v0.0.40's node reader takes both), `job_resources.nodes` as a host list
+//! string. No `/shares` endpoint.
 
 use std::io::Read;
 
 use serde::Deserialize;
 
-use super::body::{self, state_words, string_or_null, strings_or_null, ListMeta};
-use super::normalize::{self, JobResources, NodeFields, PartitionFields};
+use super::body::{self, state_words, string_or_null};
+use super::normalize::{self, JobResources, PartitionFields};
 use super::number::Number;
 use super::{JobSink, ParseError};
-use crate::model::{Diag, Node, Partition};
+use crate::model::{Diag, Partition};
 
 /// Also v0.0.40's shape; v0.0.41 reshaped it.
 #[derive(Debug, Default, Deserialize)]
@@ -93,60 +94,6 @@ pub fn parse_jobs(
     sink: &mut dyn JobSink,
 ) -> Result<body::ListMeta, ParseError> {
     super::v0040::stream_jobs::<WireJobResources>(body, sink)
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct WireNode {
-    #[serde(deserialize_with = "string_or_null")]
-    name: String,
-    #[serde(deserialize_with = "state_words")]
-    state: Vec<String>,
-    #[serde(deserialize_with = "state_words")]
-    state_flags: Vec<String>,
-    #[serde(deserialize_with = "string_or_null")]
-    reason: String,
-    #[serde(deserialize_with = "strings_or_null")]
-    partitions: Vec<String>,
-    cpus: Number,
-    alloc_cpus: Number,
-    real_memory: Number,
-    alloc_memory: Number,
-    free_memory: Number,
-    cpu_load: Number,
-    #[serde(deserialize_with = "string_or_null")]
-    gres: String,
-    #[serde(deserialize_with = "string_or_null")]
-    gres_used: String,
-}
-
-impl From<WireNode> for NodeFields {
-    fn from(n: WireNode) -> Self {
-        let mut state_words = n.state;
-        state_words.extend(n.state_flags);
-        NodeFields {
-            name: n.name,
-            state_words,
-            reason: n.reason,
-            partitions: n.partitions,
-            cpus: n.cpus.as_u64(),
-            alloc_cpus: n.alloc_cpus.as_u64(),
-            real_memory_mb: n.real_memory.as_u64(),
-            alloc_memory_mb: n.alloc_memory.as_u64(),
-            free_memory_mb: n.free_memory.as_u64(),
-            cpu_load: n.cpu_load.as_f64(),
-            gres: n.gres,
-            gres_used: n.gres_used,
-        }
-    }
-}
-
-pub fn parse_nodes(body: &mut dyn Read) -> Result<(Vec<Node>, ListMeta), ParseError> {
-    let mut nodes = Vec::new();
-    let meta = body::read_elements_meta(body, "nodes", |n: WireNode| {
-        nodes.push(normalize::node(n.into()))
-    })?;
-    Ok((nodes, meta))
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -9,6 +9,9 @@
 //!   objects from v0.0.42;
 //! * diag: v0.0.40 has no `bf_cycle_max`;
 //! * v0.0.45 adds fields this exporter does not read (`partition.exclusive`, ...).
+//!
+//! Its job and node readers also read v0.0.38 (plain numbers, node
+//! `state_flags` and `free_memory`), so that shape is written once.
 
 use std::io::Read;
 
@@ -197,6 +200,9 @@ struct WireNode {
     name: String,
     #[serde(deserialize_with = "state_words")]
     state: Vec<String>,
+    /// v0.0.38: the flags beside a one-word `state`; later in `state`.
+    #[serde(deserialize_with = "state_words")]
+    state_flags: Vec<String>,
     #[serde(deserialize_with = "string_or_null")]
     reason: String,
     #[serde(deserialize_with = "strings_or_null")]
@@ -206,6 +212,9 @@ struct WireNode {
     real_memory: Number,
     alloc_memory: Number,
     free_mem: Number,
+    /// v0.0.38's name of `free_mem` (not an alias: a body with both must
+    /// not fail the list).
+    free_memory: Number,
     cpu_load: Number,
     #[serde(deserialize_with = "string_or_null")]
     gres: String,
@@ -214,21 +223,27 @@ struct WireNode {
 }
 
 pub fn parse_nodes(
-    _version: ApiVersion,
+    version: ApiVersion,
     body: &mut dyn Read,
 ) -> Result<(Vec<Node>, ListMeta), ParseError> {
     let mut nodes = Vec::new();
     let meta = body::read_elements_meta(body, "nodes", |n: WireNode| {
+        let mut state_words = n.state;
+        state_words.extend(n.state_flags);
         nodes.push(normalize::node(NodeFields {
             name: n.name,
-            state_words: n.state,
+            state_words,
             reason: n.reason,
             partitions: n.partitions,
             cpus: n.cpus.as_u64(),
             alloc_cpus: n.alloc_cpus.as_u64(),
             real_memory_mb: n.real_memory.as_u64(),
             alloc_memory_mb: n.alloc_memory.as_u64(),
-            free_memory_mb: n.free_mem.as_u64(),
+            free_memory_mb: if version == ApiVersion::V0038 {
+                n.free_memory.as_u64()
+            } else {
+                n.free_mem.as_u64()
+            },
             cpu_load: n.cpu_load.as_f64(),
             gres: n.gres,
             gres_used: n.gres_used,
