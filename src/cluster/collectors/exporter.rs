@@ -97,14 +97,19 @@ pub const ENDPOINT_HEALTH: HealthFamily = HealthFamily {
     stale: Some(&EXPORTER_ENDPOINT_STALE),
 };
 
-/// Every family this collector declares.
-pub const METRICS: &[&MetricDesc] = &[
+/// The per-endpoint families, declared on every poll (present with their
+/// HELP and TYPE before any endpoint answered).
+pub const ENDPOINT_METRICS: &[&MetricDesc] = &[
     &EXPORTER_ENDPOINT_UP,
     &EXPORTER_ENDPOINT_STALE,
     &EXPORTER_LAST_SUCCESS_TIMESTAMP_SECONDS,
     &EXPORTER_POLL_DURATION_SECONDS,
     &EXPORTER_RESPONSE_SIZE_BYTES,
     &EXPORTER_ERRORS_TOTAL,
+];
+
+/// Every other family this collector declares.
+pub const METRICS: &[&MetricDesc] = &[
     &EXPORTER_SLURMRESTD_UP,
     &EXPORTER_POLLS_TOTAL,
     &EXPORTER_TOKEN_READ_ERRORS_TOTAL,
@@ -178,14 +183,7 @@ pub struct ExporterStatus<'a> {
 
 pub fn collect(s: &ExporterStatus<'_>, set: &mut MetricSet) {
     set.mark_health(&ENDPOINT_HEALTH);
-    for d in [
-        &EXPORTER_ENDPOINT_UP,
-        &EXPORTER_ENDPOINT_STALE,
-        &EXPORTER_LAST_SUCCESS_TIMESTAMP_SECONDS,
-        &EXPORTER_POLL_DURATION_SECONDS,
-        &EXPORTER_RESPONSE_SIZE_BYTES,
-        &EXPORTER_ERRORS_TOTAL,
-    ] {
+    for d in ENDPOINT_METRICS {
         set.declare(d);
     }
     for (endpoint, st) in s.endpoints {

@@ -22,5 +22,6 @@ pub const METRICS: &[&[&MetricDesc]] = &[
     scheduler::METRICS,
     usage::METRICS,
     limits::METRICS,
+    exporter::ENDPOINT_METRICS,
     exporter::METRICS,
 ];
