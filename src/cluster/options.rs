@@ -1,5 +1,5 @@
 //! What the poller polls and how: [`PollOptions`], built by the CLI layer
-//! from flags (see `crate::cluster::ClusterArgs`) or by tests directly.
+//! from flags (see `crate::cli::cluster::ClusterArgs`) or by tests directly.
 
 use std::time::Duration;
 
