@@ -42,7 +42,7 @@ pub type Labels = Vec<(&'static str, String)>;
 /// What a metric family is, declared once as constant data next to the
 /// collector that emits it (`pub const GPU_POWER: MetricDesc = ...`), so a
 /// name and its help text are written in one place and every family can be
-/// listed (`tests/metric_docs.rs` checks them against docs/metrics.md).
+/// listed (`tests/metric_names/docs.rs` checks them against docs/metrics.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MetricDesc {
     pub name: &'static str,

@@ -92,7 +92,7 @@ def main() -> None:
     if extra_refs:
         out.write(f"#   checked to add no further name: {', '.join(extra_refs)}\n")
     out.write("# Columns: name, releases that emit it, `source-only` if no recording holds it.\n")
-    out.write("# All are gauges. tests/native_metric_names.rs fails if the exporter emits any of these names.\n")
+    out.write("# All are gauges. tests/metric_names/native.rs fails if the exporter emits any of these names.\n")
     for name in sorted(union):
         rels = ",".join(r for r in RELEASES if name in per_release[r])
         flag = "  source-only" if name in source_only else ""

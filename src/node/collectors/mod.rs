@@ -11,7 +11,7 @@
 //! Adding a collector: a new file with a type implementing [`Collector`],
 //! its families as constant [`MetricDesc`]s and a `SPEC`, then one line in
 //! [`REGISTRY`] (and its families in docs/metrics.md, which
-//! `tests/metric_docs.rs` checks).
+//! `tests/metric_names/docs.rs` checks).
 
 pub mod efa;
 pub mod gpu;

@@ -5,7 +5,7 @@
 //!   tables, with the same type;
 //! - every family the reference documents is emitted by a whole `/metrics`
 //!   output: the golden files (cluster and node, kept byte-identical to the
-//!   code's output by `golden_cluster` and `node_golden`) or the demo's
+//!   code's output by `tests/golden_outputs/`) or the demo's
 //!   `/metrics` (cluster scraper and node agents), scraped here;
 //! - every family in those outputs is documented, with the same type.
 

@@ -2,14 +2,12 @@
 //! running the whole collection (fake GPUs, fixture `/proc` and `/sys`) and
 //! the text encoding, compared byte for byte with `tests/golden/node-*.prom`.
 //!
-//! `UPDATE_GOLDEN=1 cargo test --test node_golden` rewrites the golden files.
+//! `UPDATE_GOLDEN=1 cargo test --test golden_outputs node` rewrites the golden files.
 //! Each golden file is also checked with `promtool check metrics` when
 //! promtool is installed; with `REQUIRE_PROMTOOL=1` a missing promtool fails.
 
+use crate::golden;
 use std::path::{Path, PathBuf};
-
-#[path = "support/golden.rs"]
-mod golden;
 
 use slurm_gpu_exporter::node::sources::fake::FakeNvml;
 use slurm_gpu_exporter::node::sources::nvml::GpuProcess;

@@ -13,15 +13,12 @@
 //! without `victoria-metrics` only Prometheus is checked, unless
 //! `REQUIRE_VICTORIA_METRICS=1` (tests/run-all.sh), which makes it a failure.
 
-#[path = "support/prometheus.rs"]
-mod real_prometheus;
-
 use std::fmt::Write as _;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use real_prometheus::{free_port, prometheus_installed, start_prometheus, Kill};
+use crate::real_prometheus::{free_port, prometheus_installed, start_prometheus, Kill};
 use slurm_gpu_exporter::cluster::usage::{month_bounds, month_start};
 use slurm_gpu_exporter::report::{self, prom::Prometheus, Month};
 use slurm_gpu_exporter::slurmrestd::client::{Client, ClientOptions, TokenSource};

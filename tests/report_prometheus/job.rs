@@ -6,14 +6,11 @@
 //! Skipped (with a message) when the Debian `prometheus` package is absent.
 //! Also: `report job` is not held by the monthly report's environment.
 
-#[path = "support/prometheus.rs"]
-mod real_prometheus;
-
 use std::fmt::Write as _;
 use std::process::Command;
 use std::time::Duration;
 
-use real_prometheus::{prometheus_installed, start_prometheus};
+use crate::real_prometheus::{prometheus_installed, start_prometheus};
 use slurm_gpu_exporter::report::job::{self, JobReportOptions};
 use slurm_gpu_exporter::report::prom::PromOptions;
 

@@ -2,13 +2,10 @@
 //! (Slurm 25.11.7, API v0.0.44), compared with a golden file and linted by
 //! `promtool check metrics`. `UPDATE_GOLDEN=1` rewrites the golden files.
 
-mod common;
-#[path = "support/golden.rs"]
-mod golden;
-
+use crate::golden;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use slurm_gpu_exporter::cluster::poller::{PollOptions, Poller};
 use slurm_gpu_exporter::exposition::MetricSet;
 use slurm_gpu_exporter::slurmrestd::client::TokenSource;
