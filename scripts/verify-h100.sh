@@ -96,12 +96,17 @@ fi
 # scrape latency after 20 s. Then the same without NVML (gpu and jobs
 # collectors off), and what a bare nvmlInit costs any process, for the RSS
 # breakdown.
-serve() { # port log args...
-    local port=$1 log=$2; shift 2
+serve() { # log args...
+    local log=$1 port; shift
+    # A port free now (the kernel's pick), and the answer checked to be our agent's below.
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
     "$BIN" --log.level=slurm_gpu_exporter=debug node --slurm-node-name verify --collect-interval 1s \
         --web.listen-address 127.0.0.1:$port "$@" 2> "$log" &
     AGENT_PID=$!
     sleep 20
+    if ! kill -0 "$AGENT_PID" 2>/dev/null; then
+        echo "FAIL  agent on port $port exited at start:"; tail -5 "$log"; return
+    fi
     python3 - "$port" "$AGENT_PID" "$*" <<'PY'
 import sys, time, urllib.request
 port, pid, args = sys.argv[1], sys.argv[2], sys.argv[3]
@@ -110,6 +115,8 @@ for i in range(200):
     t = time.perf_counter()
     body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read()
     lat.append(time.perf_counter() - t)
+    if i == 0 and b'node="verify"' not in body:
+        sys.exit(f"FAIL  whatever answers on port {port} is not the agent started here")
     if i % 20 == 0:  # 10 collections apart from each other
         for line in body.decode().splitlines():
             if line.startswith("slurm_node_collector_duration_seconds"):
@@ -129,8 +136,8 @@ PY
     wait "$AGENT_PID" 2>/dev/null || true
 }
 {
-    serve 19343 "$WORK/agent-serve.log"
-    serve 19344 "$WORK/agent-serve-nonvml.log" --collector.gpu=false --collector.jobs=false
+    serve "$WORK/agent-serve.log"
+    serve "$WORK/agent-serve-nonvml.log" --collector.gpu=false --collector.jobs=false
     python3 - <<'PY'
 import ctypes
 def anon():

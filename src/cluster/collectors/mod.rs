@@ -17,6 +17,7 @@ use crate::exposition::MetricDesc;
 pub const METRICS: &[&[&MetricDesc]] = &[
     queue::METRICS,
     nodes::METRICS,
+    nodes::PER_NODE_METRICS,
     partitions::METRICS,
     fairshare::METRICS,
     scheduler::METRICS,

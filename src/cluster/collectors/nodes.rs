@@ -82,11 +82,15 @@ pub const CLUSTER_NODE_ALLOCATED_GPUS: MetricDesc = MetricDesc {
     labels: &["node"],
 };
 
-/// Every family this collector declares.
+/// The node counts and the state info.
 pub const METRICS: &[&MetricDesc] = &[
     &CLUSTER_NODES,
     &CLUSTER_NODES_WITH_FLAG,
     &CLUSTER_NODE_STATE_INFO,
+];
+
+/// The per-node families, declared together after the counts.
+pub const PER_NODE_METRICS: &[&MetricDesc] = &[
     &CLUSTER_NODE_CPUS,
     &CLUSTER_NODE_ALLOCATED_CPUS,
     &CLUSTER_NODE_MEMORY_BYTES,
@@ -119,16 +123,7 @@ pub fn collect(nodes: &[Node], set: &mut MetricSet) {
         set.add(&CLUSTER_NODES_WITH_FLAG, vec![("flag", flag)], n as f64);
     }
     set.declare(&CLUSTER_NODE_STATE_INFO);
-    for d in [
-        &CLUSTER_NODE_CPUS,
-        &CLUSTER_NODE_ALLOCATED_CPUS,
-        &CLUSTER_NODE_MEMORY_BYTES,
-        &CLUSTER_NODE_ALLOCATED_MEMORY_BYTES,
-        &CLUSTER_NODE_FREE_MEMORY_BYTES,
-        &CLUSTER_NODE_CPU_LOAD,
-        &CLUSTER_NODE_GPUS,
-        &CLUSTER_NODE_ALLOCATED_GPUS,
-    ] {
+    for d in PER_NODE_METRICS {
         set.declare(d);
     }
     for n in nodes {
